@@ -1,0 +1,5 @@
+#ifndef LOCKSTEP_CLIBGIT2_SHIM_H
+#define LOCKSTEP_CLIBGIT2_SHIM_H
+#include <git2.h>
+#include <git2/sys/refdb_backend.h>
+#endif
