@@ -79,7 +79,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "GitSourceTests", dependencies: ["GitSource"], swiftSettings: strict),
+        .testTarget(
+            name: "GitSourceTests",
+            dependencies: ["GitSource", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "TerraformRunnerTests", dependencies: ["TerraformRunner"], swiftSettings: strict),
         .testTarget(name: "LockstepCoreTests", dependencies: ["LockstepCore"], swiftSettings: strict),
     ]

@@ -1,0 +1,354 @@
+internal import CLibgit2
+import Foundation
+import Logging
+
+/// A bare mirror of the delivery repository, kept up to date by fetch, and every question
+/// Lockstep asks of it.
+///
+/// All libgit2 handles live inside this actor and never leave it: libgit2 objects are not safe
+/// to use from two threads at once, and an actor runs one call at a time. Nothing here relies on
+/// the mirror's `HEAD` (a bare clone's HEAD may name a branch that does not exist): every
+/// question names its branch or tag explicitly.
+public actor GitMirror {
+    /// Where the bare mirror lives on disk.
+    public nonisolated let path: String
+    public nonisolated let remote: Remote
+    private let logger: Logger
+    private var repository: Managed?
+    private var redactor: SecretRedactor
+
+    /// Name of the remote inside the mirror's configuration.
+    static let remoteName = "origin"
+    /// Branch tips and tags are mirrored under their own names; nothing else is fetched.
+    static let refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+
+    public init(remote: Remote, path: String, logger: Logger) {
+        self.remote = remote
+        self.path = path
+        var logger = logger
+        logger[metadataKey: "git.repository"] = .string(remote.redactedURL)
+        self.logger = logger
+        self.redactor = SecretRedactor(secrets: [remote.embeddedPassword].compactMap { $0 })
+    }
+
+    // MARK: Fetch
+
+    /// Creates the mirror if it does not exist yet, then fetches branches and tags with pruning.
+    ///
+    /// The report lists created, moved and deleted tags and changed branches. Refs are packed
+    /// after any fetch that changed something, so loose refs never pile up (thousands of loose
+    /// tag refs make every later fetch several times slower).
+    public func sync() throws(GitError) -> FetchReport {
+        do throws(GitError) {
+            _ = try remote.parsed()
+            let (repo, created) = try openOrCreate()
+            var report = try fetch(repo)
+            report.initialClone = created
+            if report.changed { try packRefs(repo) }
+            logger.debug("git fetch done", metadata: [
+                "git.tags.created": "\(report.createdTags.count)", "git.tags.moved": "\(report.movedTags.count)",
+                "git.tags.deleted": "\(report.deletedTags.count)", "git.branches.changed": "\(report.branches.count)",
+            ])
+            return report
+        } catch {
+            throw error.located(repository: remote.redactedURL, redactor: redactor)
+        }
+    }
+
+    private func openOrCreate() throws(GitError) -> (Managed, Bool) {
+        if let repository { return (repository, false) }
+        try ensureLibgit2()
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        let exists = fm.fileExists(atPath: path, isDirectory: &isDirectory)
+        if exists, isDirectory.boolValue, fm.fileExists(atPath: path + "/HEAD") {
+            let repo = try make("cannot open the mirror at \(path)", free: { git_repository_free($0) }) {
+                git_repository_open_ext($0, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue | GIT_REPOSITORY_OPEN_BARE.rawValue, nil)
+            }
+            try ensureRemote(repo)
+            repository = repo
+            return (repo, false)
+        }
+        if exists, (try? fm.contentsOfDirectory(atPath: path))?.isEmpty == false {
+            throw GitError(.io, "the mirror path \(path) exists and is not an empty directory or a git repository")
+        }
+        var options = git_repository_init_options()
+        git_repository_init_options_init(&options, UInt32(GIT_REPOSITORY_INIT_OPTIONS_VERSION))
+        options.flags = GIT_REPOSITORY_INIT_BARE.rawValue | GIT_REPOSITORY_INIT_MKPATH.rawValue
+        let repo = try make("cannot create the mirror at \(path)", free: { git_repository_free($0) }) {
+            git_repository_init_ext($0, path, &options)
+        }
+        let created = try make("cannot configure the mirror's remote", free: { git_remote_free($0) }) {
+            git_remote_create_with_fetchspec($0, repo.pointer, Self.remoteName, remote.url, Self.refspecs[0])
+        }
+        _ = created
+        try check(git_remote_add_fetch(repo.pointer, Self.remoteName, Self.refspecs[1]), "cannot configure the mirror's tag refspec")
+        repository = repo
+        return (repo, true)
+    }
+
+    /// Points the mirror's remote at the configured URL (the agent config may have changed).
+    private func ensureRemote(_ repo: Managed) throws(GitError) {
+        let existing = try make("the mirror has no remote \(Self.remoteName)", free: { git_remote_free($0) }) {
+            git_remote_lookup($0, repo.pointer, Self.remoteName)
+        }
+        let current = git_remote_url(existing.pointer).map { String(cString: $0) }
+        if current != remote.url {
+            try check(git_remote_set_url(repo.pointer, Self.remoteName, remote.url), "cannot update the mirror's remote URL")
+            logger.info("mirror remote URL changed to the configured one")
+        }
+    }
+
+    private func fetch(_ repo: Managed) throws(GitError) -> FetchReport {
+        let parsed = try remote.parsed()
+        let context = FetchContext(remote: remote, host: parsed.host, port: parsed.port)
+        if parsed.transport == .ssh {
+            guard let file = remote.knownHostsFile else {
+                throw GitError(.credentials, "an SSH remote needs a known_hosts file: unknown host keys are refused")
+            }
+            context.knownHosts = try KnownHosts(path: file)
+        }
+        // The remote is looked up again so that both refspecs configured above are in effect.
+        let handle = try make("cannot load the mirror's remote", free: { git_remote_free($0) }) {
+            git_remote_lookup($0, repo.pointer, Self.remoteName)
+        }
+        var options = git_fetch_options()
+        git_fetch_options_init(&options, UInt32(GIT_FETCH_OPTIONS_VERSION))
+        options.prune = GIT_FETCH_PRUNE
+        options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE
+        options.update_fetchhead = 0
+        options.callbacks.credentials = fetchCredentialsCallback
+        options.callbacks.certificate_check = fetchCertificateCallback
+        options.callbacks.update_tips = fetchUpdateTipsCallback
+        let payload = Unmanaged.passUnretained(context).toOpaque()
+        options.callbacks.payload = payload
+        let rc = withExtendedLifetime(context) {
+            git_remote_fetch(handle.pointer, nil, &options, "lockstep fetch")
+        }
+        if rc < 0 {
+            let fallback = lastError(rc, "fetch failed")
+            if let token = context.token { redactor.add(token) }
+            throw context.failure ?? fallback
+        }
+        if let token = context.token { redactor.add(token) }
+        return context.report()
+    }
+
+    private func packRefs(_ repo: Managed) throws(GitError) {
+        let refdb = try make("cannot open the mirror's ref database", free: { git_refdb_free($0) }) {
+            git_repository_refdb($0, repo.pointer)
+        }
+        try check(git_refdb_compress(refdb.pointer), "cannot pack the mirror's refs")
+    }
+
+    // MARK: Queries
+
+    private func openRepository() throws(GitError) -> Managed {
+        if let repository { return repository }
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: path + "/HEAD") else {
+            throw GitError(.notFound, "the mirror at \(path) does not exist yet: sync first", repository: remote.redactedURL)
+        }
+        return try openOrCreate().0
+    }
+
+    /// Runs `body` with the open repository, attaching the repository to any error.
+    func withRepository<T>(_ body: (Managed) throws(GitError) -> T) throws(GitError) -> T {
+        do throws(GitError) {
+            return try body(try openRepository())
+        } catch {
+            throw error.located(repository: remote.redactedURL, redactor: redactor)
+        }
+    }
+
+    /// The commit at the tip of `branch` (an explicit `refs/heads/` lookup, never HEAD).
+    public func branchTip(_ branch: String) throws(GitError) -> ObjectID {
+        try withRepository { repo throws(GitError) in try tip(of: branch, in: repo) }
+    }
+
+    private func tip(of branch: String, in repo: Managed) throws(GitError) -> ObjectID {
+        try RefName.validate(branch, kind: "branch")
+        var oid = git_oid()
+        try check(git_reference_name_to_id(&oid, repo.pointer, "refs/heads/" + branch), "branch not found", ref: branch)
+        return ObjectID(&oid)
+    }
+
+    /// Tags whose names match `glob` (libgit2 glob syntax, relative to `refs/tags/`) and, when
+    /// given, have exactly `components` slash-separated parts. The depth check matters because
+    /// libgit2's `*` also matches `/`: `staging/*` would otherwise match `staging/x/v1.0.0`.
+    public func tags(matching glob: String = "*", components: Int? = nil) throws(GitError) -> TagListing {
+        try validateGlob(glob)
+        return try withRepository { repo throws(GitError) in
+            let iterator = try make("cannot list tags", free: { git_reference_iterator_free($0) }) {
+                git_reference_iterator_glob_new($0, repo.pointer, "refs/tags/" + glob)
+            }
+            var listing = TagListing(tags: [], refused: [])
+            while true {
+                var reference: OpaquePointer?
+                let rc = git_reference_next(&reference, iterator.pointer)
+                if rc == GIT_ITEROVER.rawValue { break }
+                try check(rc, "cannot list tags")
+                guard let reference else { break }
+                let ref = Managed(reference, free: { git_reference_free($0) })
+                let fullName = String(cString: git_reference_name(ref.pointer))
+                let name = String(fullName.dropFirst("refs/tags/".count))
+                if let components, name.split(separator: "/", omittingEmptySubsequences: false).count != components {
+                    continue
+                }
+                if let problem = RefName.problem(with: name) {
+                    listing.refused.append(RefusedTag(displayName: RefName.displayable(name), reason: problem))
+                    continue
+                }
+                do throws(GitError) {
+                    listing.tags.append(try describe(ref, name: name, in: repo))
+                } catch {
+                    listing.refused.append(RefusedTag(displayName: RefName.displayable(name), reason: error.message))
+                }
+            }
+            listing.tags.sort { $0.name < $1.name }
+            return listing
+        }
+    }
+
+    private func validateGlob(_ glob: String) throws(GitError) {
+        let withoutStars = glob.replacingOccurrences(of: "*", with: "x")
+        if glob != "*", let problem = RefName.problem(with: withoutStars) {
+            throw GitError(.invalidPattern, "refused tag glob \(RefName.displayable(glob)): \(problem)")
+        }
+    }
+
+    /// The tag called `name`, peeled to its commit.
+    public func tag(named name: String) throws(GitError) -> TagInfo {
+        try RefName.validate(name, kind: "tag")
+        return try withRepository { repo throws(GitError) in
+            let ref = try make("tag not found", ref: name, free: { git_reference_free($0) }) {
+                git_reference_lookup($0, repo.pointer, "refs/tags/" + name)
+            }
+            return try describe(ref, name: name, in: repo)
+        }
+    }
+
+    private func describe(_ ref: Managed, name: String, in repo: Managed) throws(GitError) -> TagInfo {
+        let resolved = try make("cannot resolve tag", ref: name, free: { git_reference_free($0) }) {
+            git_reference_resolve($0, ref.pointer)
+        }
+        guard let targetOID = git_reference_target(resolved.pointer) else {
+            throw GitError(.notFound, "tag has no target", ref: name)
+        }
+        let target = ObjectID(targetOID)
+        let object = try make("cannot read the tag's object", ref: name, free: { git_object_free($0) }) {
+            git_object_lookup($0, repo.pointer, targetOID, GIT_OBJECT_ANY)
+        }
+        var annotation: TagAnnotation?
+        if git_object_type(object.pointer) == GIT_OBJECT_TAG {
+            annotation = readAnnotation(object)
+        }
+        var peeledPointer: OpaquePointer?
+        guard git_object_peel(&peeledPointer, object.pointer, GIT_OBJECT_COMMIT) == 0, let peeledPointer else {
+            throw GitError(.notACommit, "the tag does not point at a commit", ref: name)
+        }
+        let peeled = Managed(peeledPointer, free: { git_object_free($0) })
+        guard let commitOID = git_object_id(peeled.pointer),
+              let treeOID = git_commit_tree_id(peeled.pointer) else {
+            throw GitError(.notACommit, "the tag does not point at a commit", ref: name)
+        }
+        return TagInfo(name: name, target: target, commit: ObjectID(commitOID), tree: ObjectID(treeOID), annotation: annotation)
+    }
+
+    private func readAnnotation(_ tagObject: Managed) -> TagAnnotation {
+        // A git_object of type tag is a git_tag.
+        let tag = tagObject.pointer
+        var taggerName = "", taggerEmail = "", when = Date(timeIntervalSince1970: 0)
+        if let signature = git_tag_tagger(tag) {
+            taggerName = signature.pointee.name.map { String(cString: $0) } ?? ""
+            taggerEmail = signature.pointee.email.map { String(cString: $0) } ?? ""
+            when = Date(timeIntervalSince1970: TimeInterval(signature.pointee.when.time))
+        }
+        let rawMessage = git_tag_message(tag).map { String(cString: $0) } ?? ""
+        let split = RawTagObject.split(Array(rawMessage.utf8))
+        return TagAnnotation(taggerName: taggerName, taggerEmail: taggerEmail, taggedAt: when,
+                             message: String(decoding: split.payload, as: UTF8.self), signatureFormat: split.format)
+    }
+
+    /// `true` when `commit` is the tip of `branch` or one of its ancestors.
+    public func isReachable(_ commit: ObjectID, fromBranch branch: String) throws(GitError) -> Bool {
+        try withRepository { repo throws(GitError) in
+            var tipOID = try tip(of: branch, in: repo).gitOID
+            return try reachable(commit, from: &tipOID, in: repo)
+        }
+    }
+
+    private func reachable(_ commit: ObjectID, from tip: inout git_oid, in repo: Managed) throws(GitError) -> Bool {
+        var commitOID = commit.gitOID
+        let rc = git_graph_reachable_from_any(repo.pointer, &commitOID, &tip, 1)
+        try check(rc, "cannot compute reachability", ref: commit.hex)
+        return rc == 1
+    }
+
+    /// `true` when `commit` is on the first-parent chain of `branch` and has two or more parents:
+    /// it is the merge commit that a pull request produced, not a commit that reached the branch
+    /// some other way or sits on a merged side branch.
+    public func isMergeOnFirstParentChain(_ commit: ObjectID, branch: String) throws(GitError) -> Bool {
+        try withRepository { repo throws(GitError) in
+            var tipOID = try tip(of: branch, in: repo).gitOID
+            return try firstParentMerge(commit, tip: &tipOID, in: repo)
+        }
+    }
+
+    private func firstParentMerge(_ commit: ObjectID, tip: inout git_oid, in repo: Managed) throws(GitError) -> Bool {
+        var target = commit.gitOID
+        let commitObject = try make("commit not found", ref: commit.hex, free: { git_commit_free($0) }) {
+            git_commit_lookup($0, repo.pointer, &target)
+        }
+        guard git_commit_parentcount(commitObject.pointer) >= 2 else { return false }
+        let walk = try make("cannot walk history", free: { git_revwalk_free($0) }) { git_revwalk_new($0, repo.pointer) }
+        try check(git_revwalk_simplify_first_parent(walk.pointer), "cannot walk history")
+        try check(git_revwalk_push(walk.pointer, &tip), "cannot walk history")
+        var next = git_oid()
+        while true {
+            let rc = git_revwalk_next(&next, walk.pointer)
+            if rc == GIT_ITEROVER.rawValue { return false }
+            try check(rc, "cannot walk history")
+            if git_oid_equal(&next, &target) != 0 { return true }
+        }
+    }
+
+    /// Everything GitSource can tell about a release tag in one call: the tag peeled to its commit
+    /// and tree, and how that commit relates to the protected branch.
+    public func releaseFacts(tag name: String, protectedBranch branch: String) throws(GitError) -> ReleaseFacts {
+        let info = try tag(named: name)
+        return try withRepository { repo throws(GitError) in
+            let branchTip = try tip(of: branch, in: repo)
+            var tipOID = branchTip.gitOID
+            let isReachable = try reachable(info.commit, from: &tipOID, in: repo)
+            let isMerge = isReachable ? try firstParentMerge(info.commit, tip: &tipOID, in: repo) : false
+            return ReleaseFacts(tag: info, branchTip: branchTip, reachableFromBranch: isReachable, isMergeOnFirstParentChain: isMerge)
+        }
+    }
+
+    /// The raw tag object of `name`, split into signed payload and signature block, for
+    /// `ssh-keygen -Y verify` or `gpg --verify`.
+    public func rawTag(named name: String) throws(GitError) -> RawTagObject {
+        let info = try tag(named: name)
+        guard info.isAnnotated else {
+            throw GitError(.notAnnotated, "the tag is lightweight: it has no tag object to verify", ref: name)
+        }
+        return try withRepository { repo throws(GitError) in
+            let odb = try make("cannot open the object database", free: { git_odb_free($0) }) {
+                git_repository_odb($0, repo.pointer)
+            }
+            var oid = info.target.gitOID
+            let object = try make("cannot read the tag object", ref: name, free: { git_odb_object_free($0) }) {
+                git_odb_read($0, odb.pointer, &oid)
+            }
+            let size = git_odb_object_size(object.pointer)
+            guard let data = git_odb_object_data(object.pointer) else {
+                throw GitError(.libgit2, "the tag object has no data", ref: name)
+            }
+            let bytes = Array(UnsafeRawBufferPointer(start: data, count: size))
+            let split = RawTagObject.split(bytes)
+            return RawTagObject(name: name, id: info.target, payload: split.payload,
+                                signature: split.signature, signatureFormat: split.format)
+        }
+    }
+}
