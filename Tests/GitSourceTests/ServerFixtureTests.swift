@@ -47,6 +47,14 @@ struct ServerFixtureTests {
         #expect(refs.contains("\(second)\trefs/tags/staging/v1.0.0^{}"))
     }
 
+    @Test("cleanup() removes the scratch directory with every repository in it")
+    func fixtureCleanup() throws {
+        let (fixture, bare) = try makeRepository()
+        #expect(FileManager.default.fileExists(atPath: bare + "/HEAD"))
+        fixture.cleanup()
+        #expect(!FileManager.default.fileExists(atPath: fixture.scratch.path))
+    }
+
     @Test("symlink() commits a link verbatim, even one pointing outside the tree")
     func fixtureSymlink() throws {
         let fixture = try GitFixture()
@@ -146,6 +154,7 @@ struct ServerFixtureTests {
         let directory = server.directory
         do {
             defer { server.stop() }
+            #expect(!processIsGone(pid) && !processGroupIsGone(pid))
             #expect(server.knownHostsLine.hasPrefix("[127.0.0.1]:\(server.port) ssh-ed25519 AAAA"))
             #expect(server.wrongKnownHostsLine != server.knownHostsLine)
             #expect(server.url(for: bare) == "ssh://\(server.user)@127.0.0.1:\(server.port)\(bare)")
