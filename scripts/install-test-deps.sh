@@ -1,0 +1,37 @@
+#!/bin/sh
+# Installs what the GitSource tests need on Debian 12, as root, without prompts.
+# Idempotent: packages already installed are left alone, and the package index
+# is refreshed only when something is actually missing (keeps CI runs fast and
+# offline-capable once a machine is provisioned).
+set -eu
+
+PACKAGES="git libgit2-dev pkg-config openssh-server openssh-client python3"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps.sh: must run as root (it calls apt-get)" >&2
+    exit 1
+fi
+
+missing=""
+for pkg in $PACKAGES; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    case "$status" in
+        "install ok installed") ;;
+        *) missing="$missing $pkg" ;;
+    esac
+done
+
+if [ -n "$missing" ]; then
+    echo "install-test-deps.sh: installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get install -y -q --no-install-recommends $missing
+else
+    echo "install-test-deps.sh: all test dependencies present"
+fi
+
+# sshd's privilege-separation directory; the SSH test fixture needs it and a
+# fresh container does not have it until the service first starts.
+mkdir -p /run/sshd
+chmod 0755 /run/sshd
