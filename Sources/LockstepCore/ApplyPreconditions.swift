@@ -36,6 +36,7 @@ public struct ApplyFacts: Sendable, Hashable {
 
 /// One failed apply precondition.
 public struct ApplyPreconditionFailure: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A stable, machine-readable reason (a struct with static members, so it can grow).
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }

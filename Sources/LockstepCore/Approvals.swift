@@ -69,6 +69,7 @@ public struct ApprovalContext: Sendable, Hashable {
 
 /// Why an approval was refused. The refusal is recorded and audited like an approval.
 public struct ApprovalRefusal: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A stable, machine-readable reason (a struct with static members, so it can grow).
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }

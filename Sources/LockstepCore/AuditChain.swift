@@ -159,6 +159,7 @@ public struct AuditEntry: Sendable, Hashable, Codable {
 
 /// Where and why an audit chain is broken.
 public struct AuditBreak: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A stable, machine-readable reason (a struct with static members, so it can grow).
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }

@@ -32,6 +32,7 @@ public enum PromotionCheck: Sendable, Hashable {
 
 /// Why promotion is not (yet) allowed.
 public struct PromotionShortfall: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A stable, machine-readable reason (a struct with static members, so it can grow).
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }

@@ -38,6 +38,7 @@ public enum RunState: String, Sendable, Hashable, Codable, CaseIterable, CustomS
 
 /// Why a transition happened; stored with it and written to the audit log.
 public struct TransitionReason: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A stable, machine-readable reason (a struct with static members, so it can grow).
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }

@@ -59,6 +59,7 @@ public enum OperatorResolution: String, Sendable, Hashable, Codable {
 
 /// Something that needs a human's attention beyond a status line.
 public struct RunAlert: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A stable, machine-readable reason (a struct with static members, so it can grow).
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }

@@ -56,6 +56,7 @@ public struct TagRules: Sendable, Hashable, Codable {
 
 /// One reason a tag was rejected; recorded with the tag decision and shown in status and audit.
 public struct TagRejection: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// A stable, machine-readable reason (a struct with static members, so it can grow).
     public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
