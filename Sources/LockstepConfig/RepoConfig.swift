@@ -399,7 +399,10 @@ struct RepoParser {
             return nil
         }
         if program.contains("/") && !program.hasPrefix("/") {
-            if let problem = RelativePath.problem(program) {
+            // `./scripts/smoke.sh` is how a repo-relative program is written; the rest must
+            // pass the same check as every other repo path.
+            let relative = program.hasPrefix("./") ? String(program.dropFirst(2)) : program
+            if let problem = RelativePath.problem(relative) {
                 reader.fail(at.index(0), .unsafePath, problem, node)
                 return nil
             }
