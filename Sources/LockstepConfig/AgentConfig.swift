@@ -64,7 +64,8 @@ public struct AgentConfig: Sendable, Hashable {
         let parser = AgentParser(reader: reader, base: base)
         let config = parser.parse(root, file: file)
         if let config, reader.errors.isEmpty { return config }
-        throw ConfigErrors(reader.errors)
+        // Every refusal records an error; the fallback keeps "no config" from ever looking like success.
+        throw ConfigErrors(reader.errors.isEmpty ? [ConfigError(file: file, keyPath: "", expected: "a valid configuration", code: .invalidValue)] : reader.errors)
     }
 }
 

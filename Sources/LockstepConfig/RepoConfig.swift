@@ -35,7 +35,8 @@ public struct RepoConfig: Sendable, Hashable {
         guard let root = reader.document(yaml) else { throw ConfigErrors(reader.errors) }
         let config = RepoParser(reader: reader).parse(root, file: file)
         if let config, reader.errors.isEmpty { return config }
-        throw ConfigErrors(reader.errors)
+        // Every refusal records an error; the fallback keeps "no config" from ever looking like success.
+        throw ConfigErrors(reader.errors.isEmpty ? [ConfigError(file: file, keyPath: "", expected: "a valid configuration", code: .invalidValue)] : reader.errors)
     }
 
     /// Reads `lockstep.yaml` from an exported tree (or checkout) at `root`. The file itself
