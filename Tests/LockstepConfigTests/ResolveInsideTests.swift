@@ -119,3 +119,26 @@ struct ResolveInsideTests {
         }
     }
 }
+
+@Suite("checkConfiguration: what `lockstep config check` prints")
+struct ConfigCheckTests {
+    @Test("errors from the agent config, the repo config, the cross-check and the paths come out together")
+    func everythingAtOnce() throws {
+        let dir = try makeTempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let agentPath = dir + "/agent.yaml"
+        try agentYAML(prod: "approvals: 0").write(toFile: agentPath, atomically: true, encoding: .utf8)
+        let repo = dir + "/repo"
+        try FileManager.default.createDirectory(atPath: repo + "/app", withIntermediateDirectories: true)
+        try "projects:\n  app:\n    dir: app\n    environments:\n      qa: {var_files: [app/qa.tfvars]}\n".write(toFile: repo + "/lockstep.yaml", atomically: true, encoding: .utf8)
+
+        let errors = checkConfiguration(agentPath: agentPath, repoRoot: repo)
+        // The agent config is invalid, so no cross-check is possible, but the repo's own paths are still checked.
+        #expect(errors.map(\.keyPath) == ["environments.prod.approvals", "projects.app.environments.qa.var_files[0]"], "\(ConfigErrors(errors))")
+
+        try agentYAML().write(toFile: agentPath, atomically: true, encoding: .utf8)
+        let second = checkConfiguration(agentPath: agentPath, repoRoot: repo)
+        #expect(second.map(\.code) == [.unknownReference, .pathMissing], "\(ConfigErrors(second))")
+        #expect(checkConfiguration(agentPath: agentPath, repoRoot: nil).isEmpty)
+    }
+}
