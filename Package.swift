@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0", traits: []),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config. Only GitSource imports it.
@@ -43,6 +44,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Agent config (trust) and repo config (layout) parsed into validated types (SPEC §2).
+        .target(
+            name: "LockstepConfig",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "TerraformRunner",
             dependencies: [
@@ -56,6 +65,7 @@ let package = Package(
             name: "LockstepCommands",
             dependencies: [
                 "GitSource",
+                "LockstepConfig",
                 "LockstepCore",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -86,5 +96,6 @@ let package = Package(
         ),
         .testTarget(name: "TerraformRunnerTests", dependencies: ["TerraformRunner"], swiftSettings: strict),
         .testTarget(name: "LockstepCoreTests", dependencies: ["LockstepCore"], swiftSettings: strict),
+        .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig"], swiftSettings: strict),
     ]
 )
