@@ -115,8 +115,10 @@ public struct TerraformRunner: Sendable {
 
     // MARK: Paths
 
-    var cliConfigFile: URL { configuration.toolsDirectory.appendingPathComponent("terraform.tfrc") }
-    var homeDirectory: URL { configuration.toolsDirectory.appendingPathComponent("home") }
+    /// Where the CLI config is written (passed as `TF_CLI_CONFIG_FILE`).
+    public var cliConfigFile: URL { configuration.toolsDirectory.appendingPathComponent("terraform.tfrc") }
+    /// The HOME given to terraform: runner-owned, outside any exported tree.
+    public var homeDirectory: URL { configuration.toolsDirectory.appendingPathComponent("home") }
     var pluginCacheDirectory: URL { configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
 
     /// The CLI configuration this runner writes before every command.
