@@ -12,13 +12,13 @@ struct TerraformBenchmark: AsyncParsableCommand {
         abstract: "Benchmark the Terraform runner against a shell script doing the same commands."
     )
 
-    @Option(help: "Terraform binary (default: .tools/terraform/bin/terraform).")
+    @Option(help: "Terraform binary.")
     var terraform: String = ".tools/terraform/bin/terraform"
 
-    @Option(help: "Provider mirror directory (default: .tools/terraform/mirror).")
+    @Option(help: "Provider mirror directory.")
     var mirror: String = ".tools/terraform/mirror"
 
-    @Option(help: "Scratch directory (default: .bench/terraform).")
+    @Option(help: "Scratch directory.")
     var workDirectory: String = ".bench/terraform"
 
     @Option(help: "Comma-separated null_resource counts.")
@@ -30,7 +30,12 @@ struct TerraformBenchmark: AsyncParsableCommand {
     @Option(help: "null_resources in the plan whose JSON is parsed.")
     var parseResources: Int = 5000
 
-    func run() async throws {
+    mutating func run() async throws {
+        try await benchmark()
+    }
+
+    /// The measurement itself (callable directly, e.g. from a plain `main.swift`).
+    func benchmark() async throws {
         let fileManager = FileManager.default
         let work = URL(fileURLWithPath: workDirectory).standardizedFileURL
         try? fileManager.removeItem(at: work)
