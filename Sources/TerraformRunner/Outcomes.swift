@@ -1,0 +1,176 @@
+import Crypto
+import Foundation
+
+/// How a terraform command ended, classified at the edge (STYLE habit 8): a
+/// non-zero exit is data the reconciler decides on, not an exception.
+public enum CommandOutcome: Sendable, Equatable, CustomStringConvertible {
+    /// Exit 0 (or exit 2 of `plan -detailed-exitcode`: changes present).
+    case succeeded
+    /// `apply` refused a saved plan because the state moved since it was made.
+    case stalePlan
+    /// Another process holds the state lock; its id when terraform printed it.
+    case stateLocked(lockID: String?)
+    /// The runner's timeout fired; terraform was interrupted.
+    case timedOut
+    /// The calling task was cancelled; terraform was interrupted.
+    case cancelled
+    /// Any other failure (terraform's diagnostics are in the result's output).
+    case failed(exitCode: Int32)
+
+    public var description: String {
+        switch self {
+        case .succeeded: "succeeded"
+        case .stalePlan: "stale_plan"
+        case .stateLocked(let id): "state_locked(\(id ?? "unknown"))"
+        case .timedOut: "timed_out"
+        case .cancelled: "cancelled"
+        case .failed(let code): "failed(exit \(code))"
+        }
+    }
+
+    /// Retrying the same command later can help (lock held, timeout).
+    public var isRetryable: Bool {
+        switch self {
+        case .stateLocked, .timedOut: true
+        default: false
+        }
+    }
+
+    /// Reads terraform's exit code and (redacted) output.
+    static func classify(exitCode: Int32, interruption: Interruption?, output: String) -> CommandOutcome {
+        switch interruption {
+        case .timedOut: return .timedOut
+        case .cancelled: return .cancelled
+        case nil: break
+        }
+        if exitCode == 0 { return .succeeded }
+        if output.contains("Saved plan is stale") { return .stalePlan }
+        if output.contains("Error acquiring the state lock") {
+            return .stateLocked(lockID: lockID(in: output))
+        }
+        return .failed(exitCode: exitCode)
+    }
+
+    private static func lockID(in output: String) -> String? {
+        var sawLockInfo = false
+        for line in output.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("Lock Info:") { sawLockInfo = true; continue }
+            if sawLockInfo, trimmed.hasPrefix("ID:") {
+                let id = trimmed.dropFirst(3).trimmingCharacters(in: .whitespaces)
+                return id.isEmpty ? nil : id
+            }
+        }
+        return nil
+    }
+}
+
+/// The result of one terraform invocation.
+public struct CommandResult: Sendable {
+    public var outcome: CommandOutcome
+    /// Terraform's exit status (meaningless when interrupted).
+    public var exitCode: Int32
+    public var duration: Duration
+    /// The last lines of stdout+stderr, redacted, bounded by the runner's retention.
+    public var output: String
+    /// Bytes of output that were streamed to the sink but not retained.
+    public var droppedOutputBytes: Int
+}
+
+/// SHA-256 of a saved plan file's bytes; approvals quote it (SPEC §1).
+public struct PlanDigest: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// Lower-case hex.
+    public let hex: String
+
+    public init(hex: String) { self.hex = hex.lowercased() }
+
+    public var description: String { "sha256:\(hex)" }
+
+    /// Digest of the file at `url`, read in chunks.
+    public static func of(fileAt url: URL) throws -> PlanDigest {
+        guard let handle = try? FileHandle(forReadingFrom: url) else {
+            throw TerraformRunnerError(.planFileMissing, "the plan file does not exist or cannot be read")
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        do {
+            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                hasher.update(data: chunk)
+            }
+        } catch {
+            throw TerraformRunnerError(.fileSystem, "the plan file could not be read")
+        }
+        return PlanDigest(hex: hasher.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+}
+
+/// `plan -detailed-exitcode` read as data (0 no changes, 2 changes present).
+public enum PlanChanges: String, Sendable, Equatable, Codable {
+    case noChanges = "no_changes"
+    case changesPresent = "changes_present"
+}
+
+/// A plan file terraform wrote, with its digest taken right after.
+public struct SavedPlan: Sendable, Equatable {
+    public var file: URL
+    public var digest: PlanDigest
+    public var changes: PlanChanges
+}
+
+/// The result of `plan -out`.
+public struct PlanResult: Sendable {
+    public var command: CommandResult
+    /// Present when the plan succeeded.
+    public var plan: SavedPlan?
+}
+
+/// A saved plan read back for review and checks.
+public struct ShownPlan: Sendable {
+    public var summary: PlanSummary
+    /// `show -json` with every sensitive value and known secret redacted:
+    /// the only form of the JSON Lockstep keeps.
+    public var redactedJSON: Data
+    /// Terraform's own `show` text of the saved plan, redacted, for reviewers.
+    public var rendering: String
+}
+
+/// One diagnostic from `validate -json`.
+public struct Diagnostic: Sendable, Equatable, Codable {
+    public var severity: String
+    public var summary: String
+    public var detail: String?
+    public var filename: String?
+    public var line: Int?
+}
+
+/// The result of `init -backend=false` + `validate -json`.
+public struct ValidationResult: Sendable {
+    public var initialization: CommandResult
+    /// Nil when init failed (validate was not run).
+    public var validation: CommandResult?
+    public var valid: Bool
+    public var diagnostics: [Diagnostic]
+}
+
+/// What `version -json` reported.
+public struct TerraformVersion: Sendable, Equatable, Codable {
+    /// The binary's file name (`terraform` or `tofu`).
+    public var tool: String
+    /// E.g. `1.0.3`.
+    public var version: String
+    public var platform: String?
+
+    /// Major, minor and patch numbers (missing parts are 0).
+    public var components: (major: Int, minor: Int, patch: Int) {
+        let numbers = version.split(separator: "-").first.map {
+            $0.split(separator: ".").map { Int($0) ?? 0 }
+        } ?? []
+        return (numbers.first ?? 0, numbers.count > 1 ? numbers[1] : 0, numbers.count > 2 ? numbers[2] : 0)
+    }
+
+    /// True when this version is at least `major.minor`.
+    public func isAtLeast(_ major: Int, _ minor: Int) -> Bool {
+        let parts = components
+        return parts.major > major || (parts.major == major && parts.minor >= minor)
+    }
+}

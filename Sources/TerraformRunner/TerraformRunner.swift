@@ -1,0 +1,478 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Drives the `terraform` (or `tofu`) CLI for one agent: init, plan, show,
+/// apply of a saved plan, validate. Never parses HCL, never runs a shell.
+///
+/// Invariants that protect production:
+/// - Every process gets an environment built from nothing (``environment(for:)``):
+///   the daemon's own variables (`TF_CLI_ARGS*`, `TF_LOG`, `TF_CLI_CONFIG_FILE`,
+///   cloud credentials of other environments) never reach terraform.
+/// - The CLI config is written by the runner outside the exported tree and always
+///   names an explicit provider installation; committed `.terraform/` and
+///   `terraform.d/` folders are removed before init, so provider binaries from
+///   the delivery repo are never executed.
+/// - Only saved plans are applied, after their digest is re-checked, and the plan
+///   file is deleted after apply whatever happens, so it can never be applied twice.
+/// - Everything that leaves (streamed lines, retained output, renderings, stored
+///   JSON, errors) passes through a ``Redactor`` holding the credential values of
+///   that invocation.
+public struct TerraformRunner: Sendable {
+    /// How this agent runs terraform.
+    public struct Configuration: Sendable {
+        /// Absolute path of the `terraform` or `tofu` binary.
+        public var executable: URL
+        /// Runner-owned directory outside any exported tree: holds the CLI
+        /// config, the plugin cache and the HOME given to terraform.
+        public var toolsDirectory: URL
+        /// Where providers come from.
+        public var providerInstallation: CLIConfiguration.ProviderInstallation
+        /// Share a provider cache between runs (inits that use it are serialised).
+        public var usesPluginCache: Bool
+        /// PATH given to terraform (local-exec provisioners see only this).
+        public var searchPath: String
+        /// Time between SIGINT and SIGKILL of the process group.
+        public var gracePeriod: Duration
+        /// Bytes of output kept in memory per command (the rest is only streamed).
+        public var retainedOutputBytes: Int
+        /// Longest line handed to a sink before it is split.
+        public var maxLineBytes: Int
+        /// Largest `show -json` / rendering accepted.
+        public var maxCapturedBytes: Int
+        /// `-lock-timeout` passed to plan and apply.
+        public var lockTimeout: Duration
+
+        public init(
+            executable: URL,
+            toolsDirectory: URL,
+            providerInstallation: CLIConfiguration.ProviderInstallation,
+            usesPluginCache: Bool = true,
+            searchPath: String = "/usr/bin:/bin",
+            gracePeriod: Duration = .seconds(30),
+            retainedOutputBytes: Int = 256 * 1024,
+            maxLineBytes: Int = 64 * 1024,
+            maxCapturedBytes: Int = 512 * 1024 * 1024,
+            lockTimeout: Duration = .zero
+        ) {
+            self.executable = executable
+            self.toolsDirectory = toolsDirectory
+            self.providerInstallation = providerInstallation
+            self.usesPluginCache = usesPluginCache
+            self.searchPath = searchPath
+            self.gracePeriod = gracePeriod
+            self.retainedOutputBytes = retainedOutputBytes
+            self.maxLineBytes = maxLineBytes
+            self.maxCapturedBytes = maxCapturedBytes
+            self.lockTimeout = lockTimeout
+        }
+    }
+
+    /// What one command runs with.
+    public struct Invocation: Sendable {
+        /// Terraform's working directory (the project folder of the run).
+        public var directory: URL
+        /// Non-secret variables (e.g. `TF_VAR_region`). Only `TF_VAR_*`,
+        /// `TF_WORKSPACE` and non-`TF_` names are accepted.
+        public var environment: [String: String]
+        /// Credential variables of the environment: passed to terraform and
+        /// their values redacted from everything.
+        public var credentials: [String: String]
+        /// Further values to redact (e.g. known sensitive variable values).
+        public var secrets: Set<String>
+        /// Interrupt terraform (SIGINT, then SIGKILL after the grace period).
+        public var timeout: Duration?
+        /// Receives redacted output line by line.
+        public var output: any TerraformOutputSink
+
+        public init(
+            directory: URL,
+            environment: [String: String] = [:],
+            credentials: [String: String] = [:],
+            secrets: Set<String> = [],
+            timeout: Duration? = nil,
+            output: any TerraformOutputSink = DiscardingOutputSink()
+        ) {
+            self.directory = directory
+            self.environment = environment
+            self.credentials = credentials
+            self.secrets = secrets
+            self.timeout = timeout
+            self.output = output
+        }
+
+        /// Redacts the credential values and extra secrets of this invocation.
+        public var redactor: Redactor { Redactor(secrets: Array(credentials.values) + Array(secrets)) }
+    }
+
+    public let configuration: Configuration
+    private let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    // MARK: Paths
+
+    /// Where the CLI config is written (passed as `TF_CLI_CONFIG_FILE`).
+    public var cliConfigFile: URL { configuration.toolsDirectory.appendingPathComponent("terraform.tfrc") }
+    /// The HOME given to terraform: runner-owned, outside any exported tree.
+    public var homeDirectory: URL { configuration.toolsDirectory.appendingPathComponent("home") }
+    var pluginCacheDirectory: URL { configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
+
+    /// The CLI configuration this runner writes before every command.
+    public var cliConfiguration: CLIConfiguration {
+        CLIConfiguration(
+            providerInstallation: configuration.providerInstallation,
+            pluginCacheDirectory: configuration.usesPluginCache ? pluginCacheDirectory : nil
+        )
+    }
+
+    /// Creates a fresh private run directory (mode 0700) under `parent`.
+    ///
+    /// Plan files and exported trees hold secrets; other local users must not
+    /// read them (SPEC §8).
+    public static func makeRunDirectory(under parent: URL, name: String = UUID().uuidString) throws -> URL {
+        let url = parent.appendingPathComponent(name, isDirectory: true)
+        do {
+            try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: url.path)
+        } catch {
+            throw TerraformRunnerError(.fileSystem, "cannot create a run directory")
+        }
+        return url
+    }
+
+    // MARK: Commands
+
+    /// `terraform version -json`: which tool and version this agent runs.
+    public func version() async throws -> TerraformVersion {
+        let invocation = Invocation(directory: try prepareTools(), timeout: .seconds(60))
+        let result = try await execute(["version", "-json"], invocation, command: "version", capture: true)
+        guard result.command.outcome == .succeeded, let data = result.stdout else {
+            throw failure("terraform version", result.command)
+        }
+        struct Raw: Decodable {
+            var terraform_version: String
+            var platform: String?
+        }
+        guard let raw = try? JSONDecoder().decode(Raw.self, from: data) else {
+            throw TerraformRunnerError(.malformedOutput, "terraform version -json could not be decoded")
+        }
+        return TerraformVersion(
+            tool: configuration.executable.lastPathComponent, version: raw.terraform_version, platform: raw.platform)
+    }
+
+    /// `terraform init -input=false` in the invocation's directory.
+    ///
+    /// Committed `.terraform/` and `terraform.d/` folders are removed first: a
+    /// provider binary in either would otherwise be a way for the delivery repo
+    /// to run code on the agent. Inits sharing the plugin cache are serialised,
+    /// because terraform's cache is not safe for concurrent writers.
+    public func initialize(
+        _ invocation: Invocation, backend: Bool = true, backendConfigFiles: [URL] = []
+    ) async throws -> CommandResult {
+        _ = try prepareTools()
+        for name in [".terraform", "terraform.d"] {
+            let url = invocation.directory.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: url.path) {
+                logger.info("removing committed folder before init", metadata: ["terraform.folder": "\(name)"])
+                do { try FileManager.default.removeItem(at: url) } catch {
+                    throw TerraformRunnerError(.fileSystem, "cannot remove a committed \(name) folder")
+                }
+            }
+        }
+        var arguments = ["init", "-input=false", "-no-color", "-backend=\(backend)"]
+        arguments += backendConfigFiles.map { "-backend-config=\($0.path)" }
+        if configuration.usesPluginCache {
+            let lock = PluginCacheLocks.lock(for: pluginCacheDirectory.path)
+            await lock.acquire()
+            do {
+                let result = try await execute(arguments, invocation, command: "init").command
+                await lock.release()
+                return result
+            } catch {
+                await lock.release()
+                throw error
+            }
+        }
+        return try await execute(arguments, invocation, command: "init").command
+    }
+
+    /// `terraform plan -out PLANFILE -detailed-exitcode`; returns the plan file and its digest.
+    ///
+    /// The plan file is created 0600 before terraform writes into it (terraform
+    /// keeps an existing file's mode) and its directory must not be readable by
+    /// others: a plan holds state and variable values.
+    public func plan(
+        _ invocation: Invocation, planFile: URL, varFiles: [URL] = [], destroy: Bool = false
+    ) async throws -> PlanResult {
+        _ = try prepareTools()
+        try ensurePrivate(directory: planFile.deletingLastPathComponent())
+        try? FileManager.default.removeItem(at: planFile)
+        guard FileManager.default.createFile(atPath: planFile.path, contents: nil, attributes: [.posixPermissions: 0o600])
+        else { throw TerraformRunnerError(.fileSystem, "cannot create the plan file") }
+        var arguments = ["plan", "-input=false", "-no-color", "-detailed-exitcode", "-lock-timeout=\(seconds(configuration.lockTimeout))s"]
+        arguments += varFiles.map { "-var-file=\($0.path)" }
+        if destroy { arguments.append("-destroy") }
+        arguments.append("-out=\(planFile.path)")
+        var command = try await execute(arguments, invocation, command: "plan").command
+        var changes: PlanChanges?
+        if command.outcome == .failed(exitCode: 2) {
+            command.outcome = .succeeded
+            changes = .changesPresent
+        } else if command.outcome == .succeeded {
+            changes = .noChanges
+        }
+        guard let changes else {
+            try? FileManager.default.removeItem(at: planFile)
+            return PlanResult(command: command, plan: nil)
+        }
+        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: planFile.path)
+        let digest = try PlanDigest.of(fileAt: planFile)
+        logger.info("plan saved", metadata: ["plan.digest": "\(digest.hex)", "plan.changes": "\(changes.rawValue)"])
+        return PlanResult(command: command, plan: SavedPlan(file: planFile, digest: digest, changes: changes))
+    }
+
+    /// `show -json` parsed into a summary and redacted, plus terraform's
+    /// human rendering of the saved plan, redacted.
+    public func show(_ invocation: Invocation, planFile: URL) async throws -> ShownPlan {
+        _ = try prepareTools()
+        guard FileManager.default.fileExists(atPath: planFile.path) else {
+            throw TerraformRunnerError(.planFileMissing, "the plan file does not exist")
+        }
+        let json = try await execute(["show", "-json", "-no-color", planFile.path], invocation, command: "show", capture: true)
+        guard json.command.outcome == .succeeded, let raw = json.stdout else { throw failure("terraform show -json", json.command) }
+        let summary = try PlanSummary(planJSON: raw)
+        let (structurallyRedacted, learned) = try PlanJSONRedaction.redact(raw)
+        let redactor = invocation.redactor.adding(learned)
+        let redactedJSON = Data(redactor.redact(String(decoding: structurallyRedacted, as: UTF8.self)).utf8)
+
+        var textInvocation = invocation
+        textInvocation.secrets.formUnion(learned)
+        let text = try await execute(["show", "-no-color", planFile.path], textInvocation, command: "show", capture: true)
+        guard text.command.outcome == .succeeded, let rendered = text.stdout else { throw failure("terraform show", text.command) }
+        let rendering = redactor.redact(String(decoding: rendered, as: UTF8.self))
+        return ShownPlan(summary: summary, redactedJSON: redactedJSON, rendering: rendering)
+    }
+
+    /// Applies a saved plan, only if its bytes still have `expectedDigest`.
+    ///
+    /// The plan file is deleted when this returns or throws, whatever the
+    /// outcome: a plan can be applied at most once (SPEC §8, replay).
+    public func apply(_ invocation: Invocation, planFile: URL, expectedDigest: PlanDigest) async throws -> CommandResult {
+        defer { try? FileManager.default.removeItem(at: planFile) }
+        _ = try prepareTools()
+        let actual = try PlanDigest.of(fileAt: planFile)
+        guard actual == expectedDigest else {
+            logger.error("plan digest mismatch: refusing to apply",
+                         metadata: ["plan.digest.expected": "\(expectedDigest.hex)", "plan.digest.actual": "\(actual.hex)"])
+            throw TerraformRunnerError(.planDigestMismatch, "the plan file does not match the approved digest",
+                                       context: ["expected": expectedDigest.hex, "actual": actual.hex])
+        }
+        let arguments = ["apply", "-input=false", "-no-color", "-lock-timeout=\(seconds(configuration.lockTimeout))s", planFile.path]
+        return try await execute(arguments, invocation, command: "apply").command
+    }
+
+    /// `init -backend=false` then `validate -json`: terraform's diagnostics as data.
+    public func validate(_ invocation: Invocation) async throws -> ValidationResult {
+        let initialization = try await initialize(invocation, backend: false)
+        guard initialization.outcome == .succeeded else {
+            return ValidationResult(initialization: initialization, validation: nil, valid: false, diagnostics: [])
+        }
+        let result = try await execute(["validate", "-json", "-no-color"], invocation, command: "validate", capture: true)
+        struct Raw: Decodable {
+            struct Position: Decodable { var line: Int? }
+            struct Range: Decodable {
+                var filename: String?
+                var start: Position?
+            }
+            struct RawDiagnostic: Decodable {
+                var severity: String
+                var summary: String
+                var detail: String?
+                var range: Range?
+            }
+            var valid: Bool
+            var diagnostics: [RawDiagnostic]
+        }
+        guard let data = result.stdout, let raw = try? JSONDecoder().decode(Raw.self, from: data) else {
+            if result.command.outcome == .timedOut || result.command.outcome == .cancelled {
+                return ValidationResult(initialization: initialization, validation: result.command, valid: false, diagnostics: [])
+            }
+            throw TerraformRunnerError(.malformedOutput, "terraform validate -json could not be decoded")
+        }
+        let redactor = invocation.redactor
+        let diagnostics = raw.diagnostics.map {
+            Diagnostic(severity: $0.severity, summary: redactor.redact($0.summary), detail: $0.detail.map(redactor.redact),
+                       filename: $0.range?.filename, line: $0.range?.start?.line)
+        }
+        return ValidationResult(initialization: initialization, validation: result.command, valid: raw.valid, diagnostics: diagnostics)
+    }
+
+    // MARK: Environment
+
+    /// Names a caller may never set: each would let someone other than
+    /// Lockstep steer terraform (extra CLI arguments, another CLI config or
+    /// plugin source, a provider to attach to, debug logs that print secrets).
+    static func isForbidden(_ name: String) -> Bool {
+        if ["PATH", "HOME", "CHECKPOINT_DISABLE"].contains(name) { return true }
+        if name.hasPrefix("TF_") {
+            return !(name.hasPrefix("TF_VAR_") || name.hasPrefix("TF_TOKEN_") || name == "TF_WORKSPACE")
+        }
+        return false
+    }
+
+    /// The complete environment of a terraform process: what the invocation
+    /// passes plus what the runner decides, nothing from `ProcessInfo`.
+    func environment(for invocation: Invocation) throws -> [String: String] {
+        var environment: [String: String] = [:]
+        for (name, value) in invocation.environment.merging(invocation.credentials, uniquingKeysWith: { _, credential in credential }) {
+            let validName = !name.isEmpty && name.utf8.allSatisfy { $0 == UInt8(ascii: "_") || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
+            guard validName, !Self.isForbidden(name), !value.utf8.contains(0) else {
+                throw TerraformRunnerError(.forbiddenEnvironmentVariable,
+                                           "an environment variable that steers terraform cannot be passed",
+                                           context: ["variable": validName ? name : "(invalid name)"])
+            }
+            environment[name] = value
+        }
+        environment["PATH"] = configuration.searchPath
+        environment["HOME"] = homeDirectory.path
+        environment["TF_CLI_CONFIG_FILE"] = cliConfigFile.path
+        environment["TF_IN_AUTOMATION"] = "1"
+        environment["TF_INPUT"] = "0"
+        environment["CHECKPOINT_DISABLE"] = "1"
+        return environment
+    }
+
+    // MARK: Internals
+
+    /// Creates the tools directory (0700), HOME and plugin cache, and writes
+    /// the CLI config. Returns the tools directory.
+    @discardableResult
+    func prepareTools() throws -> URL {
+        let fileManager = FileManager.default
+        do {
+            for url in [configuration.toolsDirectory, homeDirectory, pluginCacheDirectory] {
+                try fileManager.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+        } catch {
+            throw TerraformRunnerError(.fileSystem, "cannot create the runner's tools directory")
+        }
+        try cliConfiguration.write(to: cliConfigFile)
+        guard fileManager.isExecutableFile(atPath: configuration.executable.path) else {
+            throw TerraformRunnerError(.executableNotFound, "the configured terraform binary is not executable",
+                                       context: ["executable": configuration.executable.path])
+        }
+        return configuration.toolsDirectory
+    }
+
+    private func ensurePrivate(directory: URL) throws {
+        let fileManager = FileManager.default
+        if !fileManager.fileExists(atPath: directory.path) {
+            do {
+                try fileManager.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw TerraformRunnerError(.fileSystem, "cannot create the plan directory")
+            }
+        }
+        let attributes = try? fileManager.attributesOfItem(atPath: directory.path)
+        let mode = (attributes?[.posixPermissions] as? NSNumber)?.intValue ?? 0o777
+        guard mode & 0o077 == 0 else {
+            throw TerraformRunnerError(.insecurePermissions, "the plan directory is accessible to other users; it must be 0700",
+                                       context: ["mode": String(mode, radix: 8)])
+        }
+    }
+
+    private func seconds(_ duration: Duration) -> Int64 { duration.components.seconds }
+
+    private struct Execution {
+        var command: CommandResult
+        var stdout: Data?
+    }
+
+    private func execute(
+        _ arguments: [String], _ invocation: Invocation, command: String, capture: Bool = false
+    ) async throws -> Execution {
+        let environment = try environment(for: invocation)
+        let redactor = invocation.redactor
+        var logger = self.logger
+        logger[metadataKey: "terraform.command"] = "\(command)"
+        logger.info("terraform started", metadata: ["terraform.directory": "\(invocation.directory.path)"])
+        let result = try await ProcessExecution.run(ProcessRequest(
+            executable: configuration.executable.path,
+            arguments: arguments,
+            directory: invocation.directory,
+            environment: environment,
+            timeout: invocation.timeout,
+            gracePeriod: configuration.gracePeriod,
+            captureStdoutLimit: capture ? configuration.maxCapturedBytes : nil,
+            retainedBytes: configuration.retainedOutputBytes,
+            maxLineBytes: configuration.maxLineBytes,
+            redactor: redactor,
+            sink: invocation.output
+        ))
+        if result.stdoutOverflowed {
+            throw TerraformRunnerError(.outputTooLarge, "terraform printed more than the configured limit",
+                                       context: ["limit": "\(configuration.maxCapturedBytes)"])
+        }
+        let outcome = CommandOutcome.classify(exitCode: result.exitCode, interruption: result.interruption, output: result.tail)
+        logger.info("terraform finished", metadata: [
+            "terraform.outcome": "\(outcome)",
+            "terraform.exit_code": "\(result.exitCode)",
+            "terraform.duration_ms": "\(result.duration.components.seconds * 1000 + result.duration.components.attoseconds / 1_000_000_000_000_000)",
+        ])
+        return Execution(
+            command: CommandResult(outcome: outcome, exitCode: result.exitCode, duration: result.duration,
+                                   output: result.tail, droppedOutputBytes: result.droppedBytes),
+            stdout: result.stdout
+        )
+    }
+
+    private func failure(_ what: String, _ command: CommandResult) -> TerraformRunnerError {
+        let code: TerraformRunnerError.Code = command.outcome == .timedOut || command.outcome == .cancelled
+            ? TerraformRunnerError.Code(command.outcome.description) : .commandFailed
+        // The output is already redacted; it goes to debugDescription only.
+        return TerraformRunnerError(code, "\(what) did not succeed (\(command.outcome))",
+                                    context: ["output": String(command.output.suffix(2000))])
+    }
+}
+
+/// One async mutex per plugin cache directory in this process.
+enum PluginCacheLocks {
+    private static let locks = Mutex<[String: AsyncLock]>([:])
+
+    static func lock(for path: String) -> AsyncLock {
+        locks.withLock { locks in
+            if let lock = locks[path] { return lock }
+            let lock = AsyncLock()
+            locks[path] = lock
+            return lock
+        }
+    }
+}
+
+/// A FIFO async lock (actors alone are re-entrant across awaits).
+actor AsyncLock {
+    private var held = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        if !held {
+            held = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            held = false
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+}
