@@ -1,0 +1,95 @@
+import Testing
+@testable import GitSource
+
+@Suite("Reachability from the protected branch")
+struct ReachabilityTests {
+    @Test("reachable and merge-commit facts for every kind of commit in a PR history")
+    func facts() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let h = try makeMergedHistory(fixture)
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        let id = { (hex: String) in ObjectID(hex: hex)! }
+
+        // (commit, reachable from main, merge commit on main's first-parent chain)
+        let table: [(String, String, Bool, Bool)] = [
+            ("base commit", h.base, true, false),
+            ("commit on a merged PR branch", h.featureCommit, true, false),
+            ("the PR merge commit", h.merge, true, true),
+            ("commit on an unmerged branch", h.unmerged, false, false),
+            ("commit pushed directly to main (the tip)", h.fastForward, true, false),
+        ]
+        for (label, commit, reachable, merge) in table {
+            #expect(try await mirror.isReachable(id(commit), fromBranch: "main") == reachable, "\(label)")
+            #expect(try await mirror.isMergeOnFirstParentChain(id(commit), branch: "main") == merge, "\(label)")
+        }
+    }
+
+    @Test("the branch tip itself is reachable, and a merge at the tip is on the first-parent chain")
+    func sameCommitEdgeCase() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let h = try makeMergedHistory(fixture)
+        try fixture.git("reset", "-q", "--hard", h.merge)
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        let merge = ObjectID(hex: h.merge)!
+        #expect(try await mirror.branchTip("main") == merge)
+        #expect(try await mirror.isReachable(merge, fromBranch: "main"))
+        #expect(try await mirror.isMergeOnFirstParentChain(merge, branch: "main"))
+    }
+
+    @Test("a merge commit of main into a feature branch is not on main's first-parent chain")
+    func mergeOnSideBranch() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let h = try makeMergedHistory(fixture)
+        try fixture.checkout("unmerged")
+        let sideMerge = try fixture.merge("main", noFF: true, message: "sync main into branch")
+        try fixture.checkout("main")
+        try fixture.branch("feature2", at: "unmerged")
+        try fixture.checkout("feature2")
+        try fixture.checkout("main")
+        _ = try fixture.merge("feature2", noFF: true, message: "Merge pull request #2")
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        let side = ObjectID(hex: sideMerge)!
+        #expect(try await mirror.isReachable(side, fromBranch: "main"))
+        #expect(try await mirror.isMergeOnFirstParentChain(side, branch: "main") == false)
+        _ = h
+    }
+
+    @Test("release facts for a tag on an unmerged commit say it is not reachable")
+    func releaseFactsUnmerged() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let h = try makeMergedHistory(fixture)
+        try fixture.tag("prod/v9.0.0", annotated: true, message: "sneaky", at: h.unmerged)
+        try fixture.tag("prod/v1.0.0", annotated: true, message: "good", at: h.merge)
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        let sneaky = try await mirror.releaseFacts(tag: "prod/v9.0.0", protectedBranch: "main")
+        #expect(!sneaky.reachableFromBranch && !sneaky.isMergeOnFirstParentChain)
+        let good = try await mirror.releaseFacts(tag: "prod/v1.0.0", protectedBranch: "main")
+        #expect(good.reachableFromBranch && good.isMergeOnFirstParentChain)
+        #expect(good.tag.commit.hex == h.merge)
+        #expect(good.branchTip.hex == h.fastForward)
+    }
+
+    @Test("an unknown or hostile branch name is refused")
+    func badBranch() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let h = try makeMergedHistory(fixture)
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        let missing = try await #require(throws: GitError.self) { try await mirror.branchTip("release") }
+        #expect(missing.code == .notFound)
+        #expect(missing.ref == "release")
+        let hostile = try await #require(throws: GitError.self) {
+            try await mirror.isReachable(ObjectID(hex: h.base)!, fromBranch: "main\n../x")
+        }
+        #expect(hostile.code == .invalidRefName)
+    }
+}

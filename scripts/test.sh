@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian 12 (run as root), builds, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-deps.sh
+bash scripts/install-terraform.sh
+swift build --build-tests
+swift test --skip-build
