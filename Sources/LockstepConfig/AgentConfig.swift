@@ -657,13 +657,7 @@ struct AgentParser {
     }
 
     func applyWindows(_ node: Node, _ at: KeyPath) -> [ApplyWindow]? {
-        guard let items = reader.sequence(node, at, "a list of windows `{days: [mon-fri], from: \"09:00\", to: \"17:00\", timezone: UTC}`") else { return nil }
-        var out: [ApplyWindow] = []
-        var ok = true
-        for (i, item) in items.enumerated() {
-            if let w = applyWindow(item, at.index(i)) { out.append(w) } else { ok = false }
-        }
-        return ok ? out : nil
+        reader.list(node, at, "a list of windows `{days: [mon-fri], from: \"09:00\", to: \"17:00\", timezone: UTC}`", applyWindow)
     }
 
     private func applyWindow(_ node: Node, _ at: KeyPath) -> ApplyWindow? {

@@ -340,23 +340,11 @@ struct RepoParser {
     }
 
     private func paths(_ node: Node, _ at: KeyPath, _ what: String) -> [RelativePath]? {
-        guard let items = reader.sequence(node, at, "a list of \(what) relative to the repository root") else { return nil }
-        var out: [RelativePath] = []
-        var ok = true
-        for (i, item) in items.enumerated() {
-            if let p = path(item, at.index(i), "a path") { out.append(p) } else { ok = false }
-        }
-        return ok ? out : nil
+        reader.list(node, at, "a list of \(what) relative to the repository root") { item, here in path(item, here, "a path") }
     }
 
     private func verifyCommands(_ node: Node, _ at: KeyPath) -> [VerifyCommand]? {
-        guard let items = reader.sequence(node, at, "a list of commands, each an argv list or `{argv: [...], timeout: 2m}`") else { return nil }
-        var out: [VerifyCommand] = []
-        var ok = true
-        for (i, item) in items.enumerated() {
-            if let c = verifyCommand(item, at.index(i)) { out.append(c) } else { ok = false }
-        }
-        return ok ? out : nil
+        reader.list(node, at, "a list of commands, each an argv list or `{argv: [...], timeout: 2m}`", verifyCommand)
     }
 
     private func verifyCommand(_ node: Node, _ at: KeyPath) -> VerifyCommand? {

@@ -167,14 +167,20 @@ final class Reader {
         return nil
     }
 
-    func stringList(_ node: Node, _ path: KeyPath, _ what: String) -> [String]? {
-        guard let items = sequence(node, path, "a list of \(what)") else { return nil }
-        var out: [String] = []
+    /// Reads a list, every element with `element`, so that the errors of all bad elements are
+    /// reported at once; `nil` when the node is not a list or any element failed.
+    func list<T>(_ node: Node, _ path: KeyPath, _ what: String, _ element: (Node, KeyPath) -> T?) -> [T]? {
+        guard let items = sequence(node, path, what) else { return nil }
+        var out: [T] = []
         var ok = true
         for (i, item) in items.enumerated() {
-            if let s = string(item, path.index(i), what) { out.append(s) } else { ok = false }
+            if let value = element(item, path.index(i)) { out.append(value) } else { ok = false }
         }
         return ok ? out : nil
+    }
+
+    func stringList(_ node: Node, _ path: KeyPath, _ what: String) -> [String]? {
+        list(node, path, "a list of \(what)") { item, at in string(item, at, what) }
     }
 
     static func isNull(_ node: Node) -> Bool {
