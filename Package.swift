@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config. Only GitSource imports it.
@@ -59,12 +60,37 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The store port and its SQLite implementation (SPEC §6).
+        .target(
+            name: "RunStore",
+            dependencies: [
+                "LockstepCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // The gate: wires config, git, terraform and the store around the core's rules.
+        // The daemon and the tests drive it the same way.
+        .target(
+            name: "LockstepGate",
+            dependencies: [
+                "GitSource",
+                "LockstepConfig",
+                "LockstepCore",
+                "RunStore",
+                "TerraformRunner",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "LockstepCommands",
             dependencies: [
                 "GitSource",
                 "LockstepConfig",
                 "LockstepCore",
+                "LockstepGate",
+                "RunStore",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -95,5 +121,12 @@ let package = Package(
         .testTarget(name: "TerraformRunnerTests", dependencies: ["TerraformRunner"], swiftSettings: strict),
         .testTarget(name: "LockstepCoreTests", dependencies: ["LockstepCore"], swiftSettings: strict),
         .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig"], swiftSettings: strict),
+        .testTarget(name: "RunStoreTests", dependencies: ["RunStore", "LockstepCore"], swiftSettings: strict),
+        .testTarget(
+            name: "LockstepGateTests",
+            dependencies: ["LockstepGate", "LockstepCore", "LockstepConfig", "RunStore", "GitSource", "TerraformRunner",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
     ]
 )

@@ -1,0 +1,1 @@
+// The gate module: see Gate (added with issue 5).

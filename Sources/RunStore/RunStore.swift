@@ -1,0 +1,266 @@
+import Foundation
+public import LockstepCore
+
+// The store port (STYLE.md: SQLite now, PostgreSQL later, behind one protocol).
+//
+// Invariants every implementation keeps (SPEC §4, §6, §8):
+// * Every write is one transaction that also appends its audit entry; a write
+//   either happened with its audit entry or not at all.
+// * ``RunStore/transition(_:_:update:at:actor:)`` is a compare-and-set on the
+//   run's current state: it changes nothing and returns `false` when the run is
+//   not in `transition.from`. This is what makes `approved → applying` happen at
+//   most once across triggers and processes.
+// * At most one non-final run per target (``RunState/isFinal``) exists at any
+//   time; ``RunStore/createRun(_:at:actor:)`` refuses a second one with
+//   ``StoreError/Code/targetBusy``.
+// * Nothing is ever deleted: runs, transitions, approvals, refusals, decisions and
+//   audit entries are append-only (logs are bounded by truncation, said so in the log).
+// * Times are passed in by the caller (a controllable clock in tests).
+
+/// A run to create, in state `queued`.
+public struct NewRun: Sendable, Hashable, Codable {
+    public var id: RunID
+    public var target: TargetID
+    /// The release tag's name and the object its ref named when the run was created.
+    public var tagName: String
+    public var tagObject: GitObjectID
+    public var version: SemanticVersion
+    public var commit: GitObjectID
+    public var tree: GitObjectID
+    /// The tagger's e-mail address (annotated tags), used for the self-approval rule.
+    public var taggerEmail: String?
+    /// Set on a rollback run (SPEC §3): the store pins the target in the same transaction.
+    public var rollbackPin: RollbackPin?
+    /// Whether the repo config had verify commands for the environment.
+    public var hasVerifyCommands: Bool
+
+    public init(id: RunID, target: TargetID, tagName: String, tagObject: GitObjectID, version: SemanticVersion,
+                commit: GitObjectID, tree: GitObjectID, taggerEmail: String?, rollbackPin: RollbackPin?,
+                hasVerifyCommands: Bool) {
+        self.id = id
+        self.target = target
+        self.tagName = tagName
+        self.tagObject = tagObject
+        self.version = version
+        self.commit = commit
+        self.tree = tree
+        self.taggerEmail = taggerEmail
+        self.rollbackPin = rollbackPin
+        self.hasVerifyCommands = hasVerifyCommands
+    }
+}
+
+/// What Lockstep keeps of a plan for display: all of it already redacted by the runner.
+public struct StoredPlan: Sendable, Hashable, Codable {
+    /// The typed summary, encoded as JSON by the caller.
+    public var summaryJSON: String
+    /// Terraform's own `show` text, redacted.
+    public var rendering: String
+    /// `show -json` output, redacted.
+    public var planJSON: String
+
+    public init(summaryJSON: String, rendering: String, planJSON: String) {
+        self.summaryJSON = summaryJSON
+        self.rendering = rendering
+        self.planJSON = planJSON
+    }
+}
+
+/// A run as stored.
+public struct StoredRun: Sendable, Hashable, Codable {
+    public var run: NewRun
+    public var state: RunState
+    public var planDigest: Digest?
+    public var plan: StoredPlan?
+    /// Code of the transition that put the run in `state`.
+    public var lastReason: TransitionReason.Code?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(run: NewRun, state: RunState, planDigest: Digest?, plan: StoredPlan?,
+                lastReason: TransitionReason.Code?, createdAt: Date, updatedAt: Date) {
+        self.run = run
+        self.state = state
+        self.planDigest = planDigest
+        self.plan = plan
+        self.lastReason = lastReason
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    public var id: RunID { run.id }
+    public var target: TargetID { run.target }
+
+    /// The view the promotion rule needs.
+    public var record: RunRecord {
+        RunRecord(runID: run.id, target: run.target, commit: run.commit, tree: run.tree, state: state,
+                  lastReason: lastReason)
+    }
+}
+
+/// Fields written together with a transition (nil leaves a field as it is).
+public struct RunUpdate: Sendable, Hashable {
+    public var planDigest: Digest?
+    public var plan: StoredPlan?
+
+    public init(planDigest: Digest? = nil, plan: StoredPlan? = nil) {
+        self.planDigest = planDigest
+        self.plan = plan
+    }
+}
+
+/// One stored transition of a run.
+public struct StoredTransition: Sendable, Hashable, Codable {
+    /// Increases with every transition in the store (across runs): orders events.
+    public var sequence: Int64
+    public var runID: RunID
+    public var transition: RunTransition
+    public var actor: String
+    public var time: Date
+
+    public init(sequence: Int64, runID: RunID, transition: RunTransition, actor: String, time: Date) {
+        self.sequence = sequence
+        self.runID = runID
+        self.transition = transition
+        self.actor = actor
+        self.time = time
+    }
+}
+
+/// A tag decision for one environment (and project), as recorded.
+public struct StoredTagDecision: Sendable, Hashable, Codable {
+    public var target: TargetID
+    public var tagName: String
+    /// The object the tag ref named when decided.
+    public var tagObject: GitObjectID
+    public var commit: GitObjectID?
+    public var version: SemanticVersion?
+    public var accepted: Bool
+    /// Every reason it was rejected (empty when accepted).
+    public var rejections: [TagRejection]
+
+    public init(target: TargetID, tagName: String, tagObject: GitObjectID, commit: GitObjectID?,
+                version: SemanticVersion?, accepted: Bool, rejections: [TagRejection]) {
+        self.target = target
+        self.tagName = tagName
+        self.tagObject = tagObject
+        self.commit = commit
+        self.version = version
+        self.accepted = accepted
+        self.rejections = rejections
+    }
+}
+
+/// An alert raised for a run or a target; shown until acknowledged.
+public struct StoredAlert: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var target: TargetID?
+    public var runID: RunID?
+    public var alert: RunAlert
+    public var time: Date
+
+    public init(id: Int64, target: TargetID?, runID: RunID?, alert: RunAlert, time: Date) {
+        self.id = id
+        self.target = target
+        self.runID = runID
+        self.alert = alert
+        self.time = time
+    }
+}
+
+/// Which stream a log line came from.
+public enum LogStream: String, Sendable, Hashable, Codable {
+    case plan, apply, verify, checks, lockstep
+}
+
+/// A store failure. `description` is safe to show a client.
+public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The file cannot be opened, is not a Lockstep store, or was written by a newer version.
+        public static let unusable = Code(rawValue: "store_unusable")
+        /// The database refused or failed a write (disk full, I/O error, locked too long).
+        public static let writeFailed = Code(rawValue: "store_write_failed")
+        public static let notFound = Code(rawValue: "not_found")
+        /// A non-final run already exists for the target.
+        public static let targetBusy = Code(rawValue: "target_busy")
+        /// A row read back does not parse into domain types (the file was edited).
+        public static let corrupt = Code(rawValue: "store_corrupt")
+    }
+
+    public let code: Code
+    public let description: String
+
+    public init(_ code: Code, _ description: String) {
+        self.code = code
+        self.description = description
+    }
+}
+
+/// The store port: everything the gate remembers. Implementations are safe to call from any task.
+public protocol RunStore: Sendable {
+    // MARK: Runs
+
+    /// Creates a `queued` run (with its audit entry). A rollback run also pins its target
+    /// (``pin(for:)``) in the same transaction. Throws ``StoreError/Code/targetBusy`` when
+    /// the target already has a non-final run.
+    func createRun(_ run: NewRun, at time: Date, actor: String) async throws -> StoredRun
+    /// Compare-and-set: moves the run from `transition.from` to `transition.to`, stores the
+    /// transition, the update and an audit entry, in one transaction. Returns `false`, having
+    /// written nothing, when the run is not in `transition.from`.
+    func transition(_ runID: RunID, _ transition: RunTransition, update: RunUpdate, at time: Date,
+                    actor: String) async throws -> Bool
+    func run(_ id: RunID) async throws -> StoredRun?
+    /// Runs, newest first; nil filters match everything.
+    func runs(target: TargetID?, states: Set<RunState>?) async throws -> [StoredRun]
+    func transitions(of runID: RunID) async throws -> [StoredTransition]
+    /// Runs of `target` that entered `applying` after `runID` finished planning
+    /// (its `planning → checking` transition): "no other apply reached the target since the plan".
+    func appliesStarted(on target: TargetID, sincePlanOf runID: RunID) async throws -> [RunID]
+
+    // MARK: Approvals
+
+    func recordApproval(_ approval: Approval, actor: String) async throws
+    func recordApprovalRefusal(_ refusal: ApprovalRefusal, at time: Date, actor: String) async throws
+    func approvals(of runID: RunID) async throws -> [Approval]
+    func approvalRefusals(of runID: RunID) async throws -> [ApprovalRefusal]
+
+    // MARK: Decisions, checks, alerts, outputs, logs
+
+    /// Records a tag decision when it differs from the last one recorded for the same
+    /// target, tag name and tag object (so a poll loop does not flood the audit log).
+    /// Returns whether it was recorded.
+    @discardableResult
+    func recordTagDecision(_ decision: StoredTagDecision, at time: Date, actor: String) async throws -> Bool
+    /// The latest decision per tag name for `target`.
+    func tagDecisions(for target: TargetID) async throws -> [StoredTagDecision]
+    func recordApplyPreconditions(_ report: ApplyPreconditionReport, runID: RunID, at time: Date,
+                                  actor: String) async throws
+    func applyPreconditions(of runID: RunID) async throws -> [ApplyPreconditionReport]
+    func raiseAlert(_ alert: RunAlert, target: TargetID?, runID: RunID?, at time: Date, actor: String) async throws
+    func alerts(target: TargetID?) async throws -> [StoredAlert]
+    /// Outputs of a target after an apply (JSON, redacted by the caller).
+    func setOutputs(_ json: String, target: TargetID, runID: RunID, at time: Date) async throws
+    func outputs(of target: TargetID) async throws -> String?
+    /// Appends to a run's log, keeping at most the store's configured bytes per run
+    /// (older text is cut, and the cut is marked).
+    func appendLog(_ text: String, stream: LogStream, runID: RunID, at time: Date) async throws
+    func log(of runID: RunID) async throws -> String
+
+    // MARK: Rollback pins
+
+    func pin(for target: TargetID) async throws -> RollbackPin?
+    /// Removes a pin (a higher version than the ceiling was accepted), with an audit entry.
+    func clearPin(for target: TargetID, at time: Date, actor: String) async throws
+
+    // MARK: Audit
+
+    /// Appends an entry that is not covered by the calls above (e.g. a refused API request).
+    func appendAudit(kind: AuditKind, target: TargetID?, runID: RunID?, payload: [String: String], at time: Date,
+                     actor: String) async throws
+    /// Every audit entry in stored order.
+    func auditEntries() async throws -> [AuditEntry]
+}
