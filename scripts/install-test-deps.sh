@@ -5,7 +5,8 @@
 # offline-capable once a machine is provisioned).
 set -eu
 
-PACKAGES="git libgit2-dev libsqlite3-dev pkg-config openssh-server openssh-client python3 sqlite3"
+# systemd: systemd-analyze and systemd-sysusers for scripts/check-unit.sh.
+PACKAGES="git libgit2-dev libsqlite3-dev pkg-config openssh-server openssh-client python3 sqlite3 systemd"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps.sh: must run as root (it calls apt-get)" >&2

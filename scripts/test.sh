@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 bash scripts/install-terraform.sh
+sh scripts/check-unit.sh
 swift build --build-tests
 swift test --skip-build
