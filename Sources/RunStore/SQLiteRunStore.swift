@@ -26,7 +26,7 @@ public final class SQLiteRunStore: RunStore {
     public let maxLogBytesPerRun: Int
     /// Whether this instance was opened with ``openReadOnly(path:)``.
     public let isReadOnly: Bool
-    private let database: any DatabaseWriter
+    let database: any DatabaseWriter
 
     /// How long a write waits for another process holding the write lock.
     static let busyTimeout: TimeInterval = 10
@@ -39,16 +39,25 @@ public final class SQLiteRunStore: RunStore {
         try self.init(path: path, maxLogBytesPerRun: maxLogBytesPerRun, migrator: SQLiteSchema.migrator())
     }
 
-    /// Opens with a given migrator (tests add migrations to prove upgrades keep data).
-    init(path: String, maxLogBytesPerRun: Int, migrator: DatabaseMigrator) throws(StoreError) {
-        let inspection = try SQLiteSchema.inspect(path: path, migrator: migrator)
-        var configuration = Self.configuration(label: "lockstep.store")
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+    /// Opens with this build's migrations plus `extraMigrations` (identifier, SQL): tests
+    /// use it to prove that an upgrade keeps every row and that a newer file is refused.
+    convenience init(path: String, maxLogBytesPerRun: Int = 1 << 20,
+                     extraMigrations: [(identifier: String, sql: String)]) throws(StoreError) {
+        var migrator = SQLiteSchema.migrator()
+        for (identifier, sql) in extraMigrations {
+            migrator.registerMigration(identifier) { db in try db.execute(sql: sql) }
         }
+        try self.init(path: path, maxLogBytesPerRun: maxLogBytesPerRun, migrator: migrator)
+    }
+
+    private init(path: String, maxLogBytesPerRun: Int, migrator: DatabaseMigrator) throws(StoreError) {
+        let inspection = try SQLiteSchema.inspect(path: path, migrator: migrator)
         let pool: DatabasePool
         do {
-            pool = try DatabasePool(path: path, configuration: configuration)
+            pool = try DatabasePool(path: path, configuration: Self.configuration(label: "lockstep.store"))
+            // GRDB sets `synchronous = NORMAL` when it switches a pool to WAL, after any
+            // prepareDatabase hook; FULL is set here on the writer, and again before every write.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         } catch {
             throw StoreError(.unusable, "store \(path) cannot be opened for writing (\(Self.sqliteReason(error)))")
         }
@@ -113,6 +122,15 @@ public final class SQLiteRunStore: RunStore {
             try database.close()
         } catch {
             throw StoreError(.writeFailed, "store \(path) could not be closed (\(Self.sqliteReason(error)))")
+        }
+    }
+
+    /// The settings a write transaction runs with (checked by a test: durability must not
+    /// depend on SQLite's compiled-in defaults).
+    func connectionSettings() async throws -> [String: Int] {
+        try await database.write { db in
+            ["synchronous": try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1,
+             "foreign_keys": try Int.fetchOne(db, sql: "PRAGMA foreign_keys") ?? -1]
         }
     }
 
@@ -547,6 +565,7 @@ public final class SQLiteRunStore: RunStore {
         guard !isReadOnly else { throw StoreError(.writeFailed, "store \(path) was opened read-only; cannot \(action)") }
         do {
             return try await database.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
                 var result: T?
                 try db.inTransaction(.immediate) {
                     result = try body(db)
