@@ -45,10 +45,13 @@ public actor GitMirror {
 
     /// Creates the mirror if it does not exist yet, then fetches branches and tags with pruning.
     ///
-    /// The report lists created, moved and deleted tags and changed branches. Refs are packed
-    /// after any fetch that changed something, so loose refs never pile up (thousands of loose
-    /// tag refs make every later fetch several times slower).
+    /// The report lists created, moved and deleted tags and changed branches. When the remote's
+    /// branch tips and tags already equal the mirror's, nothing is fetched (`UpToDateCheck`:
+    /// libgit2's own no-op fetch costs several times `git ls-remote` with thousands of tags).
+    /// Refs are packed after any fetch that changed something, so loose refs never pile up
+    /// (thousands of loose tag refs make every later fetch several times slower).
     public func sync() throws(GitError) -> FetchReport {
+        lastSyncPath = nil
         do throws(GitError) {
             _ = try remote.parsed()
             let (repo, created) = try openOrCreate()
@@ -115,7 +118,6 @@ public actor GitMirror {
         // Nothing changed upstream is the common case; see `UpToDateCheck` for why this check
         // comes first and why it can only skip work, never hide a change.
         let localPath = parsed.transport == .local ? UpToDateCheck.localRepositoryPath(for: remote.url) : nil
-        lastSyncPath = nil
         if let localPath, UpToDateCheck.mirror(repo.pointer, matchesRepositoryAt: localPath) {
             lastSyncPath = .upToDate
             return FetchReport(initialClone: false)
