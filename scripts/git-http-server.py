@@ -70,6 +70,10 @@ class Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 with a Content-Length on every response keeps connections
     # alive, so benchmarks measure git, not TCP set-up.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the
+    # second one waits for the client's delayed ACK (about 40 ms), which made
+    # every small response of the git CLI's two-request exchange that slow.
+    disable_nagle_algorithm = True
     server_version = "lockstep-test-git-http"
 
     def log_message(self, fmt, *args):

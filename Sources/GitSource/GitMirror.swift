@@ -16,6 +16,16 @@ public actor GitMirror {
     private let logger: Logger
     private var repository: Managed?
     private var redactor: SecretRedactor
+    /// How the last `sync()` ended: the remote shown unchanged by the cheap check, or a libgit2
+    /// fetch. For the debug log and for tests that must know which path a sync took.
+    private(set) var lastSyncPath: SyncPath?
+
+    enum SyncPath: Sendable, Equatable {
+        /// The advertised branch tips and tags equalled the mirror's: nothing was fetched.
+        case upToDate
+        /// libgit2 fetched, updated and pruned.
+        case fetched
+    }
 
     /// Name of the remote inside the mirror's configuration.
     static let remoteName = "origin"
@@ -35,10 +45,13 @@ public actor GitMirror {
 
     /// Creates the mirror if it does not exist yet, then fetches branches and tags with pruning.
     ///
-    /// The report lists created, moved and deleted tags and changed branches. Refs are packed
-    /// after any fetch that changed something, so loose refs never pile up (thousands of loose
-    /// tag refs make every later fetch several times slower).
+    /// The report lists created, moved and deleted tags and changed branches. When the remote's
+    /// branch tips and tags already equal the mirror's, nothing is fetched (`UpToDateCheck`:
+    /// libgit2's own no-op fetch costs several times `git ls-remote` with thousands of tags).
+    /// Refs are packed after any fetch that changed something, so loose refs never pile up
+    /// (thousands of loose tag refs make every later fetch several times slower).
     public func sync() throws(GitError) -> FetchReport {
+        lastSyncPath = nil
         do throws(GitError) {
             _ = try remote.parsed()
             let (repo, created) = try openOrCreate()
@@ -46,6 +59,7 @@ public actor GitMirror {
             report.initialClone = created
             if report.changed { try packRefs(repo) }
             logger.debug("git fetch done", metadata: [
+                "git.fetch.path": "\(lastSyncPath.map { "\($0)" } ?? "none")",
                 "git.tags.created": "\(report.createdTags.count)", "git.tags.moved": "\(report.movedTags.count)",
                 "git.tags.deleted": "\(report.deletedTags.count)", "git.branches.changed": "\(report.branches.count)",
             ])
@@ -101,6 +115,13 @@ public actor GitMirror {
 
     private func fetch(_ repo: Managed) throws(GitError) -> FetchReport {
         let parsed = try remote.parsed()
+        // Nothing changed upstream is the common case; see `UpToDateCheck` for why this check
+        // comes first and why it can only skip work, never hide a change.
+        let localPath = parsed.transport == .local ? UpToDateCheck.localRepositoryPath(for: remote.url) : nil
+        if let localPath, UpToDateCheck.mirror(repo.pointer, matchesRepositoryAt: localPath) {
+            lastSyncPath = .upToDate
+            return FetchReport(initialClone: false)
+        }
         let context = FetchContext(remote: remote, host: parsed.host, port: parsed.port)
         if parsed.transport == .ssh {
             guard let file = remote.knownHostsFile else {
@@ -122,16 +143,36 @@ public actor GitMirror {
         options.callbacks.update_tips = fetchUpdateTipsCallback
         let payload = Unmanaged.passUnretained(context).toOpaque()
         options.callbacks.payload = payload
+        if localPath == nil {
+            // Connect and read the advertisement; when it shows nothing new, stop here. When it
+            // does, `git_remote_fetch` below reuses this connection (libgit2 only reconnects a
+            // remote that is not connected), so the refs are not downloaded twice.
+            let rc = withExtendedLifetime(context) {
+                git_remote_connect(handle.pointer, GIT_DIRECTION_FETCH, &options.callbacks, &options.proxy_opts, &options.custom_headers)
+            }
+            if rc < 0 { throw failure(rc, context, "cannot connect to the remote") }
+            if let token = context.token { redactor.add(token) }
+            if UpToDateCheck.mirror(repo.pointer, matchesAdvertisementOf: handle.pointer) {
+                git_remote_disconnect(handle.pointer)
+                lastSyncPath = .upToDate
+                return FetchReport(initialClone: false)
+            }
+        }
         let rc = withExtendedLifetime(context) {
             git_remote_fetch(handle.pointer, nil, &options, "lockstep fetch")
         }
-        if rc < 0 {
-            let fallback = lastError(rc, "fetch failed")
-            if let token = context.token { redactor.add(token) }
-            throw context.failure ?? fallback
-        }
+        if rc < 0 { throw failure(rc, context, "fetch failed") }
         if let token = context.token { redactor.add(token) }
+        lastSyncPath = .fetched
         return context.report()
+    }
+
+    /// The error of a failed connect or fetch: a callback's precise one if it set one, else
+    /// libgit2's. The token, once read, is registered for redaction first.
+    private func failure(_ rc: Int32, _ context: FetchContext, _ what: String) -> GitError {
+        let fallback = lastError(rc, what)
+        if let token = context.token { redactor.add(token) }
+        return context.failure ?? fallback
     }
 
     private func packRefs(_ repo: Managed) throws(GitError) {

@@ -86,6 +86,40 @@ struct RemoteTransportTests {
         let mirror = GitMirror(remote: remote, path: mirrorPath(in: fixture), logger: .init(label: "t"))
         #expect(try await mirror.sync().createdTags.map(\.name) == ["dev/v1.0.0"])
         #expect(try await mirror.tag(named: "dev/v1.0.0").commit.hex == merge)
+
+        // Nothing changed: the advertisement alone shows it, no fetch.
+        #expect(try await !mirror.sync().changed)
+        #expect(await mirror.lastSyncPath == .upToDate)
+        // A tag moved upstream after that is still reported with both ids.
+        let base = try fixture.revParse("main~2")
+        try fixture.forceMoveTag("dev/v1.0.0", to: base)
+        try fixture.makeBareMirror(named: "delivery.git")
+        let moved = try fixture.revParse("dev/v1.0.0")
+        let report = try await mirror.sync()
+        #expect(report.movedTags.map(\.name) == ["dev/v1.0.0"])
+        #expect(report.movedTags.first?.new?.hex == moved)
+    }
+
+    @Test("an up-to-date mirror still refuses a changed SSH host key: skipping the fetch never skips the check",
+          .enabled(if: SSHServer.isAvailable, "sshd is installed by scripts/install-test-deps.sh"))
+    func sshHostKeyCheckedWhenUpToDate() async throws {
+        let (fixture, _) = try servedFixture()
+        defer { fixture.cleanup() }
+        let server = try SSHServer()
+        defer { server.stop() }
+        let credentials = Remote.Credentials.sshKey(username: nil, privateKeyFile: server.clientPrivateKeyPath,
+                                                    publicKeyFile: server.clientPublicKeyPath, passphraseFile: nil)
+        let url = server.url(for: fixture.servedRoot.path + "/delivery.git")
+        let path = mirrorPath(in: fixture)
+        let good = GitMirror(remote: Remote(url: url, credentials: credentials, knownHostsFile: server.knownHostsPath), path: path, logger: .init(label: "t"))
+        _ = try await good.sync()
+        _ = try await good.sync()
+        #expect(await good.lastSyncPath == .upToDate)
+
+        let spoofed = GitMirror(remote: Remote(url: url, credentials: credentials, knownHostsFile: server.wrongKnownHostsPath), path: path, logger: .init(label: "t"))
+        let error = try await #require(throws: GitError.self) { try await spoofed.sync() }
+        #expect(error.code == .untrustedRemote)
+        #expect(await spoofed.lastSyncPath == nil)
     }
 
     @Test("an SSH host key that does not match known_hosts, or no known_hosts at all, is refused",
