@@ -62,7 +62,7 @@ struct DocumentTests {
     @Test("compact block sequences on one line (`- - - x`) count toward the indentation bound")
     func compactSequences() {
         var yaml = ""
-        for level in 0..<70 { yaml += String(repeating: "-", count: 1) + " " }
+        for _ in 0..<70 { yaml += String(repeating: "-", count: 1) + " " }
         yaml += "x\n"
         #expect(agentErrors(yaml).map(\.code) == [.tooComplex])
     }

@@ -77,7 +77,7 @@ struct ResolveInsideTests {
 
     @Test("a root reached through a symlink still compares correctly")
     func symlinkedRoot() throws {
-        let (base, root) = try tree()
+        let (base, _) = try tree()
         defer { try? fm.removeItem(atPath: base) }
         try fm.createSymbolicLink(atPath: base + "/alias", withDestinationPath: "export")
         let real = try resolveInside(root: base + "/alias", relative: "app/envs/prod.tfvars")
