@@ -153,9 +153,13 @@ public struct APIServer: Sendable {
     }
 
     /// An application serving the API on `address`, to run in the daemon's ServiceGroup.
-    public func makeApplication(address: BindAddress, serverName: String? = nil) -> some ApplicationProtocol {
+    /// - Parameter onListening: called once the socket is bound, with its port (nil for a unix
+    ///   socket): the daemon sends `READY=1` after it, and tests that bind port 0 learn the port.
+    public func makeApplication(address: BindAddress, serverName: String? = nil,
+                                onListening: @escaping @Sendable (_ port: Int?) async -> Void = { _ in })
+        -> some ApplicationProtocol {
         Application(router: buildRouter(), configuration: ApplicationConfiguration(address: address, serverName: serverName),
-                    logger: logger)
+                    onServerRunning: { channel in await onListening(channel.localAddress?.port) }, logger: logger)
     }
 
     // MARK: Helpers
