@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config. Only GitSource imports it.
@@ -83,6 +84,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The JSON API under /api/v1, health endpoints and systemd readiness (SPEC §5).
+        // It talks to the gate only through its APIBackend protocol.
+        .target(
+            name: "LockstepHTTP",
+            dependencies: [
+                "LockstepCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "LockstepCommands",
             dependencies: [
@@ -122,6 +134,14 @@ let package = Package(
         .testTarget(name: "LockstepCoreTests", dependencies: ["LockstepCore"], swiftSettings: strict),
         .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig"], swiftSettings: strict),
         .testTarget(name: "RunStoreTests", dependencies: ["RunStore", "LockstepCore"], swiftSettings: strict),
+        .testTarget(
+            name: "LockstepHTTPTests",
+            dependencies: ["LockstepHTTP", "LockstepCore",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "LockstepGateTests",
             dependencies: ["LockstepGate", "LockstepCore", "LockstepConfig", "RunStore", "GitSource", "TerraformRunner",
