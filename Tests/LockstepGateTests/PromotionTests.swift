@@ -1,4 +1,5 @@
 import Foundation
+import LockstepConfig
 import LockstepCore
 import RunStore
 import Testing

@@ -308,12 +308,15 @@ final class World: @unchecked Sendable {
     // MARK: Reading results
 
     /// The `triggers` of `null_resource.app` in the environment's terraform state, or nil.
-    func applied(_ env: String) throws -> [String: String]? {
+    func applied(_ env: String) throws -> [String: String]? { try triggers(env, "app") }
+
+    /// The `triggers` of `null_resource.NAME` in the environment's terraform state, or nil.
+    func triggers(_ env: String, _ name: String) throws -> [String: String]? {
         let url = stateDirectory.appendingPathComponent("\(env).tfstate")
         guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
         let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let resources = json["resources"] as? [[String: Any]] ?? []
-        guard let app = resources.first(where: { $0["type"] as? String == "null_resource" && $0["name"] as? String == "app" }),
+        guard let app = resources.first(where: { $0["type"] as? String == "null_resource" && $0["name"] as? String == name }),
               let instance = (app["instances"] as? [[String: Any]])?.first,
               let attributes = instance["attributes"] as? [String: Any] else { return nil }
         return attributes["triggers"] as? [String: String]
