@@ -356,6 +356,9 @@ extension Gate {
                     if !result.committed.isEmpty { report.runsAdvanced[run.id] = result.state }
                 }
             case .approved:
+                // Outside the apply window a poll would only record the same closed window
+                // again; an explicit apply trigger still evaluates (and records) everything.
+                guard served.policy.applyWindowOpen(at: now()) else { continue }
                 let outcome = try await applyTrigger(run)
                 if let after = try await store.run(run.id), after.state != run.state {
                     report.runsAdvanced[run.id] = after.state

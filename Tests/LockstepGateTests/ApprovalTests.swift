@@ -152,3 +152,45 @@ struct ApprovalTests {
         #expect(try world.applied("dev") == nil)
     }
 }
+
+@Suite("Gate: built-in checks")
+struct CheckTests {
+    @Test("destroying a protected resource type needs one approval more; a type outside the allow-list fails the checks")
+    func protectedAndAllowedTypes() async throws {
+        let world = try World(environmentsYAML: """
+          dev:
+            serves: true
+            approvals: 1
+            approvers: [alice, bob]
+            protected_resource_types: [null_resource]
+          qa:
+            serves: true
+            approvals: 1
+            approvers: [alice]
+            allowed_resource_types: [local_file]
+        """, environments: ["dev", "qa"])
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["dev", "qa"])
+        // Creating a protected type is routine: one approval.
+        #expect(try await world.deploy("dev", "1.0.0") == .applied(.verified))
+        let qa = try await world.run("qa", "1.0.0")
+        #expect(qa.state == .failed)
+        #expect(qa.lastReason == .checksFailed)
+        let detail = try #require(try await world.store.transitions(of: qa.id).last?.transition.reason.detail)
+        #expect(detail.contains("null_resource is not in this environment's allowed_resource_types"), "\(detail)")
+        #expect(try world.applied("qa") == nil)
+
+        // 1.1.0 replaces null_resource.app (its triggers change): a protected destroy.
+        try world.release("1.1.0", to: ["dev"])
+        _ = try await world.gate.reconcile()
+        let replace = try await world.run("dev", "1.1.0")
+        #expect(replace.state == .awaitingApproval)
+        #expect(try await world.approve(replace, by: ["alice"]) == [.recorded(valid: 1, required: 2)])
+        let early = try await world.gate.apply(run: replace.id)
+        guard case .notApplied = early else { Issue.record("protected destroy with one approval: \(early)"); return }
+        #expect(try world.applied("dev")?["release"] == "1.0.0")
+        #expect(try await world.approve(replace, by: ["bob"]) == [.approved])
+        #expect(try await world.gate.apply(run: replace.id) == .applied(.verified))
+        #expect(try world.applied("dev")?["release"] == "1.1.0")
+    }
+}
