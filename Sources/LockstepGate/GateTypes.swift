@@ -43,6 +43,10 @@ public struct GateError: Error, Sendable, Hashable, CustomStringConvertible {
 /// What one ``Gate/reconcile()`` pass did. Everything here is also in the store; the
 /// report is for logs, metrics and tests.
 public struct ReconcileReport: Sendable, Hashable {
+    /// Tags the fetch of this pass found created, moved (same name, new object) or deleted.
+    public var tagsCreated: [String] = []
+    public var tagsMoved: [String] = []
+    public var tagsDeleted: [String] = []
     /// Tags whose decision changed (recorded in the store), per target.
     public var decisionsRecorded: [TargetID: [String]] = [:]
     public var runsCreated: [RunID] = []

@@ -37,6 +37,9 @@ extension Gate {
         } catch {
             throw GateError(.repository, "the delivery repository could not be fetched: \(error.description)")
         }
+        report.tagsCreated = fetch.createdTags.map(\.name)
+        report.tagsMoved = fetch.movedTags.map(\.name)
+        report.tagsDeleted = fetch.deletedTags.map(\.name)
         let targets = try await servedTargets(report: &report)
 
         // A moved or deleted tag is never followed silently (SPEC §3): say so on every

@@ -28,6 +28,10 @@ struct ApprovalTests {
         let run = try await world.run("prod", "1.0.0")
         #expect(run.state == .awaitingApproval)
         let digest = try #require(run.planDigest)
+        // What a plan leaves on disk is private to the agent's user (SPEC §8).
+        let runDirectory = world.scratch.appendingPathComponent("runs/\(run.id.rawValue)")
+        #expect(mode(of: runDirectory) == 0o700)
+        #expect(mode(of: runDirectory.appendingPathComponent("plan.tfplan")) == 0o600)
         let wrong = try Digest(String(repeating: "0", count: 64))
         let gate = world.gate
 
@@ -109,6 +113,17 @@ struct ApprovalTests {
             guard case .refused(let refusal) = outcome else { Issue.record("approval accepted: \(outcome)"); return }
             #expect(refusal.code == .runNotAwaitingApproval)
         }
+        // A var file that is a symlink out of the tree: the export refuses the commit.
+        let linked = try world.mergePR(files: world.appFiles(release: "0.5.0").merging(world.layoutFiles().filter { $0.key != "app/prod.tfvars" }) { _, new in new },
+                                       symlinks: ["app/prod.tfvars": "/etc/passwd"])
+        try world.tag("prod/v0.5.0", at: linked)
+        try world.publish()
+        _ = try await world.gate.reconcile()
+        let link = try await world.run("prod", "0.5.0")
+        #expect(link.state == .failed)
+        let linkDetail = try #require(try await world.store.transitions(of: link.id).last?.transition.reason.detail)
+        #expect(linkDetail.contains("could not be exported"), "\(linkDetail)")
+
         #expect(world.gate.agent.environments["prod"]?.approvals == 2)
         #expect(world.gate.agent.environments["prod"]?.approvers == ["alice", "bob", "carol"])
         #expect(try world.applied("prod") == nil)
@@ -192,5 +207,34 @@ struct CheckTests {
         #expect(try await world.approve(replace, by: ["bob"]) == [.approved])
         #expect(try await world.gate.apply(run: replace.id) == .applied(.verified))
         #expect(try world.applied("dev")?["release"] == "1.1.0")
+    }
+}
+
+@Suite("Gate: rejection")
+struct RejectionTests {
+    @Test("reject with a reason ends the run; only an approver of the environment may reject")
+    func rejectEndsRun() async throws {
+        let world = try World(environmentsYAML: prodOnly, environments: ["prod"])
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["prod"])
+        _ = try await world.gate.reconcile()
+        let run = try await world.run("prod", "1.0.0")
+        #expect(try await world.gate.reject(run: run.id, identity: identity("dave"), reason: "mine")
+                == .refused("dave may not reject runs of prod"))
+        #expect(try await world.store.run(run.id)?.state == .awaitingApproval)
+        #expect(try await world.gate.reject(run: run.id, identity: identity("bob"), reason: "drops the\nwrong table")
+                == .done(.rejected))
+        let last = try #require(try await world.store.transitions(of: run.id).last)
+        #expect(last.transition.reason.detail == "by bob: drops the; wrong table")
+        #expect(last.actor == "bob")
+        let late = try await world.approve(run, by: ["alice"])
+        guard case .refused(let refusal) = late.first else { Issue.record("approval of a rejected run: \(late)"); return }
+        #expect(refusal.code == .runNotAwaitingApproval)
+        #expect(try await world.gate.reject(run: run.id, identity: identity("alice"), reason: "again")
+                == .refused("rejected is not valid while the run is rejected"))
+        #expect(world.planFilesOnDisk().isEmpty)
+        #expect(try world.applied("prod") == nil)
+        let refusals = try await world.store.auditEntries().filter { $0.kind == .refusal && $0.runID == run.id }
+        #expect(refusals.count == 2)
     }
 }

@@ -10,7 +10,7 @@ struct CredentialsAndVerifyTests {
     static let planSecret = "plan-secret-7Q2xW9fk"
     static let applySecret = "apply-secret-K8mZ3vPq"
 
-    @Test("plan never sees apply credentials; apply gets them; verify gets neither; no secret is stored or logged")
+    @Test("plan never sees apply credentials; apply gets them; verify gets neither; no secret is stored or logged; committed providers never run")
     func planNeverSeesApplyCredentials() async throws {
         let world = try World(environmentsYAML: """
           dev:
@@ -56,11 +56,17 @@ struct CredentialsAndVerifyTests {
         env | cut -d= -f1 | sort > \(state)/verify-env.txt
         cp "$LOCKSTEP_OUTPUTS_FILE" \(state)/verify-outputs.json
         """
-        let commit = try world.mergePR(files: world.appFiles(release: "1.0.0", extra: probe).merging(["verify.sh": verify]) { _, new in new })
+        // Provider binaries committed to the repo (SPEC §8) must never run.
+        let fake = "#!/bin/sh\ntouch \(state)/committed-provider-ran\nexit 1\n"
+        let providerPath = "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4"
+        let committed = ["verify.sh": verify, "app/terraform.d/plugins/\(providerPath)": fake,
+                         "app/.terraform/providers/\(providerPath)": fake]
+        let commit = try world.mergePR(files: world.appFiles(release: "1.0.0", extra: probe).merging(committed) { _, new in new })
         try world.tag("dev/v1.0.0", at: commit)
         try world.publish()
 
         #expect(try await world.deploy("dev", "1.0.0") == .applied(.verified))
+        #expect(!FileManager.default.fileExists(atPath: world.stateDirectory.appendingPathComponent("committed-provider-ran").path))
         let probeTriggers = try #require(try world.triggers("dev", "probe"))
         #expect(probeTriggers["apply_token_at_plan"] == "absent")
         #expect(probeTriggers["plan_token_at_plan"] == "PRESENT")  // the probe works: plan credentials do arrive

@@ -246,14 +246,23 @@ final class World: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private func write(_ files: [String: String]) throws {
+    /// Writes files, then symlinks. Whatever is at a path is removed first, so a file is
+    /// never written through a symlink an earlier commit left in the work tree.
+    private func write(_ files: [String: String], symlinks: [String: String] = [:]) throws {
         for (path, text) in files {
             let url = work.appendingPathComponent(path)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try Data(text.utf8).write(to: url)
-            if path.hasSuffix(".sh") {
+            try? FileManager.default.removeItem(at: url)
+            try Data(text.utf8).write(to: url, options: .withoutOverwriting)
+            if path.hasSuffix(".sh") || path.contains("terraform-provider-") {
                 try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
             }
+        }
+        for (path, destination) in symlinks {
+            let url = work.appendingPathComponent(path)
+            try? FileManager.default.removeItem(at: url)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: url.path, withDestinationPath: destination)
         }
         try git(["add", "-A"])
     }
@@ -269,11 +278,11 @@ final class World: @unchecked Sendable {
     /// A merged pull request: a feature branch with `files`, merged into main with `--no-ff`.
     /// Returns the merge commit.
     @discardableResult
-    func mergePR(files: [String: String], message: String = "change") throws -> String {
+    func mergePR(files: [String: String], symlinks: [String: String] = [:], message: String = "change") throws -> String {
         prCount += 1
         let branch = "feature-\(prCount)"
         try git(["checkout", "-q", "-b", branch])
-        try write(files)
+        try write(files, symlinks: symlinks)
         try git(["commit", "-q", "--allow-empty", "-m", message])
         try git(["checkout", "-q", "main"])
         try git(["merge", "-q", "--no-ff", "-m", "Merge \(branch)", branch])
@@ -414,3 +423,8 @@ let threeEnvironments = """
     approvers: [alice, bob, carol]
     approval_ttl: 1h
 """
+
+func mode(of url: URL) -> Int {
+    let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
+    return ((attributes?[.posixPermissions] as? NSNumber)?.intValue ?? -1) & 0o777
+}
