@@ -23,11 +23,11 @@ struct ServedTarget: Sendable {
 
 extension Gate {
     /// Code of the alert raised when a desired tag moved and is therefore not followed.
-    static let tagNotFollowed = RunAlert.Code(rawValue: "tag_moved_not_followed")
+    public static let tagNotFollowed = RunAlert.Code(rawValue: "tag_moved_not_followed")
     /// Code of the alert raised when a rollback pin names a version whose tag is gone.
-    static let pinnedTagMissing = RunAlert.Code(rawValue: "pinned_tag_missing")
+    public static let pinnedTagMissing = RunAlert.Code(rawValue: "pinned_tag_missing")
     /// Code of the alert raised when two accepted tags share the winning version.
-    static let ambiguousVersion = RunAlert.Code(rawValue: "ambiguous_version")
+    public static let ambiguousVersion = RunAlert.Code(rawValue: "ambiguous_version")
 
     func reconcilePass() async throws -> ReconcileReport {
         var report = ReconcileReport()
