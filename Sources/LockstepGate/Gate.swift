@@ -1,1 +1,210 @@
-// The gate module: see Gate (added with issue 5).
+import Foundation
+import GitSource
+import LockstepConfig
+import LockstepCore
+import Logging
+import RunStore
+import TerraformRunner
+
+/// The release gate of one agent: config, git, terraform and the store wired around the
+/// core's rules (SPEC §2–§4). The daemon and the tests drive it the same way:
+///
+/// * ``reconcile()`` — fetch, decide tags, compute desired revisions, create, supersede,
+///   invalidate, plan, expire and apply runs. Call it on a timer and on webhooks.
+/// * ``approve(run:identity:digest:)``, ``reject(run:identity:reason:)`` — review.
+/// * ``apply(run:)`` — an apply trigger for an approved run (``reconcile()`` triggers too).
+/// * ``rollback(environment:project:to:identity:)`` — a gated run of an earlier version.
+/// * ``recover()`` at start-up, ``resolve(run:as:identity:reason:)`` for interrupted runs.
+///
+/// Invariants that protect production:
+/// * **Persist first.** Every state change goes through ``RunStateMachine/handle(_:)`` and
+///   each ``RunAction/persist(_:)`` is committed with the store's compare-and-set before any
+///   action after it runs; when the compare-and-set fails, the remaining actions are
+///   dropped. So after a kill -9 the store never shows less than what was done, and the
+///   `approved → applying` step is the only gate to terraform apply: two triggers, or two
+///   processes over one store, apply a plan at most once.
+/// * **Credentials.** Plan uses only the environment's plan credentials. Apply credentials
+///   are read from their file right before apply and handed only to that terraform process
+///   (the runner redacts their values from everything); verify commands never get them.
+/// * **Untrusted repository.** Each plan runs in a fresh `0700` directory exported from the
+///   tagged commit (committed `.terraform/` and `terraform.d/` dropped); `lockstep.yaml` is
+///   read from that tree and can never set a trust decision: any attempt fails the run and
+///   the run says why.
+/// * **Time** comes only from the injected clock, so expiry is tested without waiting.
+///
+/// Approval does not apply by itself: when the last required approval arrives the run is
+/// `approved` and the next ``apply(run:)`` or ``reconcile()`` gathers the apply facts and
+/// applies. This keeps an HTTP approve call short and makes every apply go through the
+/// same trigger.
+public actor Gate {
+    /// The agent config this gate enforces (every trust decision).
+    public nonisolated let agent: AgentConfig
+    let store: any RunStore
+    let mirror: GitMirror
+    let runner: TerraformRunner
+    /// Parent of every run directory (created `0700`).
+    public nonisolated let runsDirectory: URL
+    let now: @Sendable () -> Date
+    var logger: Logger
+
+    /// The actor name written to the store for what the gate does by itself.
+    public static let systemActor = "lockstep"
+
+    /// The last layout read at the protected branch tip that was valid, and that tip.
+    var lastGoodLayout: (tip: ObjectID, config: RepoConfig)?
+    /// Serialises reconcile, approvals, rejections, rollbacks and resolutions in this
+    /// process (each is also safe across processes through the store's compare-and-set;
+    /// serialising keeps two approvals from each counting without the other).
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    /// - Parameters:
+    ///   - agent: the validated agent config.
+    ///   - store: where runs, decisions and the audit log live.
+    ///   - mirror: the bare mirror of the delivery repository (synced by the gate).
+    ///   - terraform: how terraform runs on this agent.
+    ///   - runsDirectory: parent of the per-run directories.
+    ///   - logger: never receives a secret or a plan body.
+    ///   - now: the clock; tests pass a controllable one.
+    public init(agent: AgentConfig, store: any RunStore, mirror: GitMirror, terraform: TerraformRunner.Configuration,
+                runsDirectory: URL, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.agent = agent
+        self.store = store
+        self.mirror = mirror
+        self.runner = TerraformRunner(configuration: terraform, logger: logger)
+        self.runsDirectory = runsDirectory
+        self.logger = logger
+        self.now = now
+    }
+
+    // MARK: - Serialisation
+
+    func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        if busy {
+            await withCheckedContinuation { waiters.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
+
+    // MARK: - Public API
+
+    /// One pass over the delivery repository and every served target (see the type's
+    /// documentation). Problems with one target are reported and do not stop the others.
+    public func reconcile() async throws -> ReconcileReport {
+        try await exclusively { try await reconcilePass() }
+    }
+
+    /// Records an approval of `run` by `identity` quoting `digest`, or refuses it with a
+    /// reason (recorded and audited; nothing else changes). See ``ApprovalRules``.
+    public func approve(run id: RunID, identity: IdentityName, digest: Digest) async throws -> ApprovalOutcome {
+        try await exclusively { try await approveRun(id, identity: identity, digest: digest) }
+    }
+
+    /// Ends a run before apply with a reason. Only an identity allowed to approve the
+    /// environment may reject; a refused rejection is audited.
+    public func reject(run id: RunID, identity: IdentityName, reason: String) async throws -> RunDecisionOutcome {
+        try await exclusively { try await rejectRun(id, identity: identity, reason: reason) }
+    }
+
+    /// An apply trigger: checks every precondition right now and applies the run's plan if
+    /// they hold and this trigger wins the `approved → applying` compare-and-set. Safe to
+    /// call any number of times, concurrently, from several processes.
+    public func apply(run id: RunID) async throws -> ApplyOutcome {
+        guard let stored = try await store.run(id) else {
+            throw GateError(.runNotFound, "no run \(id)")
+        }
+        return try await applyTrigger(stored)
+    }
+
+    /// Start-up: every run that is not final is fed `recoveredAfterCrash`. A run found in
+    /// `planning` is re-queued; one found in `applying` becomes `interrupted` with an alert
+    /// and is never applied again automatically. Returns the state each run is in afterwards.
+    public func recover() async throws -> [RunID: RunState] {
+        try await exclusively { try await recoverRuns() }
+    }
+
+    /// Settles an `interrupted` run after an operator looked at the infrastructure.
+    public func resolve(run id: RunID, as resolution: OperatorResolution, identity: IdentityName,
+                        reason: String) async throws -> RunDecisionOutcome {
+        try await exclusively { try await resolveRun(id, as: resolution, identity: identity, reason: reason) }
+    }
+
+    /// Starts a rollback of a target to an earlier accepted version (SPEC §3): a normal,
+    /// gated run, which pins the target at that version until a tag with a version higher
+    /// than today's highest accepted one is accepted. A waiting run on the target is
+    /// superseded. Returns the new run, `queued` (``reconcile()`` plans it).
+    public func rollback(environment: EnvironmentName, project: ProjectName? = nil, to version: SemanticVersion,
+                         identity: IdentityName) async throws -> StoredRun {
+        try await exclusively { try await rollbackTarget(environment, project: project, to: version, identity: identity) }
+    }
+
+    // MARK: - Shared helpers
+
+    /// Every run state that is not final.
+    static let openStates: Set<RunState> = Set(RunState.allCases.filter { !$0.isFinal })
+
+    func environmentPolicy(_ target: TargetID) -> EnvironmentPolicy? {
+        agent.environments[target.environment.rawValue]
+    }
+
+    /// Every identity the agent config defines.
+    var knownIdentities: Set<IdentityName> {
+        Set(agent.identities.keys.compactMap { try? IdentityName($0) })
+    }
+
+    /// Identities whose configured e-mail addresses match the run's tagger.
+    func taggerIdentities(_ run: StoredRun) -> Set<IdentityName> {
+        guard let email = run.run.taggerEmail else { return [] }
+        var directory: [IdentityName: [String]] = [:]
+        for identity in agent.identities.values {
+            if let name = try? IdentityName(identity.name) { directory[name] = identity.emails }
+        }
+        return ApprovalRules.identities(matchingEmail: email, in: directory)
+    }
+
+    /// Whether `identity` is one of the environment's approvers (who may also reject,
+    /// resolve and roll back).
+    func isApprover(_ identity: IdentityName, of policy: EnvironmentPolicy) -> Bool {
+        knownIdentities.contains(identity) && policy.approvers.contains(identity.rawValue)
+    }
+
+    func runDirectory(_ id: RunID) -> URL { runsDirectory.appendingPathComponent(id.rawValue, isDirectory: true) }
+    func planFile(_ id: RunID) -> URL { runDirectory(id).appendingPathComponent("plan.tfplan") }
+    func treeDirectory(_ id: RunID) -> URL { runDirectory(id).appendingPathComponent("tree", isDirectory: true) }
+
+    func runLogger(_ run: StoredRun) -> Logger {
+        var log = logger
+        log[metadataKey: "run.id"] = "\(run.id)"
+        log[metadataKey: "target"] = "\(run.target)"
+        log[metadataKey: "git.commit"] = "\(run.run.commit)"
+        return log
+    }
+
+    func appendLog(_ text: String, stream: LogStream, run: RunID) async {
+        guard !text.isEmpty else { return }
+        do {
+            try await store.appendLog(text.hasSuffix("\n") ? text : text + "\n", stream: stream, runID: run, at: now())
+        } catch {
+            logger.warning("could not append to a run log", metadata: ["run.id": "\(run)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Text safe for a transition reason or a status line: printable, one line, bounded.
+func oneLine(_ text: String, limit: Int = 600) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        if out.unicodeScalars.count >= limit { out += "…"; break }
+        if scalar == "\n" || scalar == "\r" || scalar == "\t" {
+            if !out.hasSuffix(" ") && !out.hasSuffix("; ") { out += scalar == "\n" ? "; " : " " }
+        } else if scalar.value >= 0x20 && scalar.value != 0x7F {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out.trimmingCharacters(in: .whitespaces)
+}

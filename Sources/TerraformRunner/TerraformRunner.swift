@@ -277,6 +277,34 @@ public struct TerraformRunner: Sendable {
         return try await execute(arguments, invocation, command: "apply").command
     }
 
+    /// `terraform output -json` after an apply, with the value of every output terraform
+    /// marks `sensitive` replaced by ``Redactor/placeholder`` and every credential value
+    /// of the invocation redacted: the only form of the outputs Lockstep stores or hands
+    /// to verify commands (SPEC §8: outputs leaking secrets).
+    ///
+    /// Reading outputs only needs read access to the state, so callers pass plan
+    /// credentials here, never apply credentials.
+    public func outputs(_ invocation: Invocation) async throws -> Data {
+        _ = try prepareTools()
+        let result = try await execute(["output", "-json", "-no-color"], invocation, command: "output", capture: true)
+        guard result.command.outcome == .succeeded, let raw = result.stdout else { throw failure("terraform output -json", result.command) }
+        guard var outputs = (try? JSONSerialization.jsonObject(with: raw)) as? [String: Any] else {
+            throw TerraformRunnerError(.malformedOutput, "terraform output -json could not be decoded")
+        }
+        for (name, value) in outputs {
+            guard var entry = value as? [String: Any] else { continue }
+            if (entry["sensitive"] as? Bool) != false {
+                // Unknown shape or sensitive: never keep the value.
+                entry["value"] = Redactor.placeholder
+            }
+            outputs[name] = entry
+        }
+        guard let encoded = try? JSONSerialization.data(withJSONObject: outputs, options: [.sortedKeys]) else {
+            throw TerraformRunnerError(.malformedOutput, "terraform outputs could not be re-encoded")
+        }
+        return Data(invocation.redactor.redact(String(decoding: encoded, as: UTF8.self)).utf8)
+    }
+
     /// `init -backend=false` then `validate -json`: terraform's diagnostics as data.
     public func validate(_ invocation: Invocation) async throws -> ValidationResult {
         let initialization = try await initialize(invocation, backend: false)

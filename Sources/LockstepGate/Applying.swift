@@ -1,0 +1,238 @@
+import Foundation
+import GitSource
+import LockstepConfig
+import LockstepCore
+import Logging
+import RunStore
+import TerraformRunner
+
+/// A precondition could not be evaluated now (the remote was unreachable): nothing is
+/// decided, the run stays approved.
+struct FactsUnavailable: Error, Sendable {
+    let reason: String
+}
+
+extension Gate {
+    /// One apply trigger for a loaded run (see ``Gate/apply(run:)``).
+    func applyTrigger(_ stored: StoredRun) async throws -> ApplyOutcome {
+        guard stored.state == .approved else {
+            return .notApplied("run \(stored.id) is \(stored.state), not approved")
+        }
+        let facts: ApplyFacts
+        do {
+            facts = try await gatherApplyFacts(stored)
+        } catch let error as FactsUnavailable {
+            return .deferred(error.reason)
+        }
+        let report = ApplyPreconditions.evaluate(facts)
+        let result = try await drive(stored, .applyPreconditions(report), actor: Self.systemActor)
+        if result.applyStarted {
+            if let failure = result.applyFailure { return .applyFailed(reason: failure) }
+            return .applied(result.state)
+        }
+        if result.lostRace { return .notApplied("another trigger moved run \(stored.id) first; this trigger applied nothing") }
+        if let refusal = result.refusals.first { return .notApplied(refusal.description) }
+        if result.waitingForApplyWindow { return .waitingForApplyWindow }
+        return .preconditionsFailed(report, state: result.state)
+    }
+
+    /// Gathers every apply fact of SPEC §4 together, right before apply: valid approvals
+    /// now (expiry included), the digest of the plan file on disk, the tag re-resolved after
+    /// a fetch, other applies on the target since this plan, the apply window, the checks and
+    /// whether this agent serves the environment.
+    func gatherApplyFacts(_ run: StoredRun) async throws -> ApplyFacts {
+        guard let digest = run.planDigest else { throw GateError(.corruptRun, "run \(run.id) is approved without a plan digest") }
+        guard let policy = environmentPolicy(run.target) else {
+            throw GateError(.unknownTarget, "this agent has no policy for environment \(run.target.environment)")
+        }
+        let moment = now()
+        let approvalPolicy = try approvalPolicy(for: run, policy)
+        let context = ApprovalContext(runID: run.id, state: run.state, planDigest: digest,
+                                      taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities)
+        let valid = ApprovalRules.validApprovals(try await store.approvals(of: run.id), for: context,
+                                                 policy: approvalPolicy, now: moment)
+        var onDisk: Digest?
+        if let fileDigest = try? PlanDigest.of(fileAt: planFile(run.id)) { onDisk = try? Digest(fileDigest.hex) }
+        do {
+            _ = try await mirror.sync()
+        } catch {
+            throw FactsUnavailable(reason: "the release tag could not be re-resolved: \(error.description)")
+        }
+        var tagCommit: GitObjectID?
+        do {
+            let info = try await mirror.tag(named: run.run.tagName)
+            tagCommit = try? GitObjectID(info.commit.hex)
+        } catch where error.code == .notFound {
+            tagCommit = nil
+        } catch {
+            throw FactsUnavailable(reason: "the release tag could not be re-resolved: \(error.description)")
+        }
+        let checksPassed = run.plan.map { PlanChecks.evaluate(planJSON: Data($0.planJSON.utf8), policy: policy).passed } ?? false
+        return ApplyFacts(validApprovals: valid.count, requiredApprovals: approvalPolicy.requiredApprovals,
+                          approvedDigest: digest, planDigestOnDisk: onDisk, runCommit: run.run.commit,
+                          tagCommitNow: tagCommit,
+                          appliesSincePlan: try await store.appliesStarted(on: run.target, sincePlanOf: run.id),
+                          applyWindowOpen: policy.applyWindowOpen(at: moment), checksPassed: checksPassed,
+                          agentServesEnvironment: policy.serves)
+    }
+
+    /// Applies exactly the saved plan with `digest`, once. Runs only after the
+    /// `approved → applying` compare-and-set was committed. Apply credentials are read from
+    /// their file now and handed only to this terraform process; the plan file is deleted
+    /// whatever the outcome (the runner deletes it, and so does the state machine's
+    /// `deletePlanFile`). Outputs are read afterwards with the plan credentials and stored
+    /// redacted.
+    func performApply(_ run: StoredRun, digest: Digest) async -> RunEvent {
+        let log = runLogger(run)
+        let planFile = planFile(run.id)
+        defer { removePlanFile(run.id) }
+        do throws(RunFailure) {
+            guard let policy = environmentPolicy(run.target) else {
+                throw RunFailure("this agent has no policy for environment \(run.target.environment)")
+            }
+            let layout = try layout(of: run, tree: treeDirectory(run.id))
+            let applyCredentials = try credentials(policy.applyCredentialsFile, what: "apply")
+            let planCredentials = try credentials(policy.planCredentialsFile, what: "plan")
+            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, credentials: applyCredentials,
+                                                        secrets: Set(planCredentials.values))
+            let result: CommandResult
+            do {
+                result = try await runner.apply(invocation, planFile: planFile, expectedDigest: PlanDigest(hex: digest.rawValue))
+            } catch {
+                throw RunFailure("terraform apply was not started: \(safeDescription(error))")
+            }
+            await appendLog(result.output, stream: .apply, run: run.id)
+            switch result.outcome {
+            case .succeeded:
+                break
+            case .stalePlan:
+                throw RunFailure("stale plan: the state changed after this plan was made; terraform applied nothing "
+                                 + "and the plan was discarded (a new tag or a rollback plans again)")
+            case .stateLocked(let lockID):
+                throw RunFailure("the state is locked by another process (lock \(lockID.map { oneLine($0, limit: 80) } ?? "unknown")); "
+                                 + "terraform applied nothing and the plan was discarded")
+            default:
+                throw RunFailure(commandFailure("apply", result))
+            }
+            let outputInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory,
+                                                              credentials: planCredentials,
+                                                              secrets: Set(applyCredentials.values),
+                                                              timeout: .seconds(600))
+            do {
+                let outputs = try await runner.outputs(outputInvocation)
+                try await store.setOutputs(String(decoding: outputs, as: UTF8.self), target: run.target, runID: run.id, at: now())
+            } catch {
+                // The apply happened; missing outputs must not turn it into a failure.
+                log.warning("outputs could not be read after apply", metadata: ["error": "\(safeDescription(error))"])
+                await appendLog("lockstep: outputs could not be read after apply: \(safeDescription(error))",
+                                stream: .lockstep, run: run.id)
+            }
+            log.info("apply succeeded")
+            return .applySucceeded
+        } catch {
+            log.error("apply failed", metadata: ["reason": "\(error.reason)"])
+            await appendLog("lockstep: apply failed: \(error.reason)", stream: .lockstep, run: run.id)
+            return .applyFailed(reason: error.reason)
+        }
+    }
+
+    /// Runs the environment's verify commands from `lockstep.yaml` in order (SPEC §4):
+    /// each an argv list (never a shell string), run in the exported tree, with a time limit,
+    /// the target's outputs as JSON in a file named by `LOCKSTEP_OUTPUTS_FILE`, and an
+    /// environment built from nothing: no apply credentials, no plan credentials, nothing
+    /// of the daemon's own environment.
+    func performVerify(_ run: StoredRun) async -> RunEvent {
+        let log = runLogger(run)
+        do throws(RunFailure) {
+            let tree = try await ensureTree(run)
+            let layout = try layout(of: run, tree: tree)
+            guard !layout.verify.isEmpty else { return .verifySucceeded }
+            let outputs: String
+            do {
+                outputs = try await store.outputs(of: run.target) ?? "{}"
+            } catch {
+                throw RunFailure("the outputs could not be read from the store: \(safeDescription(error))")
+            }
+            let outputsFile = runDirectory(run.id).appendingPathComponent("outputs.json")
+            let home = runDirectory(run.id).appendingPathComponent("verify-home", isDirectory: true)
+            do {
+                try? FileManager.default.removeItem(at: outputsFile)
+                guard FileManager.default.createFile(atPath: outputsFile.path, contents: Data(outputs.utf8),
+                                                     attributes: [.posixPermissions: 0o600]) else {
+                    throw RunFailure("the outputs file could not be written")
+                }
+                try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch let error as RunFailure {
+                throw error
+            } catch {
+                throw RunFailure("the verify home directory could not be created")
+            }
+            let searchPath = runner.configuration.searchPath
+            let environment: [String: String] = [
+                "PATH": searchPath,
+                "HOME": home.path,
+                "LOCKSTEP_OUTPUTS_FILE": outputsFile.path,
+                "LOCKSTEP_RUN_ID": run.id.rawValue,
+                "LOCKSTEP_PROJECT": run.target.project.rawValue,
+                "LOCKSTEP_ENVIRONMENT": run.target.environment.rawValue,
+                "LOCKSTEP_VERSION": run.run.version.description,
+                "LOCKSTEP_COMMIT": run.run.commit.rawValue,
+            ]
+            for (index, command) in layout.verify.enumerated() {
+                let number = index + 1
+                let executable = try resolveProgram(command.argv[0], tree: tree, searchPath: searchPath)
+                let request = ExternalProgram.Request(
+                    executable: executable, arguments: Array(command.argv.dropFirst()), directory: tree,
+                    environment: environment, timeout: command.timeout)
+                let result: CommandResult
+                do {
+                    result = try await ExternalProgram.run(request)
+                } catch {
+                    throw RunFailure("verify command \(number) could not be started: \(safeDescription(error))")
+                }
+                await appendLog(result.output, stream: .verify, run: run.id)
+                switch result.outcome {
+                case .succeeded:
+                    continue
+                case .timedOut:
+                    throw RunFailure("verify command \(number) (\(programName(command.argv[0]))) did not finish within its time limit")
+                default:
+                    throw RunFailure("verify command \(number) (\(programName(command.argv[0]))) failed: \(result.outcome)")
+                }
+            }
+            log.info("verify succeeded")
+            return .verifySucceeded
+        } catch {
+            log.warning("verify failed", metadata: ["reason": "\(error.reason)"])
+            await appendLog("lockstep: verify failed: \(error.reason)", stream: .lockstep, run: run.id)
+            return .verifyFailed(reason: error.reason)
+        }
+    }
+
+    /// `argv[0]` of a verify command as an absolute path: `./x/y` (or `x/y`) inside the
+    /// exported tree, resolved through symlinks and refused when it leaves the tree; a bare
+    /// name searched on the agent's configured PATH (never the repository's).
+    func resolveProgram(_ program: String, tree: URL, searchPath: String) throws(RunFailure) -> String {
+        if program.contains("/") {
+            let relative = program.hasPrefix("./") ? String(program.dropFirst(2)) : program
+            let resolved: String
+            do {
+                resolved = try resolveInside(root: tree.path, relative: relative, keyPath: "verify")
+            } catch {
+                throw RunFailure("verify program \(programName(program)) was refused: \(error.description)")
+            }
+            guard FileManager.default.isExecutableFile(atPath: resolved) else {
+                throw RunFailure("verify program \(programName(program)) is not an executable file")
+            }
+            return resolved
+        }
+        for directory in searchPath.split(separator: ":") {
+            let candidate = String(directory) + "/" + program
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw RunFailure("verify program \(programName(program)) was not found on the agent's PATH")
+    }
+
+    func programName(_ program: String) -> String { displaySafe(program, limit: 80) }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import GitSource
+import LockstepConfig
+import LockstepCore
+import Logging
+import RunStore
+import TerraformRunner
+
+/// Why a run cannot go on; `reason` is safe to store and show (no secret, no plan body).
+struct RunFailure: Error, Sendable {
+    let reason: String
+    init(_ reason: String) { self.reason = oneLine(reason) }
+}
+
+/// Where a run's files are inside its exported tree, every path resolved inside the tree.
+struct RunLayout: Sendable {
+    var tree: URL
+    var projectDirectory: URL
+    var varFiles: [URL]
+    var backendConfigFiles: [URL]
+    var verify: [VerifyCommand]
+}
+
+extension Gate {
+    /// Folder names never exported into a run directory: a committed provider binary in
+    /// either would otherwise be executed by terraform (SPEC §8).
+    static let excludedNames: Set<String> = [".terraform", "terraform.d"]
+
+    /// Exports the run's commit into `directory` (which must exist and be empty) within the
+    /// agent's export limits, and checks the tree is the one the tag decision saw.
+    func export(_ run: StoredRun, into directory: URL) async throws(RunFailure) {
+        guard let commit = ObjectID(hex: run.run.commit.rawValue) else {
+            throw RunFailure("commit \(run.run.commit) is not a SHA-1 object id this agent can export")
+        }
+        let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
+                                            maxDepth: agent.exportLimits.maxDepth)
+        let result: ExportResult
+        do {
+            result = try await mirror.export(commit: commit, to: directory.path, limits: limits,
+                                             excludingNames: Self.excludedNames)
+        } catch {
+            throw RunFailure("the tagged commit could not be exported: \(error.description)")
+        }
+        guard result.tree.hex == run.run.tree.rawValue else {
+            throw RunFailure("the exported tree \(result.tree) is not the tree \(run.run.tree) the tag decision saw")
+        }
+    }
+
+    /// Reads `lockstep.yaml` from the exported tree and resolves the run's layout. Every
+    /// problem fails the run with the reason: trust keys (approvals, approvers, …), an
+    /// environment the agent does not know, a path that is absolute, climbs with `..` or
+    /// leaves the tree through a symlink. The agent config is never changed by it.
+    func layout(of run: StoredRun, tree: URL) throws(RunFailure) -> RunLayout {
+        let repo: RepoConfig
+        do {
+            repo = try RepoConfig.load(root: tree.path)
+        } catch {
+            throw RunFailure("lockstep.yaml was refused: " + error.errors.map(\.description).joined(separator: "; "))
+        }
+        let errors = repo.check(against: agent) + repo.checkPaths(root: tree.path)
+        guard errors.isEmpty else {
+            throw RunFailure("lockstep.yaml was refused: " + errors.map(\.description).joined(separator: "; "))
+        }
+        let projectName = run.target.project.rawValue
+        let envName = run.target.environment.rawValue
+        guard let project = repo.projects[projectName] else {
+            throw RunFailure("lockstep.yaml at this commit defines no project \"\(projectName)\"")
+        }
+        guard let environment = project.environments[envName] else {
+            throw RunFailure("lockstep.yaml at this commit lists no environment \"\(envName)\" for project \"\(projectName)\"")
+        }
+        func resolve(_ path: RelativePath, _ key: String) throws(RunFailure) -> URL {
+            do {
+                return URL(fileURLWithPath: try resolveInside(root: tree.path, relative: path.value, keyPath: key))
+            } catch {
+                throw RunFailure("lockstep.yaml was refused: \(error.description)")
+            }
+        }
+        let at = "projects.\(projectName).environments.\(envName)"
+        var varFiles: [URL] = []
+        for (i, file) in environment.varFiles.enumerated() { varFiles.append(try resolve(file, "\(at).var_files[\(i)]")) }
+        var backendFiles: [URL] = []
+        for (i, file) in environment.backendConfigFiles.enumerated() {
+            backendFiles.append(try resolve(file, "\(at).backend_config_files[\(i)]"))
+        }
+        return RunLayout(tree: tree, projectDirectory: try resolve(project.dir, "projects.\(projectName).dir"),
+                         varFiles: varFiles, backendConfigFiles: backendFiles, verify: environment.verify)
+    }
+
+    /// Reads a credentials env-file of the environment; a missing setting means none.
+    func credentials(_ path: String?, what: String) throws(RunFailure) -> [String: String] {
+        guard let path else { return [:] }
+        do {
+            return try CredentialsFile.read(path)
+        } catch {
+            throw RunFailure("the \(what) credentials could not be read: \(error.description)")
+        }
+    }
+
+    /// Creates the run's directory afresh (`0700`), removing whatever an earlier attempt left.
+    func freshRunDirectory(_ id: RunID) throws(RunFailure) -> URL {
+        removeRunDirectory(id)
+        do {
+            try FileManager.default.createDirectory(at: runsDirectory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            let directory = try TerraformRunner.makeRunDirectory(under: runsDirectory, name: id.rawValue)
+            try FileManager.default.createDirectory(at: treeDirectory(id), withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+            return directory
+        } catch {
+            throw RunFailure("the run directory could not be created")
+        }
+    }
+
+    /// The run's exported tree, exported again when it is gone (a restart between apply and
+    /// verify). Same commit, same tree: the export is deterministic.
+    func ensureTree(_ run: StoredRun) async throws(RunFailure) -> URL {
+        let tree = treeDirectory(run.id)
+        if FileManager.default.fileExists(atPath: tree.appendingPathComponent(RepoConfig.fileName).path) { return tree }
+        _ = try freshRunDirectory(run.id)
+        try await export(run, into: tree)
+        return tree
+    }
+
+    /// Plans the run (SPEC §4): fresh directory, export, layout, `init`, `plan -out`,
+    /// `show -json`, all with the environment's plan credentials only. Returns the event for
+    /// the state machine and the fields to store with the transition it causes.
+    func performPlan(_ run: StoredRun) async -> (RunEvent, RunUpdate) {
+        let log = runLogger(run)
+        do throws(RunFailure) {
+            guard let policy = environmentPolicy(run.target) else {
+                throw RunFailure("this agent has no policy for environment \(run.target.environment)")
+            }
+            _ = try freshRunDirectory(run.id)
+            let tree = treeDirectory(run.id)
+            try await export(run, into: tree)
+            let layout = try layout(of: run, tree: tree)
+            let planCredentials = try credentials(policy.planCredentialsFile, what: "plan")
+            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, credentials: planCredentials,
+                                                        timeout: .seconds(3_600))
+            let initialization: CommandResult
+            do {
+                initialization = try await runner.initialize(invocation, backendConfigFiles: layout.backendConfigFiles)
+            } catch {
+                throw RunFailure("terraform init could not run: \(safeDescription(error))")
+            }
+            await appendLog(initialization.output, stream: .plan, run: run.id)
+            guard initialization.outcome == .succeeded else { throw RunFailure(commandFailure("init", initialization)) }
+            let planned: PlanResult
+            do {
+                planned = try await runner.plan(invocation, planFile: planFile(run.id), varFiles: layout.varFiles)
+            } catch {
+                throw RunFailure("terraform plan could not run: \(safeDescription(error))")
+            }
+            await appendLog(planned.command.output, stream: .plan, run: run.id)
+            guard let saved = planned.plan else { throw RunFailure(commandFailure("plan", planned.command)) }
+            let digest: Digest
+            do {
+                digest = try Digest(saved.digest.hex)
+            } catch {
+                throw RunFailure("the plan digest is malformed")
+            }
+            if saved.changes == .noChanges {
+                log.info("plan has no changes", metadata: ["plan.digest": "\(digest)"])
+                return (.planSucceeded(digest: digest, hasChanges: false), RunUpdate(planDigest: digest))
+            }
+            let shown: ShownPlan
+            do {
+                shown = try await runner.show(invocation, planFile: saved.file)
+            } catch {
+                throw RunFailure("terraform show could not read the plan: \(safeDescription(error))")
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let summaryJSON = (try? encoder.encode(shown.summary)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            let stored = StoredPlan(summaryJSON: summaryJSON, rendering: shown.rendering,
+                                    planJSON: String(decoding: shown.redactedJSON, as: UTF8.self))
+            log.info("plan saved", metadata: ["plan.digest": "\(digest)"])
+            return (.planSucceeded(digest: digest, hasChanges: true), RunUpdate(planDigest: digest, plan: stored))
+        } catch {
+            log.warning("plan failed", metadata: ["reason": "\(error.reason)"])
+            await appendLog("lockstep: plan failed: \(error.reason)", stream: .lockstep, run: run.id)
+            return (.planFailed(reason: error.reason), RunUpdate())
+        }
+    }
+
+    /// A terraform command that ended badly, in one line: the outcome and terraform's first
+    /// error line (already redacted by the runner).
+    func commandFailure(_ command: String, _ result: CommandResult) -> String {
+        let firstError = result.output.split(separator: "\n").first { $0.contains("Error:") }
+        let detail = firstError.map { ": " + oneLine(String($0).replacingOccurrences(of: "│", with: ""), limit: 300) } ?? ""
+        return "terraform \(command) \(result.outcome)\(detail)"
+    }
+
+    /// A client-safe description of an error from a lower layer.
+    func safeDescription(_ error: any Error) -> String {
+        switch error {
+        case let error as TerraformRunnerError: error.description
+        case let error as GitError: error.description
+        case let error as GateError: error.description
+        case let error as StoreError: error.description
+        default: "unexpected error"
+        }
+    }
+}

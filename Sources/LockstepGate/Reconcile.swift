@@ -1,0 +1,375 @@
+import Foundation
+import GitSource
+import LockstepConfig
+import LockstepCore
+import Logging
+import RunStore
+
+/// One release tag of a target as the gate saw it in this pass.
+struct Candidate: Sendable {
+    var info: TagInfo
+    var version: SemanticVersion
+    var object: GitObjectID
+    var commit: GitObjectID
+    var tree: GitObjectID
+}
+
+/// A target this agent serves, with the rules that read its tags.
+struct ServedTarget: Sendable {
+    var target: TargetID
+    var policy: EnvironmentPolicy
+    var pattern: TagPattern
+}
+
+extension Gate {
+    /// Code of the alert raised when a desired tag moved and is therefore not followed.
+    public static let tagNotFollowed = RunAlert.Code(rawValue: "tag_moved_not_followed")
+    /// Code of the alert raised when a rollback pin names a version whose tag is gone.
+    public static let pinnedTagMissing = RunAlert.Code(rawValue: "pinned_tag_missing")
+    /// Code of the alert raised when two accepted tags share the winning version.
+    public static let ambiguousVersion = RunAlert.Code(rawValue: "ambiguous_version")
+
+    func reconcilePass() async throws -> ReconcileReport {
+        var report = ReconcileReport()
+        let fetch: FetchReport
+        do {
+            fetch = try await mirror.sync()
+        } catch {
+            throw GateError(.repository, "the delivery repository could not be fetched: \(error.description)")
+        }
+        report.tagsCreated = fetch.createdTags.map(\.name)
+        report.tagsMoved = fetch.movedTags.map(\.name)
+        report.tagsDeleted = fetch.deletedTags.map(\.name)
+        let targets = try await servedTargets(report: &report)
+
+        // A moved or deleted tag is never followed silently (SPEC §3): say so on every
+        // target whose pattern it matches, even when no run uses it any more.
+        for change in fetch.movedTags + fetch.deletedTags {
+            for served in targets where served.pattern.match(change.name, target: served.target) != .noMatch {
+                let what = change.new == nil ? "was deleted" : "moved from \(change.old?.short ?? "?") to \(change.new?.short ?? "?")"
+                let alert = RunAlert(code: .tagMoved, description: "release tag \"\(displaySafe(change.name))\" \(what); it is not followed")
+                if try await raiseAlertOnce(alert, target: served.target, runID: nil, actor: Self.systemActor) {
+                    report.alertsRaised.append(alert)
+                }
+            }
+        }
+
+        for served in targets {
+            do {
+                try await reconcile(served, report: &report)
+            } catch {
+                let problem = "\(served.target): \(safeDescription(error))"
+                logger.error("target reconcile failed", metadata: ["target": "\(served.target)", "error": "\(problem)"])
+                report.problems.append(problem)
+            }
+        }
+        return report
+    }
+
+    /// The targets this agent serves: every served environment × every project of the
+    /// layout at the protected branch tip, sources of promotion first (so a tree verified
+    /// in staging in this pass is promoted in the same pass).
+    ///
+    /// When the tip's `lockstep.yaml` is invalid, the last valid layout is used and the
+    /// problem is reported: a broken layout merged to the branch must not make the agent
+    /// forget its targets (the runs of such a commit fail with the reason instead).
+    func servedTargets(report: inout ReconcileReport) async throws -> [ServedTarget] {
+        let branch = agent.repository.branch
+        let tip: ObjectID
+        do {
+            tip = try await mirror.branchTip(branch)
+        } catch {
+            throw GateError(.repository, "the protected branch could not be read: \(error.description)")
+        }
+        var layout = lastGoodLayout?.config
+        if lastGoodLayout?.tip != tip {
+            let scratch = runsDirectory.appendingPathComponent(".layout-\(UUID().uuidString)", isDirectory: true)
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            do {
+                try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+                let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
+                                                    maxDepth: agent.exportLimits.maxDepth)
+                _ = try await mirror.export(commit: tip, to: scratch.path, limits: limits, excludingNames: Self.excludedNames)
+                let config = try RepoConfig.load(root: scratch.path)
+                lastGoodLayout = (tip, config)
+                layout = config
+            } catch let error as ConfigErrors {
+                report.problems.append("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
+                                       + oneLine(error.errors.map(\.description).joined(separator: "; ")))
+            } catch {
+                report.problems.append("the layout at \(branch) (\(tip.short)) could not be read: \(safeDescription(error))")
+            }
+        }
+        guard let layout else {
+            throw GateError(.layout, "no valid lockstep.yaml has been seen on \(branch) yet; no target is known")
+        }
+        let pattern: TagPattern
+        do {
+            pattern = try TagPattern(agent.tagPattern(projectCount: layout.projects.count))
+        } catch {
+            throw GateError(.layout, "the tag pattern is invalid: \(error.description)")
+        }
+        if !pattern.includesProject && layout.projects.count != 1 {
+            throw GateError(.layout, "tag pattern \(pattern) has no {project} but lockstep.yaml defines \(layout.projects.count) projects")
+        }
+        var targets: [ServedTarget] = []
+        for (name, policy) in agent.environments where policy.serves {
+            guard let environment = try? EnvironmentName(name) else { continue }
+            for projectName in layout.projects.keys {
+                guard let project = try? ProjectName(projectName) else { continue }
+                targets.append(ServedTarget(target: TargetID(project: project, environment: environment),
+                                            policy: policy, pattern: pattern))
+            }
+        }
+        return targets.sorted {
+            let (a, b) = (promotionDepth($0.target.environment.rawValue), promotionDepth($1.target.environment.rawValue))
+            return a != b ? a < b : $0.target < $1.target
+        }
+    }
+
+    private func promotionDepth(_ environment: String) -> Int {
+        var depth = 0
+        var current = agent.environments[environment]?.promoteFrom
+        while let next = current, depth < agent.environments.count {
+            depth += 1
+            current = agent.environments[next]?.promoteFrom
+        }
+        return depth
+    }
+
+    /// One target: decide its tags, invalidate runs whose tag moved, compute the desired
+    /// revision, create or supersede runs, and drive the open ones.
+    func reconcile(_ served: ServedTarget, report: inout ReconcileReport) async throws {
+        let target = served.target
+        let listing: TagListing
+        do {
+            listing = try await mirror.tags(matching: served.pattern.glob(project: target.project, environment: target.environment),
+                                            components: served.pattern.componentCount)
+        } catch {
+            throw GateError(.repository, "the tags of \(target) could not be listed: \(error.description)")
+        }
+        for refused in listing.refused {
+            logger.warning("tag refused", metadata: ["target": "\(target)", "tag": "\(refused.displayName)",
+                                                     "reason": "\(refused.reason)"])
+        }
+        let accepted = try await decideTags(served, listing: listing, report: &report)
+        try await invalidateMovedRuns(target, listing: listing, report: &report)
+        try await pursueDesiredRevision(served, accepted: accepted, report: &report)
+        try await driveOpenRuns(served, report: &report)
+    }
+
+    /// SPEC §3 acceptance for every tag of the target, each decision recorded (the store
+    /// keeps only changes). Returns the accepted tags.
+    func decideTags(_ served: ServedTarget, listing: TagListing, report: inout ReconcileReport) async throws -> [Candidate] {
+        let target = served.target
+        let policy = served.policy
+        let branch = agent.repository.branch
+        var promoteFrom: EnvironmentName?
+        var sourceRecords: [RunRecord] = []
+        if let source = policy.promoteFrom {
+            promoteFrom = try? EnvironmentName(source)
+            if let promoteFrom {
+                sourceRecords = try await store.runs(target: TargetID(project: target.project, environment: promoteFrom), states: nil)
+                    .map(\.record)
+            }
+        }
+        // Where the tagger may not approve, the tagger must be known: a lightweight tag has
+        // none, which would let a releaser dodge the four-eyes rule.
+        let rules = TagRules(requireAnnotated: !policy.taggerMayApprove, requireMergeCommit: agent.requireMergeCommit,
+                             requireSigned: policy.requireSignedTags, promoteFrom: promoteFrom)
+        var accepted: [Candidate] = []
+        for tag in listing.tags {
+            let version: Result<SemanticVersion, CoreError>
+            switch served.pattern.match(tag.name, target: target) {
+            case .noMatch: continue
+            case .version(let parsed): version = .success(parsed)
+            case .unparsableVersion(let error): version = .failure(error)
+            }
+            let facts: ReleaseFacts
+            do {
+                facts = try await mirror.releaseFacts(tag: tag.name, protectedBranch: branch)
+            } catch {
+                report.problems.append("\(target): tag \"\(displaySafe(tag.name))\" could not be read: \(error.description)")
+                continue
+            }
+            guard let object = try? GitObjectID(facts.tag.target.hex), let commit = try? GitObjectID(facts.tag.commit.hex),
+                  let tree = try? GitObjectID(facts.tag.tree.hex) else { continue }
+            var promotionVerified = true
+            if let promoteFrom {
+                promotionVerified = PromotionRule.check(tree: tree, project: target.project, source: promoteFrom,
+                                                        records: sourceRecords).isSatisfied
+            }
+            let tagFacts = TagFacts(
+                name: tag.name, version: version, isAnnotated: facts.tag.isAnnotated,
+                // Signature verification is not built yet: an environment that requires
+                // signed tags fails closed and rejects every tag.
+                signature: policy.requireSignedTags ? .failed : .notRequired,
+                reachableFromProtectedBranch: facts.reachableFromBranch,
+                isMergeCommitOnFirstParentChain: facts.isMergeOnFirstParentChain,
+                promotionSourceVerified: promotionVerified)
+            let decision = TagAcceptance.decide(tagFacts, rules: rules)
+            var stored = StoredTagDecision(target: target, tagName: tag.name, tagObject: object, commit: commit,
+                                           version: try? version.get(), accepted: false, rejections: [])
+            switch decision {
+            case .accepted(let parsed):
+                stored.accepted = true
+                accepted.append(Candidate(info: facts.tag, version: parsed, object: object, commit: commit, tree: tree))
+            case .rejected(let reasons):
+                stored.rejections = reasons
+            }
+            if try await store.recordTagDecision(stored, at: now(), actor: Self.systemActor) {
+                report.decisionsRecorded[target, default: []].append(tag.name)
+                logger.info("tag decided", metadata: ["target": "\(target)", "tag": "\(displaySafe(tag.name))",
+                                                      "tag.accepted": "\(stored.accepted)",
+                                                      "tag.rejections": "\(stored.rejections.map(\.code.rawValue))"])
+            }
+        }
+        return accepted
+    }
+
+    /// Feeds `tagMoved` to every open run whose tag now names another object or is gone:
+    /// before apply the run ends (and an alert is raised); after apply started only the
+    /// alert is raised, once.
+    func invalidateMovedRuns(_ target: TargetID, listing: TagListing, report: inout ReconcileReport) async throws {
+        let current = Dictionary(listing.tags.map { ($0.name, $0.target.hex) }, uniquingKeysWith: { first, _ in first })
+        for run in try await store.runs(target: target, states: Self.openStates) {
+            guard current[run.run.tagName] != run.run.tagObject.rawValue else { continue }
+            let result = try await drive(run, .tagMoved, actor: Self.systemActor)
+            report.alertsRaised += result.alerts
+            if result.state.isFinal {
+                report.runsInvalidated.append(run.id)
+                report.runsAdvanced[run.id] = result.state
+            }
+        }
+    }
+
+    /// SPEC §3 desired revision → at most one open run per target for it.
+    func pursueDesiredRevision(_ served: ServedTarget, accepted: [Candidate], report: inout ReconcileReport) async throws {
+        let target = served.target
+        let pin = try await store.pin(for: target)
+        let tags = accepted.map { AcceptedTag(name: $0.info.name, version: $0.version, commit: $0.commit) }
+        let wanted: AcceptedTag
+        switch TagAcceptance.desiredRevision(accepted: tags, pin: pin) {
+        case .none:
+            return
+        case .highest(let tag), .pinned(let tag, _):
+            wanted = tag
+        case .pinReleased(let tag):
+            try await store.clearPin(for: target, at: now(), actor: Self.systemActor)
+            logger.info("rollback pin released", metadata: ["target": "\(target)", "version": "\(tag.version)"])
+            wanted = tag
+        case .pinnedTagMissing(let pin):
+            let alert = RunAlert(code: Self.pinnedTagMissing,
+                                 description: "the target is pinned at \(pin.version) but no accepted tag has that version any more")
+            if try await raiseAlertOnce(alert, target: target, runID: nil, actor: Self.systemActor) { report.alertsRaised.append(alert) }
+            return
+        case .ambiguous(let tied):
+            let alert = RunAlert(code: Self.ambiguousVersion,
+                                 description: "accepted tags " + tied.map { "\"\(displaySafe($0.name))\"" }.joined(separator: ", ")
+                                 + " share one version; Lockstep does not guess between them")
+            if try await raiseAlertOnce(alert, target: target, runID: nil, actor: Self.systemActor) { report.alertsRaised.append(alert) }
+            return
+        }
+        guard let candidate = accepted.first(where: { $0.info.name == wanted.name }) else { return }
+        try await ensureRun(for: candidate, served: served, rollbackPin: nil, actor: Self.systemActor, report: &report)
+    }
+
+    /// Makes `candidate` the target's run: nothing when the newest run is already for this
+    /// tag object (whatever its outcome, except `expired`/`superseded`, which plan again); a
+    /// waiting run for another tag is superseded first; a run whose apply started is waited
+    /// for. A tag name that ever named another object in a run of this target is not
+    /// followed at all (alert): the release must be cut under a new version.
+    @discardableResult
+    func ensureRun(for candidate: Candidate, served: ServedTarget, rollbackPin: RollbackPin?, actor: String,
+                   report: inout ReconcileReport) async throws -> StoredRun? {
+        let target = served.target
+        let runs = try await store.runs(target: target, states: nil)
+        if runs.contains(where: { $0.run.tagName == candidate.info.name && $0.run.tagObject != candidate.object }) {
+            let alert = RunAlert(code: Self.tagNotFollowed,
+                                 description: "release tag \"\(displaySafe(candidate.info.name))\" now names another object than "
+                                 + "the one planned before; it is not followed (tag a new version)")
+            if try await raiseAlertOnce(alert, target: target, runID: nil, actor: Self.systemActor) { report.alertsRaised.append(alert) }
+            return nil
+        }
+        if rollbackPin == nil, let newest = runs.first, newest.run.tagName == candidate.info.name,
+           newest.run.tagObject == candidate.object, newest.state != .expired, newest.state != .superseded {
+            return nil
+        }
+        let id = try RunID(UUID().uuidString.lowercased())
+        if let open = runs.first(where: { !$0.state.isFinal }) {
+            guard open.state.isBeforeApply else { return nil }
+            let result = try await drive(open, .superseded(by: id), actor: actor)
+            guard result.state == .superseded else { return nil }
+            report.runsSuperseded.append(open.id)
+            report.runsAdvanced[open.id] = .superseded
+        }
+        let hasVerify = await hasVerifyCommands(commit: candidate.commit, target: target)
+        let new = NewRun(id: id, target: target, tagName: candidate.info.name, tagObject: candidate.object,
+                         version: candidate.version, commit: candidate.commit, tree: candidate.tree,
+                         taggerEmail: candidate.info.annotation?.taggerEmail, rollbackPin: rollbackPin,
+                         hasVerifyCommands: hasVerify)
+        do {
+            let created = try await store.createRun(new, at: now(), actor: actor)
+            report.runsCreated.append(id)
+            report.runsAdvanced[id] = .queued
+            logger.info("run created", metadata: ["run.id": "\(id)", "target": "\(target)", "version": "\(candidate.version)"])
+            return created
+        } catch let error as StoreError where error.code == .targetBusy {
+            // Another trigger or process created a run for the target first.
+            return nil
+        }
+    }
+
+    /// Whether the commit's `lockstep.yaml` has verify commands for the target (read once, at
+    /// run creation, from a throw-away export; the commit is immutable, so the plan reads
+    /// the same file). An unreadable layout says no: that run fails at planning anyway.
+    func hasVerifyCommands(commit: GitObjectID, target: TargetID) async -> Bool {
+        guard let oid = ObjectID(hex: commit.rawValue) else { return false }
+        let scratch = runsDirectory.appendingPathComponent(".peek-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        do {
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
+                                                maxDepth: agent.exportLimits.maxDepth)
+            _ = try await mirror.export(commit: oid, to: scratch.path, limits: limits, excludingNames: Self.excludedNames)
+            let config = try RepoConfig.load(root: scratch.path)
+            return !(config.projects[target.project.rawValue]?.environments[target.environment.rawValue]?.verify.isEmpty ?? true)
+        } catch {
+            return false
+        }
+    }
+
+    /// Plans queued runs, expires runs that waited for approval longer than the approval
+    /// lifetime, and triggers apply for approved runs.
+    func driveOpenRuns(_ served: ServedTarget, report: inout ReconcileReport) async throws {
+        for run in try await store.runs(target: served.target, states: Self.openStates) {
+            switch run.state {
+            case .queued:
+                let result = try await drive(run, .planStarted, actor: Self.systemActor)
+                report.alertsRaised += result.alerts
+                if !result.committed.isEmpty { report.runsAdvanced[run.id] = result.state }
+            case .awaitingApproval:
+                let lifetime = TimeInterval(served.policy.approvalTTL.components.seconds)
+                let since = try await store.transitions(of: run.id).last { $0.transition.to == .awaitingApproval }?.time
+                    ?? run.updatedAt
+                if now().timeIntervalSince(since) >= lifetime {
+                    let result = try await drive(run, .approvalsExpired, actor: Self.systemActor)
+                    if !result.committed.isEmpty { report.runsAdvanced[run.id] = result.state }
+                }
+            case .approved:
+                // Outside the apply window a poll would only record the same closed window
+                // again; an explicit apply trigger still evaluates (and records) everything.
+                guard served.policy.applyWindowOpen(at: now()) else { continue }
+                let outcome = try await applyTrigger(run)
+                if let after = try await store.run(run.id), after.state != run.state {
+                    report.runsAdvanced[run.id] = after.state
+                }
+                logger.info("apply trigger", metadata: ["run.id": "\(run.id)", "outcome": "\(outcome)"])
+            default:
+                break
+            }
+        }
+    }
+}

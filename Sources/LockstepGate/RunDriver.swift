@@ -1,0 +1,203 @@
+import Foundation
+import LockstepConfig
+import LockstepCore
+import Logging
+import RunStore
+
+/// What happened while the gate drove one run.
+struct DriveResult: Sendable {
+    /// The run's state after the last committed transition (or as loaded).
+    var state: RunState
+    /// A compare-and-set failed: another trigger or process moved the run first, and
+    /// every action after it was dropped.
+    var lostRace = false
+    var refusals: [RunEventRefusal] = []
+    var approvalRefusal: ApprovalRefusal?
+    var preconditions: ApplyPreconditionReport?
+    var waitingForApplyWindow = false
+    /// The machine asked for the apply facts; the gate stops there (see ``Gate``).
+    var readyToApply = false
+    /// This drive ran terraform apply.
+    var applyStarted = false
+    /// Why the apply failed, when it ran and failed.
+    var applyFailure: String?
+    var alerts: [RunAlert] = []
+    /// States committed during this drive, in order.
+    var committed: [RunState] = []
+}
+
+extension Gate {
+    /// Feeds `event` to the run's state machine and performs the actions it returns, in
+    /// order, feeding the events that side effects produce (plan result, check result,
+    /// apply result, verify result) until the machine has nothing more to do.
+    ///
+    /// Every ``RunAction/persist(_:)`` is committed with ``RunStore/transition(_:_:update:at:actor:)``
+    /// (a compare-and-set on `from`) before the next action runs; a failed compare-and-set
+    /// drops every remaining action. That ordering is what makes "stored before its side
+    /// effect starts" and "applied at most once" hold.
+    func drive(_ loaded: StoredRun, _ first: RunEvent, actor: String) async throws -> DriveResult {
+        var machine: RunStateMachine
+        do {
+            machine = try RunStateMachine(restoring: loaded.state, planDigest: loaded.planDigest,
+                                          hasVerifyCommands: loaded.run.hasVerifyCommands)
+        } catch {
+            throw GateError(.corruptRun, "run \(loaded.id) cannot be restored: \(error.description)")
+        }
+        var run = loaded
+        var result = DriveResult(state: loaded.state)
+        var events: [RunEvent] = [first]
+        var pendingUpdate = RunUpdate()
+        let log = runLogger(loaded)
+
+        while !events.isEmpty {
+            let event = events.removeFirst()
+            for action in machine.handle(event) {
+                switch action {
+                case .persist(let transition):
+                    let update = pendingUpdate
+                    pendingUpdate = RunUpdate()
+                    let committed = try await store.transition(run.id, transition, update: update, at: now(), actor: actor)
+                    guard committed else {
+                        log.info("compare-and-set lost; dropping the remaining actions",
+                                 metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)"])
+                        result.lostRace = true
+                        await afterLostRace(run, transition: transition)
+                        return result
+                    }
+                    run.state = transition.to
+                    if let digest = update.planDigest { run.planDigest = digest }
+                    if let plan = update.plan { run.plan = plan }
+                    run.lastReason = transition.reason.code
+                    result.state = transition.to
+                    result.committed.append(transition.to)
+                    log.info("run moved", metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)",
+                                                     "run.reason": "\(transition.reason.code)"])
+
+                case .startPlan:
+                    let (next, update) = await performPlan(run)
+                    pendingUpdate = update
+                    events.append(next)
+
+                case .cancelPlan:
+                    // Plans run inside the call that started them; that call's own
+                    // compare-and-set (planning → …) fails and it discards its plan file.
+                    break
+
+                case .runChecks:
+                    events.append(runChecks(run))
+
+                case .requestApprovals(let digest):
+                    log.info("plan awaiting approval", metadata: ["plan.digest": "\(digest)"])
+
+                case .recordApproval(let approval):
+                    try await store.recordApproval(approval, actor: actor)
+
+                case .recordApprovalRefusal(let refusal):
+                    try await store.recordApprovalRefusal(refusal, at: now(), actor: actor)
+                    result.approvalRefusal = refusal
+
+                case .recordApplyPreconditions(let report):
+                    try await store.recordApplyPreconditions(report, runID: run.id, at: now(), actor: actor)
+                    result.preconditions = report
+
+                case .checkApplyPreconditions:
+                    result.readyToApply = true
+
+                case .waitForApplyWindow:
+                    result.waitingForApplyWindow = true
+
+                case .startApply(let digest):
+                    result.applyStarted = true
+                    let next = await performApply(run, digest: digest)
+                    if case .applyFailed(let reason) = next { result.applyFailure = reason }
+                    events.append(next)
+
+                case .deletePlanFile:
+                    removePlanFile(run.id)
+
+                case .startVerify:
+                    events.append(await performVerify(run))
+
+                case .raiseAlert(let alert):
+                    if try await raiseAlertOnce(alert, target: run.target, runID: run.id, actor: actor) {
+                        result.alerts.append(alert)
+                    }
+
+                case .refuse(let refusal):
+                    try await store.appendAudit(kind: .refusal, target: run.target, runID: run.id,
+                                                payload: ["event": refusal.event, "state": refusal.state.rawValue,
+                                                          "reason": refusal.description],
+                                                at: now(), actor: actor)
+                    result.refusals.append(refusal)
+                }
+            }
+        }
+        if machine.state.isFinal { removeRunDirectory(run.id) }
+        return result
+    }
+
+    /// After a lost compare-and-set. A planner that lost (the run was superseded or its tag
+    /// moved while terraform ran) removes what it wrote once the run has ended; nothing else
+    /// is touched, because the winner may be using it (an apply in progress).
+    private func afterLostRace(_ run: StoredRun, transition: RunTransition) async {
+        guard transition.from == .planning else { return }
+        if let now = try? await store.run(run.id), now.state.isFinal {
+            removeRunDirectory(run.id)
+        }
+    }
+
+    /// Raises an alert unless the same alert code is already raised for the run (a moved
+    /// tag found on every poll must not flood the store). Returns whether it was raised.
+    func raiseAlertOnce(_ alert: RunAlert, target: TargetID, runID: RunID?, actor: String) async throws -> Bool {
+        let existing = try await store.alerts(target: target)
+        if existing.contains(where: { $0.runID == runID && $0.alert.code == alert.code
+                                      && (runID != nil || $0.alert.description == alert.description) }) {
+            return false
+        }
+        try await store.raiseAlert(alert, target: target, runID: runID, at: now(), actor: actor)
+        logger.warning("alert raised", metadata: ["target": "\(target)", "alert.code": "\(alert.code)",
+                                                  "run.id": "\(runID.map(\.rawValue) ?? "-")"])
+        return true
+    }
+
+    func removePlanFile(_ id: RunID) {
+        let url = planFile(id)
+        if FileManager.default.fileExists(atPath: url.path) {
+            try? FileManager.default.removeItem(at: url)
+        }
+    }
+
+    func removeRunDirectory(_ id: RunID) {
+        let url = runDirectory(id)
+        if FileManager.default.fileExists(atPath: url.path) {
+            try? FileManager.default.removeItem(at: url)
+        }
+    }
+
+    /// The built-in checks over the stored (redacted) plan JSON.
+    func runChecks(_ run: StoredRun) -> RunEvent {
+        guard let policy = environmentPolicy(run.target) else {
+            return .checksFailed(reasons: ["this agent has no policy for environment \(run.target.environment)"])
+        }
+        guard let plan = run.plan else { return .checksFailed(reasons: ["the run has no stored plan"]) }
+        let checks = PlanChecks.evaluate(planJSON: Data(plan.planJSON.utf8), policy: policy)
+        return checks.passed ? .checksPassed : .checksFailed(reasons: checks.failures)
+    }
+
+    /// The approval policy of a run: the environment's, with one more approval required when
+    /// the plan destroys a protected resource type (see ``PlanChecks``).
+    func approvalPolicy(for run: StoredRun, _ policy: EnvironmentPolicy) throws -> ApprovalPolicy {
+        var required = policy.approvals
+        if let plan = run.plan, PlanChecks.evaluate(planJSON: Data(plan.planJSON.utf8), policy: policy).needsExtraApproval {
+            required += 1
+        }
+        let seconds = Double(policy.approvalTTL.components.seconds)
+        do {
+            return try ApprovalPolicy(requiredApprovals: required,
+                                      allowedIdentities: Set(policy.approvers.compactMap { try? IdentityName($0) }),
+                                      taggerMayApprove: policy.taggerMayApprove, approvalLifetime: seconds)
+        } catch {
+            throw GateError(.notAllowed, "the approval policy of \(run.target.environment) cannot be met: \(error.description)")
+        }
+    }
+}
