@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Yams
 
 /// The options every API client command takes: where the daemon is, where the token is,
@@ -143,30 +146,48 @@ struct ClientSettings: Sendable, CustomStringConvertible {
 
     /// Reads a token file: bounded, trimmed, and checked for the characters a bearer token may have.
     /// Never quotes the file's content in an error: it may be a secret, or the wrong secret.
+    ///
+    /// The path may be a pipe (`--token-file /dev/stdin`, `<(pass show lockstep)`), so the
+    /// token never touches the disk; only a regular file is checked for its permissions.
     static func readTokenFile(_ path: String, source: String, warn: (String) -> Void) throws(ClientError) -> String {
-        let url = URL(fileURLWithPath: path)
-        let attributes: [FileAttributeKey: Any]
-        do {
-            attributes = try FileManager.default.attributesOfItem(atPath: url.path)
-        } catch {
-            throw ClientError(.configuration, "the token file \(path) (\(source)) does not exist or cannot be read")
+        let described = "the token file \(path) (\(source))"
+        var info = stat()
+        // stat, not lstat: a symlinked token file is judged by the file it points to.
+        guard stat(path, &info) == 0 else {
+            throw ClientError(.configuration, "\(described) does not exist or cannot be read")
         }
-        if let size = attributes[.size] as? Int, size > maximumTokenFileBytes {
-            throw ClientError(.configuration, "the token file \(path) (\(source)) is larger than \(maximumTokenFileBytes) bytes; it is not a token file")
+        let isRegular = info.st_mode & S_IFMT == S_IFREG
+        if isRegular && info.st_mode & 0o077 != 0 {
+            warn("warning: the token file \(path) can be read by other users (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
         }
-        if let mode = (attributes[.posixPermissions] as? NSNumber)?.uint16Value, mode & 0o077 != 0 {
-            warn("warning: the token file \(path) can be read by other users (mode \(String(mode & 0o777, radix: 8))); run chmod 600 \(path)")
+        guard let data = readBounded(path, limit: maximumTokenFileBytes) else {
+            throw ClientError(.configuration, "\(described) cannot be read")
         }
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw ClientError(.configuration, "the token file \(path) (\(source)) cannot be read")
+        guard data.count <= maximumTokenFileBytes else {
+            throw ClientError(.configuration, "\(described) is larger than \(maximumTokenFileBytes) bytes; it is not a token file")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ClientError(.configuration, "the token file \(path) (\(source)) is not UTF-8 text")
+            throw ClientError(.configuration, "\(described) is not UTF-8 text")
         }
-        return try validatedToken(text, source: "the token file \(path) (\(source))")
+        return try validatedToken(text, source: described)
+    }
+
+    /// At most `limit + 1` bytes of a file, so a wrong path (`/dev/zero`, a disk image) costs
+    /// nothing; more than `limit` bytes in the result means the file is too big. Nil: unreadable.
+    static func readBounded(_ path: String, limit: Int) -> Data? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        var data = Data()
+        do {
+            while data.count <= limit {
+                // nil or empty: end of file.
+                guard let chunk = try handle.read(upToCount: limit + 1 - data.count), !chunk.isEmpty else { break }
+                data.append(chunk)
+            }
+        } catch {
+            return nil
+        }
+        return data
     }
 
     /// Surrounding whitespace (a trailing newline from `echo`) is dropped; anything else that a
@@ -225,10 +246,7 @@ struct ClientConfigFile: Sendable {
             if required { throw ClientError(.configuration, "the client config \(path) does not exist") }
             return nil
         }
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
+        guard let data = ClientSettings.readBounded(path, limit: 64 * 1024) else {
             throw ClientError(.configuration, "the client config \(path) cannot be read")
         }
         guard data.count <= 64 * 1024, let text = String(data: data, encoding: .utf8) else {

@@ -137,6 +137,27 @@ struct CredentialTests {
         }
     }
 
+    @Test("token files: a symlink is judged by its target, /dev/stdin works, and /dev/zero costs nothing")
+    func specialTokenFiles() async throws {
+        let home = try Scratch()
+        let target = try home.tokenFile(Fixture.aliceToken, name: "real.token")
+        let link = home.url.appendingPathComponent("link.token").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        let zero = home.url.appendingPathComponent("zero.token").path
+        try FileManager.default.createSymbolicLink(atPath: zero, withDestinationPath: "/dev/zero")
+        let backend = TestBackend()
+        try await withServer(backend) { url in
+            let linked = try await CLI.run(["status", "--server", url, "--token-file", link], home: home)
+            #expect(linked.status == 0 && linked.stderr.isEmpty, "no warning about the link's own mode 777: \(linked.stderr)")
+            let piped = try await CLI.run(["reject", "run-dev-1", "--reason", "stdin", "--server", url, "--token-file", "/dev/stdin"],
+                                          home: home, stdin: try home.tokenFile(Fixture.bobToken))
+            #expect(piped.status == 0, "\(piped.stderr)")
+            let endless = try await CLI.run(["status", "--server", url, "--token-file", zero], home: home)
+            #expect(endless.status == 1 && endless.stderr.contains("is larger than 8192 bytes"))
+        }
+        #expect(backend.calls.mutations == ["accepted reject run-dev-1 by bob"])
+    }
+
     @Test("a token over plain http to another host draws a warning")
     func plainHTTPWarning() async throws {
         let home = try Scratch()

@@ -74,13 +74,15 @@ enum CLI {
     /// hung client, never a wait for something to happen.
     static let limit: Duration = .seconds(60)
 
-    static func run(_ arguments: [String], home: Scratch, environment: [String: String] = [:],
+    /// - Parameter stdin: a file to connect to standard input (default: /dev/null).
+    static func run(_ arguments: [String], home: Scratch, environment: [String: String] = [:], stdin: String? = nil,
                     sourceLocation: SourceLocation = #_sourceLocation) async throws -> CLIResult {
         try #require(FileManager.default.isExecutableFile(atPath: binary.path),
                      "no lockstep binary at \(binary.path): run swift build --build-tests first")
         let environment = ["PATH": "/usr/bin:/bin", "HOME": home.url.path, "COLUMNS": "100", "LINES": "50",
                            "LANG": "C.UTF-8"].merging(environment) { $1 }
-        return try await Subprocess.run(binary, arguments, environment: environment, home: home, sourceLocation: sourceLocation)
+        return try await Subprocess.run(binary, arguments, environment: environment, home: home, stdin: stdin,
+                                        sourceLocation: sourceLocation)
     }
 }
 
@@ -89,7 +91,7 @@ enum CLI {
 /// would starve the in-process API server the program is talking to.)
 enum Subprocess {
     static func run(_ executable: URL, _ arguments: [String], environment: [String: String], home: Scratch,
-                    sourceLocation: SourceLocation = #_sourceLocation) async throws -> CLIResult {
+                    stdin: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) async throws -> CLIResult {
         let out = home.url.appendingPathComponent("stdout-\(UUID().uuidString)")
         let err = home.url.appendingPathComponent("stderr-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
@@ -105,7 +107,9 @@ enum Subprocess {
         process.executableURL = executable
         process.arguments = arguments
         process.environment = environment
-        process.standardInput = FileHandle.nullDevice
+        let inHandle = try stdin.map { try FileHandle(forReadingFrom: URL(fileURLWithPath: $0)) }
+        defer { try? inHandle?.close() }
+        process.standardInput = inHandle ?? FileHandle.nullDevice
         process.standardOutput = outHandle
         process.standardError = errHandle
         let (exits, exited) = AsyncStream<Int32>.makeStream()
