@@ -9,7 +9,7 @@ import LockstepHTTP
 // a distinct exit status.
 
 /// Help text shared by the client commands and the root command.
-public enum ClientHelp {
+enum ClientHelp {
     /// The exit statuses, after "Exit status:" (the root prefixes which commands it means).
     static let exitStatuses = """
         0 done; 1 usage or other error (64 when the command line itself cannot be parsed); \
@@ -28,7 +28,7 @@ public enum ClientHelp {
         """
 
     /// For the root command's help.
-    public static let root = """
+    static let root = """
         status, runs, show, approve, reject, rollback and resolve operate a running daemon through its \
         JSON API; each takes --json to print the API's JSON (keys sorted). \(connection)
 

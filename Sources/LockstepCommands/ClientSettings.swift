@@ -20,7 +20,7 @@ struct ClientOptions: ParsableArguments {
     var server: String?
 
     @Option(name: .customLong("token-file"),
-            help: ArgumentHelp("A file holding your API token (default: $LOCKSTEP_TOKEN_FILE or $LOCKSTEP_TOKEN, then token_file: in the client config). There is no option taking the token itself: command lines are visible to every user in /proc.",
+            help: ArgumentHelp("A file holding your API token, or /dev/stdin to pipe it in (default: $LOCKSTEP_TOKEN_FILE or $LOCKSTEP_TOKEN, then token_file: in the client config). There is no option taking the token itself: command lines are visible to every user in /proc.",
                                valueName: "FILE"),
             completion: .file())
     var tokenFile: String?
