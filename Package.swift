@@ -102,10 +102,12 @@ let package = Package(
                 "LockstepConfig",
                 "LockstepCore",
                 "LockstepGate",
+                "LockstepHTTP",
                 "RunStore",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),
@@ -140,6 +142,16 @@ let package = Package(
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: strict
+        ),
+        // The API client commands, run as the built `lockstep` binary against a real APIServer.
+        .testTarget(
+            name: "LockstepCommandsTests",
+            dependencies: ["LockstepCommands", "LockstepHTTP", "LockstepCore",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log")],
+            exclude: ["Golden"],
             swiftSettings: strict
         ),
         .testTarget(

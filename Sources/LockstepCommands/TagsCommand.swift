@@ -84,7 +84,10 @@ public struct LockstepCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "lockstep",
         abstract: "A release gate for Terraform and OpenTofu.",
-        subcommands: [TagsCommand.self, AuditCommand.self, ConfigCommand.self]
+        discussion: ClientHelp.root,
+        subcommands: [TagsCommand.self, AuditCommand.self, ConfigCommand.self,
+                      StatusCommand.self, RunsCommand.self, ShowCommand.self, ApproveCommand.self,
+                      RejectCommand.self, RollbackCommand.self, ResolveCommand.self]
     )
 
     public init() {}

@@ -1,0 +1,84 @@
+import Foundation
+import LockstepCore
+import LockstepHTTP
+
+/// Shell completion of run ids, environments and targets, asked of the daemon when the
+/// user presses TAB (swift-argument-parser calls these through `lockstep ---completion`).
+///
+/// A completion must never hang a shell or print anything but candidates: it waits at most
+/// a few seconds, and any failure (no server configured, daemon down, wrong token) yields
+/// no candidates rather than an error. Candidates are decoded into validated ids
+/// (`RunID`, `EnvironmentName`), so a hostile answer cannot put shell syntax or escape
+/// sequences into the user's command line.
+enum ClientCompletion {
+    /// Seconds a completion may wait for the daemon.
+    static let timeout = 3
+
+    static let openRuns: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
+        await runs(words: words, prefix: prefix, states: RunState.allCases.filter { !$0.isFinal })
+    }
+
+    static let awaitingApproval: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
+        await runs(words: words, prefix: prefix, states: [.awaitingApproval])
+    }
+
+    static let interruptedRuns: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
+        await runs(words: words, prefix: prefix, states: [.interrupted])
+    }
+
+    static let environments: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
+        guard let api = client(words: words),
+              let reply = try? await api.get("environments"),
+              let list = try? api.decode(APIEnvironmentList.self, from: reply)
+        else { return [] }
+        return list.environments.map(\.name.rawValue).filter { $0.hasPrefix(prefix) }
+    }
+
+    static let targets: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
+        guard let api = client(words: words),
+              let reply = try? await api.get("environments"),
+              let list = try? api.decode(APIEnvironmentList.self, from: reply)
+        else { return [] }
+        return list.environments.flatMap(\.targets).map(\.target.description).filter { $0.hasPrefix(prefix) }
+    }
+
+    private static func runs(words: [String], prefix: String, states: [RunState]) async -> [String] {
+        guard let api = client(words: words) else { return [] }
+        let query = states.map { URLQueryItem(name: "state", value: $0.rawValue) } + [URLQueryItem(name: "limit", value: "200")]
+        guard let reply = try? await api.get("runs", query: query),
+              let list = try? api.decode(APIRunList.self, from: reply)
+        else { return [] }
+        return list.runs.map(\.id.rawValue).filter { $0.hasPrefix(prefix) }
+    }
+
+    /// A client from the connection options already typed on the command line, the
+    /// environment and the client config; nil when that is not enough.
+    private static func client(words: [String]) -> APIClient? {
+        var options = ClientOptions()
+        options.server = value(of: "--server", in: words)
+        options.tokenFile = value(of: "--token-file", in: words)
+        options.clientConfig = value(of: "--client-config", in: words)
+        options.timeout = timeout
+        guard let settings = try? ClientSettings.resolve(options, environment: ProcessInfo.processInfo.environment,
+                                                         warn: { _ in })
+        else { return nil }
+        return APIClient(settings: settings)
+    }
+
+    /// `--name VALUE` or `--name=VALUE` in the shell words, without surrounding quotes.
+    static func value(of name: String, in words: [String]) -> String? {
+        var found: String?
+        for (index, word) in words.enumerated() {
+            if word == name, index + 1 < words.count {
+                found = words[index + 1]
+            } else if word.hasPrefix(name + "=") {
+                found = String(word.dropFirst(name.count + 1))
+            }
+        }
+        guard var text = found, !text.isEmpty else { return nil }
+        for quote in ["\"", "'"] where text.count >= 2 && text.hasPrefix(quote) && text.hasSuffix(quote) {
+            text = String(text.dropFirst().dropLast())
+        }
+        return text
+    }
+}

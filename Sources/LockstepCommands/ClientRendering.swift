@@ -1,0 +1,290 @@
+import Foundation
+import LockstepCore
+import LockstepHTTP
+
+// The human forms of the API's answers. Every string that came from the server goes
+// through `terminalSafe` (repo-derived text reaches these screens), and dates are shown in
+// UTC as the API sends them, so two operators in different time zones read the same board.
+
+/// Columns of text, padded with spaces; a cell may span several lines.
+struct TextTable {
+    var header: [String]
+    var rows: [[[String]]] = []
+
+    init(header: [String]) { self.header = header }
+
+    mutating func add(_ cells: [[String]]) { rows.append(cells) }
+    mutating func add(line cells: [String]) { rows.append(cells.map { [$0] }) }
+
+    func render() -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < widths.count {
+                widths[index] = max(widths[index], cell.map(\.count).max() ?? 0)
+            }
+        }
+        func line(_ cells: [String]) -> String {
+            var text = ""
+            for (index, cell) in cells.enumerated() {
+                let isLast = index == cells.count - 1
+                text += isLast ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+            }
+            while text.hasSuffix(" ") { text.removeLast() }
+            return text
+        }
+        var lines = [line(header)]
+        for row in rows {
+            let height = row.map(\.count).max() ?? 1
+            for lineIndex in 0..<height {
+                lines.append(line(row.map { lineIndex < $0.count ? $0[lineIndex] : "" }))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+enum ClientRendering {
+    static func time(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+
+    static func safe(_ text: String, limit: Int = 200) -> String { terminalSafe(text, limit: limit) }
+
+    static func plural(_ count: Int, _ singular: String, _ pluralForm: String? = nil) -> String {
+        "\(count) \(count == 1 ? singular : (pluralForm ?? singular + "s"))"
+    }
+
+    /// A state, loud when it needs an operator.
+    static func state(_ state: RunState) -> String {
+        state == .interrupted ? "INTERRUPTED!!" : state.rawValue
+    }
+
+    // MARK: status
+
+    /// The promotion board: one row per project, one column per environment in the order the
+    /// API gives (promotion order), each cell showing applied, desired and pending versions.
+    /// Interrupted runs and alerts are marked `!!` in their cell and repeated under ATTENTION
+    /// with the command that settles them, because an interrupted apply blocks its target
+    /// until a person looks at the infrastructure.
+    static func board(_ environments: [APIEnvironment], interrupted: [APIRunSummary]) -> String {
+        guard !environments.isEmpty else { return "no environments are configured on this daemon" }
+        var projects: [ProjectName] = []
+        for target in environments.flatMap(\.targets) where !projects.contains(target.project) {
+            projects.append(target.project)
+        }
+        projects.sort()
+        let header = ["PROJECT"] + environments.map { environment in
+            var title = safe(environment.name.rawValue)
+            if environment.requiredApprovals > 1 { title += " (\(environment.requiredApprovals) approvals)" }
+            if !environment.served { title += " (not served here)" }
+            return title
+        }
+        var table = TextTable(header: header)
+        for project in projects {
+            var row: [[String]] = [[safe(project.rawValue)]]
+            for environment in environments {
+                guard let target = environment.targets.first(where: { $0.project == project }) else {
+                    row.append(["-"])
+                    continue
+                }
+                row.append(cell(target, interrupted: interrupted.filter { $0.target == target.target }))
+            }
+            table.add(row)
+            table.add(line: [""])
+        }
+        var text = table.render()
+        while text.hasSuffix("\n") { text.removeLast() }
+
+        var attention: [String] = []
+        var seen = Set<RunID>()
+        let pendingInterrupted = environments.flatMap(\.targets).compactMap { target -> (TargetID, RunID)? in
+            guard let pending = target.pending, pending.state == .interrupted else { return nil }
+            return (target.target, pending.runID)
+        }
+        for (target, run) in pendingInterrupted + interrupted.map({ ($0.target, $0.id) }) where seen.insert(run).inserted {
+            attention.append("!! \(safe(target.description)): run \(run) is INTERRUPTED: its apply was cut off and is never retried by itself.")
+            attention.append("   Check the infrastructure, then: lockstep resolve \(run) --as applied|failed --reason \"what you found\"")
+        }
+        for target in environments.flatMap(\.targets) where target.alerts > 0 {
+            let where_ = target.pending.map { "lockstep show \($0.runID)" } ?? "lockstep runs --target \(safe(target.target.description))"
+            attention.append("!! \(safe(target.target.description)): \(plural(target.alerts, "alert")) not yet acknowledged; see \(where_)")
+        }
+        if !attention.isEmpty {
+            text += "\n\nATTENTION\n" + attention.joined(separator: "\n")
+        }
+        return text
+    }
+
+    private static func cell(_ target: APITarget, interrupted: [APIRunSummary]) -> [String] {
+        var lines: [String] = []
+        lines.append("applied  " + (target.applied.map { safe($0.version.description) } ?? "-"))
+        var desired = "desired  " + (target.desired.map { safe($0.version.description) } ?? "-")
+        if let pin = target.pin {
+            desired += " (pinned until a tag above \(safe(pin.ceiling.description)))"
+        }
+        lines.append(desired)
+        if let pending = target.pending {
+            lines.append("pending  \(safe(pending.version.description)) \(state(pending.state))")
+            lines.append("         \(pending.runID)")
+        } else {
+            lines.append("pending  -")
+        }
+        // An interrupted run that is not the pending one (the pending line already says it).
+        for run in interrupted where run.id != target.pending?.runID {
+            lines.append("!! INTERRUPTED \(run.id)")
+        }
+        if target.alerts > 0 {
+            lines.append("!! \(plural(target.alerts, "ALERT"))")
+        }
+        return lines
+    }
+
+    // MARK: runs
+
+    static func runTable(_ runs: [APIRunSummary]) -> String {
+        guard !runs.isEmpty else { return "no runs match" }
+        var table = TextTable(header: ["RUN", "TARGET", "TAG", "STATE", "DIGEST", "UPDATED (UTC)"])
+        for run in runs {
+            table.add(line: [
+                run.id.rawValue,
+                safe(run.target.description),
+                safe(run.tag, limit: 80) + (run.rollback ? " (rollback)" : ""),
+                state(run.state),
+                run.digest.map { String($0.rawValue.prefix(12)) } ?? "-",
+                time(run.updatedAt),
+            ])
+        }
+        return table.render()
+    }
+
+    // MARK: show
+
+    /// Everything a reviewer needs, ending with the digest on its own line and the exact
+    /// command to approve it: the reviewer copies what they just read, never a digest from
+    /// somewhere else.
+    static func detail(_ run: APIRunDetail) -> String {
+        var out: [String] = []
+        out.append("run        \(run.id)")
+        out.append("target     \(safe(run.target.description))")
+        out.append("state      \(state(run.state))")
+        out.append("tag        \(safe(run.tag, limit: 200)) (version \(safe(run.version.description)))" + (run.rollback ? ", a rollback" : ""))
+        out.append("commit     \(run.commit)")
+        out.append("tree       \(run.tree)")
+        out.append("created    \(time(run.createdAt))")
+        out.append("updated    \(time(run.updatedAt))")
+
+        out.append("")
+        if let summary = run.summary {
+            out.append("plan       \(summary.create) to create, \(summary.update) to update, \(summary.delete) to delete, \(summary.replace) to replace")
+            if summary.destroyedAddresses.isEmpty {
+                out.append("destroys   nothing")
+            } else {
+                out.append("destroys   \(plural(summary.destroyedAddresses.count, "resource")):")
+                for address in summary.destroyedAddresses { out.append("  - \(safe(address, limit: 500))") }
+            }
+        } else {
+            out.append("plan       not planned yet")
+        }
+
+        if !run.checks.isEmpty {
+            out.append("checks")
+            for check in run.checks {
+                let detail = check.detail.map { ": " + safe($0, limit: 1000) } ?? ""
+                out.append("  \(check.passed ? "passed" : "FAILED") \(safe(check.name))\(detail)")
+            }
+        }
+
+        out.append("approvals  \(run.approvals.count) of \(run.requiredApprovals)")
+        for approval in run.approvals {
+            out.append("  \(safe(approval.identity.rawValue)) at \(time(approval.time))"
+                       + (approval.digest == run.digest ? "" : " (quoted another digest: \(approval.digest))"))
+        }
+        if run.state == .awaitingApproval {
+            out.append("may still approve: " + (run.mayApprove.isEmpty ? "nobody" : run.mayApprove.map { safe($0.rawValue) }.joined(separator: ", ")))
+        }
+        if !run.refusals.isEmpty {
+            out.append("refused approvals")
+            for refusal in run.refusals {
+                out.append("  \(safe(refusal.identity.rawValue)) at \(time(refusal.time)): \(safe(refusal.code.rawValue)): \(safe(refusal.message, limit: 500))")
+            }
+        }
+        if !run.alerts.isEmpty {
+            out.append("ALERTS")
+            for alert in run.alerts {
+                out.append("  !! \(time(alert.time)) \(safe(alert.code.rawValue)): \(safe(alert.message, limit: 500))")
+            }
+        }
+        if !run.transitions.isEmpty {
+            out.append("history")
+            for transition in run.transitions {
+                let detail = transition.detail.map { " (\(safe($0, limit: 300)))" } ?? ""
+                out.append("  \(time(transition.time))  \(transition.from) -> \(transition.to)  \(safe(transition.reason.rawValue)) by \(safe(transition.actor, limit: 80))\(detail)")
+            }
+        }
+
+        if let rendering = run.planRendering {
+            out.append("")
+            out.append("--- plan (redacted) ---")
+            var body = terminalSafe(rendering, limit: 1_000_000, keepNewlines: true)
+            while body.hasSuffix("\n") { body.removeLast() }
+            out.append(body)
+            out.append("--- end of plan ---")
+        }
+
+        if run.state == .interrupted {
+            out.append("")
+            out.append("!! This run is INTERRUPTED: its apply was cut off and is never retried by itself.")
+            out.append("!! Check the infrastructure, then run:")
+            out.append("   lockstep resolve \(run.id) --as applied|failed --reason \"what you found\"")
+        }
+
+        out.append("")
+        if let digest = run.digest {
+            out.append("digest to quote:")
+            out.append(digest.rawValue)
+            if run.state == .awaitingApproval {
+                out.append("")
+                out.append("to approve this plan, run:")
+                out.append("lockstep approve \(run.id) --digest \(digest.rawValue)")
+            } else {
+                out.append("(the run is \(run.state); it takes no approvals now)")
+            }
+        } else {
+            out.append("no digest yet: the run has no plan to approve")
+        }
+        return out.joined(separator: "\n")
+    }
+
+    // MARK: changes
+
+    static func afterApproval(_ run: APIRunDetail) -> String {
+        var lines = ["approval recorded for run \(run.id) (\(safe(run.target.description))): \(run.approvals.count) of \(run.requiredApprovals)"]
+        lines.append("state: \(state(run.state))")
+        if run.state == .awaitingApproval {
+            lines.append("may still approve: " + (run.mayApprove.isEmpty ? "nobody" : run.mayApprove.map { safe($0.rawValue) }.joined(separator: ", ")))
+        } else if run.state == .approved {
+            lines.append("the run has its approvals; the daemon applies it once every precondition holds")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func afterRejection(_ run: APIRunDetail) -> String {
+        "run \(run.id) (\(safe(run.target.description))) rejected; state: \(state(run.state))"
+    }
+
+    static func afterResolution(_ run: APIRunDetail, as resolution: String) -> String {
+        "run \(run.id) (\(safe(run.target.description))) resolved as \(resolution); state: \(state(run.state))"
+    }
+
+    static func afterRollback(_ result: APIRollbackResult) -> String {
+        guard !result.runs.isEmpty else { return "no rollback runs were created" }
+        var lines: [String] = []
+        for run in result.runs {
+            lines.append("rollback run \(run.id): \(safe(run.target.description)) to \(safe(run.version.description)) (tag \(safe(run.tag))), state \(state(run.state))")
+        }
+        lines.append("each is planned, checked and approved like any run; review with: lockstep show \(result.runs[0].id)")
+        return lines.joined(separator: "\n")
+    }
+}
