@@ -84,7 +84,7 @@ public struct LockstepCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "lockstep",
         abstract: "A release gate for Terraform and OpenTofu.",
-        subcommands: [TagsCommand.self, AuditCommand.self, ConfigCommand.self]
+        subcommands: [TagsCommand.self, AuditCommand.self, ConfigCommand.self, ServeCommand.self]
     )
 
     public init() {}
