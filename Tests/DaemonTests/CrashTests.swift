@@ -134,4 +134,23 @@ struct CrashTests {
         #expect(run.state == .verified || run.state == .applied, "\(run.state)")
         #expect(AuditChain.verify(try await store.auditEntries()).isIntact)
     }
+
+    @Test("the remote going away: the daemon keeps running, /readyz says why (503), and recovers when it is back")
+    func remoteDownAndBack() async throws {
+        let world = try DaemonWorld()
+        defer { world.cleanup() }
+        let daemon = try await world.startReadyDaemon()
+        let aside = world.scratch.appendingPathComponent("remote-away.git")
+        try FileManager.default.moveItem(at: world.remote, to: aside)
+        try await eventually("/readyz to report the remote down") {
+            let ready = try world.http("GET", "/readyz", as: nil)
+            return ready.status == 503 && (ready.json["status"] as? String ?? "").contains("remote unreachable")
+        }
+        #expect(daemon.isRunning)
+        #expect(try world.http("GET", "/api/v1/runs").status == 200, "the API still answers")
+        try FileManager.default.moveItem(at: aside, to: world.remote)
+        try world.release("1.0.0")
+        try await eventually("the daemon to be ready again") { try world.http("GET", "/readyz", as: nil).status == 200 }
+        _ = try await world.waitForRun(in: ["awaiting_approval"])
+    }
 }
