@@ -133,6 +133,7 @@ struct CrashTests {
         let run = try #require(try await store.run(runID(id)))
         #expect(run.state == .verified || run.state == .applied, "\(run.state)")
         #expect(AuditChain.verify(try await store.auditEntries()).isIntact)
+        #expect(!world.daemonLogs.contains("token-for-tests"), "no API token reaches the daemon's log")
     }
 
     @Test("the remote going away: the daemon keeps running, /readyz says why (503), and recovers when it is back")
