@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config. Only GitSource imports it.
@@ -95,9 +96,28 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The daemon: the gate as a long-lived service behind the JSON API (SPEC §5).
+        .target(
+            name: "LockstepDaemon",
+            dependencies: [
+                "GitSource",
+                "LockstepConfig",
+                "LockstepCore",
+                "LockstepGate",
+                "LockstepHTTP",
+                "RunStore",
+                "TerraformRunner",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "LockstepCommands",
             dependencies: [
+                "LockstepDaemon",
                 "GitSource",
                 "LockstepConfig",
                 "LockstepCore",
@@ -158,6 +178,12 @@ let package = Package(
             name: "LockstepGateTests",
             dependencies: ["LockstepGate", "LockstepCore", "LockstepConfig", "RunStore", "GitSource", "TerraformRunner",
                            .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // Crash and shutdown tests on the real `lockstep` binary (built first: swift build --build-tests).
+        .testTarget(
+            name: "DaemonTests",
+            dependencies: ["LockstepCore", "RunStore"],
             swiftSettings: strict
         ),
     ]

@@ -85,9 +85,9 @@ public struct LockstepCommand: AsyncParsableCommand {
         commandName: "lockstep",
         abstract: "A release gate for Terraform and OpenTofu.",
         discussion: ClientHelp.root,
-        subcommands: [TagsCommand.self, AuditCommand.self, ConfigCommand.self,
-                      StatusCommand.self, RunsCommand.self, ShowCommand.self, ApproveCommand.self,
-                      RejectCommand.self, RollbackCommand.self, ResolveCommand.self]
+        subcommands: [ServeCommand.self, StatusCommand.self, RunsCommand.self, ShowCommand.self, ApproveCommand.self,
+                      RejectCommand.self, RollbackCommand.self, ResolveCommand.self,
+                      TagsCommand.self, AuditCommand.self, ConfigCommand.self]
     )
 
     public init() {}

@@ -111,6 +111,9 @@ public struct ExportLimits: Sendable, Hashable {
 public struct TerraformSettings: Sendable, Hashable {
     public var binary: String
     public var pluginCacheDir: String?
+    /// A local provider mirror (`filesystem_mirror`): when set, providers come only from it,
+    /// so an offline agent never reaches a registry. Unset: providers come from their registries.
+    public var providerMirrorDir: String?
 }
 
 /// Where runs, approvals and the audit log are kept.
@@ -317,12 +320,13 @@ struct AgentParser {
     }
 
     func terraformSettings(_ node: Node, _ at: KeyPath) -> TerraformSettings? {
-        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`") else { return nil }
+        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`, `provider_mirror`") else { return nil }
         let binary = require(f, "binary", at, "the path of the terraform or tofu binary").flatMap { path($0, at.key("binary"), "the path of the terraform or tofu binary") }
         let cache = f.take("plugin_cache_dir").flatMap { path($0, at.key("plugin_cache_dir"), "a folder for the provider plugin cache") }
-        f.finish(known: "binary, plugin_cache_dir")
+        let mirror = f.take("provider_mirror").flatMap { path($0, at.key("provider_mirror"), "a folder holding a provider mirror") }
+        f.finish(known: "binary, plugin_cache_dir, provider_mirror")
         guard let binary else { return nil }
-        return TerraformSettings(binary: binary, pluginCacheDir: cache)
+        return TerraformSettings(binary: binary, pluginCacheDir: cache, providerMirrorDir: mirror)
     }
 
     func storeConfig(_ node: Node, _ at: KeyPath) -> StoreConfig? {

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import LockstepDaemon
+import Logging
+
+/// `lockstep serve --config FILE`: the daemon (SPEC §5). Logs go to stderr (journald under
+/// systemd); they never carry a secret or a plan body.
+public struct ServeCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the release gate: poll the delivery repo, plan, and apply approved runs; serve the API."
+    )
+
+    @Option(help: "The agent config file.")
+    var config: String
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    public init() {}
+
+    public func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "lockstep")
+        do {
+            try await Daemon.serve(configPath: config, environment: ProcessInfo.processInfo.environment, logger: logger)
+        } catch let error as DaemonError {
+            FileHandle.standardError.write(Data("lockstep serve: \(error.description)\n".utf8))
+            throw ExitCode(error.code == .storeLocked ? 3 : 2)
+        }
+    }
+}

@@ -1,0 +1,286 @@
+import Foundation
+import LockstepCore
+import LockstepGate
+import LockstepHTTP
+import Logging
+import RunStore
+import ServiceLifecycle
+import Synchronization
+
+/// The gate as a long-lived service: a poll loop that reconciles every `poll_interval`, and
+/// an apply worker for runs the API approved. It never stops on a fault it meets (remote
+/// down, terraform failing, bad repository content): it logs it, says so in `STATUS=` and
+/// `/readyz`, and tries again on the next poll.
+///
+/// Graceful shutdown (SIGTERM/SIGINT through the ServiceGroup):
+/// * new work is refused at once (API decisions answer `shutting_down`, no new poll starts,
+///   queued apply requests are dropped; their runs stay `approved` for the next start);
+/// * an apply that is running is let finish, with its verify: killing terraform half-way
+///   through an apply is the one thing that can leave infrastructure in an unknown state;
+/// * a pass that is only planning is cancelled: the runner stops terraform's process
+///   group, and a run left in `planning` is re-queued by ``Gate/recover()`` at the next start.
+public final class DaemonService: Service, Sendable {
+    let gate: Gate
+    let store: any RunStore
+    let pollInterval: Duration
+    let status: DaemonStatus
+    let logger: Logger
+    private let applyRequests: AsyncStream<RunID>
+    private let applyContinuation: AsyncStream<RunID>.Continuation
+    /// The run the apply worker is applying, if any.
+    private let applyingNow = Mutex<RunID?>(nil)
+
+    public init(gate: Gate, store: any RunStore, pollInterval: Duration, status: DaemonStatus, logger: Logger) {
+        self.gate = gate
+        self.store = store
+        self.pollInterval = pollInterval
+        self.status = status
+        self.logger = logger
+        (applyRequests, applyContinuation) = AsyncStream.makeStream(of: RunID.self, bufferingPolicy: .bufferingNewest(256))
+    }
+
+    /// Whether the daemon is stopping (then it takes no new work).
+    public var isDraining: Bool { status.isDraining }
+
+    /// Queues an apply trigger for an approved run. False when the daemon is stopping.
+    @discardableResult
+    public func requestApply(_ id: RunID) -> Bool {
+        guard !status.isDraining else { return false }
+        if case .enqueued = applyContinuation.yield(id) { return true }
+        return false
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.applyWorker() }
+                group.addTask { await self.pollLoop() }
+                await group.waitForAll()
+            }
+        } onGracefulShutdown: {
+            self.beginDrain()
+        }
+        logger.info("daemon stopped")
+    }
+
+    private func beginDrain() {
+        guard status.beginDrain() else { return }
+        applyContinuation.finish()
+        logger.notice("stopping: new work is refused; a running apply is let finish")
+        status.stopping("stopping: refusing new work, letting a running apply finish")
+    }
+
+    // MARK: Apply worker
+
+    private func applyWorker() async {
+        for await id in applyRequests {
+            applyingNow.withLock { $0 = id }
+            do {
+                let outcome = try await gate.apply(run: id)
+                logger.info("apply trigger", metadata: ["run.id": "\(id)", "outcome": "\(outcome)"])
+            } catch {
+                logger.error("apply trigger failed", metadata: ["run.id": "\(id)", "error": "\(error)"])
+            }
+            applyingNow.withLock { $0 = nil }
+            await refreshStatus(problem: nil)
+        }
+    }
+
+    // MARK: Poll loop
+
+    private func pollLoop() async {
+        while !status.isDraining {
+            await passUnlessDraining()
+            if status.isDraining { break }
+            await firstOf({ try? await Task.sleep(for: self.pollInterval) }, { await self.status.waitForDrain() })
+        }
+    }
+
+    /// Runs one pass. When a drain starts during it, the pass is cancelled unless an apply
+    /// runs in it (then it is let finish).
+    private func passUnlessDraining() async {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await self.pass(); return true }
+            group.addTask { await self.status.waitForDrain(); return false }
+            while let passEnded = await group.next() {
+                if passEnded { group.cancelAll(); return }
+                if await applyRunningInPass() {
+                    logger.notice("waiting for the running apply to finish before stopping")
+                } else {
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    /// Whether a run other than the apply worker's is applying or verifying now.
+    private func applyRunningInPass() async -> Bool {
+        let worker = applyingNow.withLock { $0 }
+        let running = (try? await store.runs(target: nil, states: [.applying, .verifying])) ?? []
+        return running.contains { $0.id != worker }
+    }
+
+    private func pass() async {
+        do {
+            let report = try await gate.reconcile()
+            for problem in report.problems {
+                logger.warning("reconcile problem", metadata: ["problem": "\(problem)"])
+            }
+            if !report.runsAdvanced.isEmpty || !report.runsCreated.isEmpty {
+                logger.info("reconcile pass", metadata: ["runs.created": "\(report.runsCreated.count)",
+                                                         "runs.advanced": "\(report.runsAdvanced.count)",
+                                                         "tags.created": "\(report.tagsCreated.count)"])
+            }
+            status.fetchSucceeded()
+            await refreshStatus(problem: report.problems.first)
+        } catch is CancellationError {
+            return
+        } catch let error as GateError where error.code == .repository {
+            status.fetchFailed(error.description)
+            logger.error("delivery repository unreachable", metadata: ["error": "\(error.description)"])
+            await refreshStatus(problem: error.description)
+        } catch {
+            if Task.isCancelled { return }
+            logger.error("reconcile pass failed", metadata: ["error": "\(error)"])
+            await refreshStatus(problem: "reconcile failed: \(error)")
+        }
+        status.firstPassDone()
+    }
+
+    /// One status line: what needs a human first, then what the daemon waits for.
+    private func refreshStatus(problem: String?) async {
+        let open = (try? await store.runs(target: nil, states: [.interrupted, .awaitingApproval, .approved, .applying,
+                                                                 .verifying, .planning, .queued])) ?? []
+        let interrupted = open.filter { $0.state == .interrupted }.count
+        let awaiting = open.filter { $0.state == .awaitingApproval }.count
+        let applying = open.filter { $0.state == .applying || $0.state == .verifying }.count
+        var parts: [String] = []
+        if interrupted > 0 { parts.append("ATTENTION: \(interrupted) interrupted run(s) need `lockstep resolve`") }
+        if let fetch = status.fetchProblem { parts.append("remote unreachable: \(fetch)") }
+        else if let problem { parts.append("problem: \(problem)") }
+        if applying > 0 { parts.append("applying \(applying)") }
+        parts.append("\(awaiting) awaiting approval")
+        parts.append("polling every \(pollInterval.components.seconds)s")
+        status.setStatus(parts.joined(separator: "; "))
+    }
+}
+
+/// Runs two operations and returns when the first ends, cancelling the other.
+func firstOf(_ first: @escaping @Sendable () async -> Void, _ second: @escaping @Sendable () async -> Void) async {
+    await withTaskGroup(of: Void.self) { group in
+        group.addTask { await first() }
+        group.addTask { await second() }
+        await group.next()
+        group.cancelAll()
+    }
+}
+
+/// What the daemon is doing, for `/readyz`, `STATUS=` and the drain. Synchronous (a
+/// mutex, not an actor) because the graceful-shutdown handler cannot await.
+public final class DaemonStatus: Sendable {
+    struct State {
+        var line = "starting"
+        var listening = false
+        var firstPass = false
+        var readySent = false
+        var draining = false
+        var fetchProblem: String?
+        var drainWaiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+    }
+
+    private let state = Mutex(State())
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+
+    public init(notifier: SystemdNotifier, logger: Logger) {
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    public var isDraining: Bool { state.withLock { $0.draining } }
+    var fetchProblem: String? { state.withLock { $0.fetchProblem } }
+
+    /// `/readyz`: ready once listening and the first pass is done, while the remote answers
+    /// and the daemon is not stopping.
+    public func readiness() -> APIReadiness {
+        state.withLock { s in
+            APIReadiness(ready: s.listening && s.firstPass && !s.draining && s.fetchProblem == nil, status: s.line)
+        }
+    }
+
+    func setStatus(_ line: String) {
+        let changed = state.withLock { s in
+            defer { s.line = line }
+            return s.line != line
+        }
+        if changed { notify { try notifier.status(line) } }
+        sendReadyIfDue()
+    }
+
+    public func listening() {
+        state.withLock { $0.listening = true }
+        sendReadyIfDue()
+    }
+
+    func firstPassDone() {
+        state.withLock { $0.firstPass = true }
+        sendReadyIfDue()
+    }
+
+    func fetchSucceeded() { state.withLock { $0.fetchProblem = nil } }
+    func fetchFailed(_ description: String) { state.withLock { $0.fetchProblem = description } }
+
+    /// `READY=1` once: the store is open (before the group started), the API listens and the
+    /// first fetch was attempted (its outcome is in `STATUS=` and `/readyz`).
+    private func sendReadyIfDue() {
+        let line: String? = state.withLock { s in
+            guard s.listening, s.firstPass, !s.readySent, !s.draining else { return nil }
+            s.readySent = true
+            return s.line
+        }
+        if let line { notify { try notifier.ready(status: line) } }
+    }
+
+    /// Returns true the first time: the caller starts the drain.
+    func beginDrain() -> Bool {
+        let waiters: [CheckedContinuation<Void, Never>]? = state.withLock { s in
+            guard !s.draining else { return nil }
+            s.draining = true
+            defer { s.drainWaiters = [:] }
+            return Array(s.drainWaiters.values)
+        }
+        guard let waiters else { return false }
+        waiters.forEach { $0.resume() }
+        return true
+    }
+
+    func stopping(_ line: String) {
+        state.withLock { $0.line = line }
+        notify { try notifier.stopping(status: line) }
+    }
+
+    /// Returns when a drain begins, or when the calling task is cancelled.
+    func waitForDrain() async {
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.draining || Task.isCancelled { return true }
+                    s.drainWaiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.drainWaiters.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    private func notify(_ send: () throws -> Bool) {
+        do {
+            _ = try send()
+        } catch {
+            logger.warning("systemd notification failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import LockstepConfig
+import LockstepCore
+import LockstepGate
+import LockstepHTTP
+import RunStore
+import TerraformRunner
+
+/// The JSON API's view of the gate (SPEC §5): reads come from the store, every decision
+/// goes through the ``Gate`` (which records and audits it), and refusals come back as data
+/// with a stable code.
+///
+/// Approval never applies in the request: when an approval completes a run, the run is
+/// handed to the daemon's apply worker (``DaemonService/requestApply(_:)``), which the
+/// ServiceGroup owns and drains on SIGTERM. So an HTTP call stays short, and an apply is
+/// never tied to a client connection that may drop.
+public struct GateBackend: APIBackend {
+    let gate: Gate
+    let store: any RunStore
+    let agent: AgentConfig
+    let service: DaemonService
+
+    public init(gate: Gate, store: any RunStore, service: DaemonService) {
+        self.gate = gate
+        self.store = store
+        self.agent = gate.agent
+        self.service = service
+    }
+
+    // MARK: Reads
+
+    public func environments() async throws -> [APIEnvironment] {
+        let served = await gate.servedTargetIDs()
+        var result: [APIEnvironment] = []
+        for name in promotionOrder() {
+            guard let policy = agent.environments[name], let environment = try? EnvironmentName(name) else { continue }
+            var targets: [APITarget] = []
+            for target in served where target.environment == environment {
+                targets.append(try await board(target))
+            }
+            result.append(APIEnvironment(
+                name: environment, promoteFrom: policy.promoteFrom.flatMap { try? EnvironmentName($0) },
+                requiredApprovals: policy.approvals, approvers: policy.approvers.compactMap { try? IdentityName($0) },
+                served: policy.serves, targets: targets))
+        }
+        return result
+    }
+
+    public func runs(_ filter: APIRunFilter) async throws -> [APIRunSummary] {
+        try await store.runs(target: filter.target, states: filter.states).prefix(max(0, filter.limit)).map(summary)
+    }
+
+    public func run(_ id: RunID) async throws -> APIRunDetail? {
+        guard let run = try await store.run(id) else { return nil }
+        return try await detail(run)
+    }
+
+    // MARK: Decisions
+
+    public func approve(_ run: RunID, identity: IdentityName, digest: Digest) async throws -> APIOutcome<APIRunDetail> {
+        if let refusal = drainingRefusal() { return .refused(refusal) }
+        let outcome: ApprovalOutcome
+        do {
+            outcome = try await gate.approve(run: run, identity: identity, digest: digest)
+        } catch let error as GateError {
+            return try mapped(error)
+        }
+        switch outcome {
+        case .refused(let refusal):
+            return .refused(APIRefusal(refusal))
+        case .approved:
+            // Handed to the daemon's worker; when it is draining the run stays approved and
+            // the next start applies it.
+            _ = service.requestApply(run)
+        case .recorded:
+            break
+        }
+        return try await current(run)
+    }
+
+    public func reject(_ run: RunID, identity: IdentityName, reason: String) async throws -> APIOutcome<APIRunDetail> {
+        if let refusal = drainingRefusal() { return .refused(refusal) }
+        do {
+            let outcome = try await gate.reject(run: run, identity: identity, reason: reason)
+            return try await decided(outcome, run: run, identity: identity)
+        } catch let error as GateError {
+            return try mapped(error)
+        }
+    }
+
+    public func resolve(_ run: RunID, as resolution: OperatorResolution, reason: String,
+                        identity: IdentityName) async throws -> APIOutcome<APIRunDetail> {
+        if let refusal = drainingRefusal() { return .refused(refusal) }
+        do {
+            let outcome = try await gate.resolve(run: run, as: resolution, identity: identity, reason: reason)
+            return try await decided(outcome, run: run, identity: identity)
+        } catch let error as GateError {
+            return try mapped(error)
+        }
+    }
+
+    public func rollback(_ request: APIRollbackRequest, identity: IdentityName) async throws -> APIOutcome<APIRollbackResult> {
+        if let refusal = drainingRefusal() { return .refused(refusal) }
+        guard let policy = agent.environments[request.environment.rawValue], policy.serves else {
+            return .refused(APIRefusal(code: .environmentNotServed,
+                                       message: "this agent does not serve environment \(request.environment)"))
+        }
+        var projects: [ProjectName?] = [request.project]
+        if request.project == nil {
+            let served = await gate.servedTargetIDs().filter { $0.environment == request.environment }.map(\.project)
+            if served.count > 1 { projects = served }
+        }
+        var created: [APIRunDetail] = []
+        for project in projects {
+            do {
+                let run = try await gate.rollback(environment: request.environment, project: project, to: request.version,
+                                                  identity: identity)
+                created.append(try await detail(run))
+            } catch let error as GateError {
+                // Runs created for earlier projects stay (each is a normal gated run).
+                switch try mapped(error) as APIOutcome<APIRollbackResult> {
+                case .ok: break
+                case .refused(let refusal): return .refused(refusal)
+                case .notFound(let message): return .notFound(message)
+                }
+            }
+        }
+        return .ok(APIRollbackResult(runs: created))
+    }
+
+    // MARK: Mapping
+
+    /// On SIGTERM the daemon takes no new decisions: a decision accepted now could start an
+    /// apply that the stopping daemon would then have to abandon half-way.
+    private func drainingRefusal() -> APIRefusal? {
+        guard service.isDraining else { return nil }
+        return APIRefusal(code: .shuttingDown, message: "the daemon is stopping and takes no new work; retry after it restarts")
+    }
+
+    private func decided(_ outcome: RunDecisionOutcome, run: RunID, identity: IdentityName) async throws -> APIOutcome<APIRunDetail> {
+        switch outcome {
+        case .done:
+            return try await current(run)
+        case .refused(let message):
+            // The gate checks who may decide first; asking the policy again picks the code
+            // without reading the message.
+            guard let stored = try await store.run(run) else { return .notFound("there is no run \(run)") }
+            let allowed = agent.environments[stored.target.environment.rawValue]?.approvers.contains(identity.rawValue) ?? false
+            return .refused(APIRefusal(code: allowed ? .runStateInvalid : .identityNotAllowed, message: message))
+        }
+    }
+
+    private func mapped<T>(_ error: GateError) throws -> APIOutcome<T> {
+        switch error.code {
+        case .runNotFound: return .notFound(error.description)
+        case .unknownTarget: return .refused(APIRefusal(code: .environmentNotServed, message: error.description))
+        case .notAllowed: return .refused(APIRefusal(code: .identityNotAllowed, message: error.description))
+        case .targetBusy: return .refused(APIRefusal(code: .targetBusy, message: error.description))
+        case .versionNotAccepted: return .refused(APIRefusal(code: .rollbackVersionNotAccepted, message: error.description))
+        default: throw error
+        }
+    }
+
+    private func current(_ id: RunID) async throws -> APIOutcome<APIRunDetail> {
+        guard let run = try await store.run(id) else { return .notFound("there is no run \(id)") }
+        return .ok(try await detail(run))
+    }
+
+    /// Environments sources first (promotion order), then by name.
+    func promotionOrder() -> [String] {
+        func depth(_ name: String) -> Int {
+            var seen: Set<String> = [name]
+            var current = name
+            var level = 0
+            while let next = agent.environments[current]?.promoteFrom, seen.insert(next).inserted {
+                level += 1
+                current = next
+            }
+            return level
+        }
+        return agent.environments.keys.sorted { (depth($0), $0) < (depth($1), $1) }
+    }
+
+    /// One target on the status board.
+    func board(_ target: TargetID) async throws -> APITarget {
+        let runs = try await store.runs(target: target, states: nil)
+        let decisions = try await store.tagDecisions(for: target).filter(\.accepted)
+        let pin = try await store.pin(for: target)
+        let accepted = decisions.compactMap { decision -> AcceptedTag? in
+            guard let version = decision.version, let commit = decision.commit else { return nil }
+            return AcceptedTag(name: decision.tagName, version: version, commit: commit)
+        }
+        var desired: APIRevision?
+        switch TagAcceptance.desiredRevision(accepted: accepted, pin: pin) {
+        case .highest(let tag), .pinned(let tag, _), .pinReleased(let tag):
+            desired = APIRevision(version: tag.version, tag: tag.name, commit: tag.commit)
+        case .none, .pinnedTagMissing, .ambiguous:
+            desired = nil
+        }
+        let applied = runs.first { run in
+            [.applied, .verifying, .verified].contains(run.state) || (run.state == .failed && run.lastReason == .verifyFailed)
+        }.map { APIRevision(version: $0.run.version, tag: $0.run.tagName, commit: $0.run.commit) }
+        let pending = runs.first { !$0.state.isFinal }.map {
+            APIPendingRevision(runID: $0.id, state: $0.state, version: $0.run.version, tag: $0.run.tagName, commit: $0.run.commit)
+        }
+        let alerts = try await store.alerts(target: target).count
+        return APITarget(project: target.project, environment: target.environment, desired: desired, applied: applied,
+                         pending: pending, pin: pin.map(APIPin.init), alerts: alerts)
+    }
+
+    func summary(_ run: StoredRun) -> APIRunSummary {
+        APIRunSummary(id: run.id, project: run.target.project, environment: run.target.environment, tag: run.run.tagName,
+                      version: run.run.version, commit: run.run.commit, state: run.state, digest: run.planDigest,
+                      rollback: run.run.rollbackPin != nil, createdAt: run.createdAt, updatedAt: run.updatedAt)
+    }
+
+    func detail(_ run: StoredRun) async throws -> APIRunDetail {
+        let facts = try await gate.reviewFacts(of: run)
+        let transitions = try await store.transitions(of: run.id)
+        let planSummary = run.plan.flatMap { try? JSONDecoder().decode(PlanSummary.self, from: Data($0.summaryJSON.utf8)) }
+            .map { APIPlanSummary(create: $0.create, update: $0.update, delete: $0.delete, replace: $0.replace,
+                                  destroyedAddresses: $0.deletedAddresses + $0.replacedAddresses) }
+        let checks = transitions.compactMap { stored -> APICheck? in
+            let reason = stored.transition.reason
+            guard reason.code == .checksPassed || reason.code == .checksFailed else { return nil }
+            return APICheck(name: "plan_policy", passed: reason.code == .checksPassed, detail: reason.detail)
+        }
+        let alerts = try await store.alerts(target: run.target).filter { $0.runID == run.id }
+            .map { APIAlert(code: $0.alert.code, message: $0.alert.description, time: $0.time) }
+        return APIRunDetail(
+            id: run.id, project: run.target.project, environment: run.target.environment, tag: run.run.tagName,
+            version: run.run.version, commit: run.run.commit, tree: run.run.tree, state: run.state, digest: run.planDigest,
+            rollback: run.run.rollbackPin != nil, summary: planSummary, planRendering: run.plan?.rendering,
+            checks: checks, approvals: try await store.approvals(of: run.id).map(APIApproval.init),
+            requiredApprovals: facts.requiredApprovals, mayApprove: facts.mayApprove,
+            refusals: try await store.approvalRefusals(of: run.id).map(APIApprovalRefusal.init),
+            transitions: transitions.map {
+                APITransition(from: $0.transition.from, to: $0.transition.to, reason: $0.transition.reason.code,
+                              detail: $0.transition.reason.detail, actor: $0.actor, time: $0.time)
+            },
+            alerts: alerts, createdAt: run.createdAt, updatedAt: run.updatedAt)
+    }
+}
