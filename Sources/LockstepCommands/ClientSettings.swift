@@ -151,14 +151,15 @@ struct ClientSettings: Sendable, CustomStringConvertible {
     /// token never touches the disk; only a regular file is checked for its permissions.
     static func readTokenFile(_ path: String, source: String, warn: (String) -> Void) throws(ClientError) -> String {
         let described = "the token file \(path) (\(source))"
-        var info = stat()
-        // stat, not lstat: a symlinked token file is judged by the file it points to.
-        guard stat(path, &info) == 0 else {
+        // Follows symlinks: a symlinked token file is judged by the file it points to.
+        guard let attributes = try? FileManager.default.attributesOfItem(
+            atPath: URL(fileURLWithPath: path).resolvingSymlinksInPath().path) else {
             throw ClientError(.configuration, "\(described) does not exist or cannot be read")
         }
-        let isRegular = info.st_mode & S_IFMT == S_IFREG
-        if isRegular && info.st_mode & 0o077 != 0 {
-            warn("warning: the token file \(path) can be read by other users (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
+        let isRegular = attributes[.type] as? FileAttributeType == .typeRegular
+        let mode = (attributes[.posixPermissions] as? NSNumber)?.uint16Value ?? 0
+        if isRegular && mode & 0o077 != 0 {
+            warn("warning: the token file \(path) can be read by other users (mode \(String(mode & 0o777, radix: 8))); run chmod 600 \(path)")
         }
         guard let data = readBounded(path, limit: maximumTokenFileBytes) else {
             throw ClientError(.configuration, "\(described) cannot be read")
