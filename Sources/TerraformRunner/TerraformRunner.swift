@@ -247,15 +247,16 @@ public struct TerraformRunner: Sendable {
         let json = try await execute(["show", "-json", "-no-color", planFile.path], invocation, command: "show", capture: true)
         guard json.command.outcome == .succeeded, let raw = json.stdout else { throw failure("terraform show -json", json.command) }
         let summary = try PlanSummary(planJSON: raw)
-        let (structurallyRedacted, learned) = try PlanJSONRedaction.redact(raw)
+        let (redactedJSON, learned) = try PlanJSONRedaction.redact(raw, redactor: invocation.redactor)
         let redactor = invocation.redactor.adding(learned)
-        let redactedJSON = Data(redactor.redact(String(decoding: structurallyRedacted, as: UTF8.self)).utf8)
 
         var textInvocation = invocation
         textInvocation.secrets.formUnion(learned)
         let text = try await execute(["show", "-no-color", planFile.path], textInvocation, command: "show", capture: true)
         guard text.command.outcome == .succeeded, let rendered = text.stdout else { throw failure("terraform show", text.command) }
-        let rendering = redactor.redact(String(decoding: rendered, as: UTF8.self))
+        let rendering = rendered.withUnsafeBytes { bytes in
+            redactor.redact(bytes: bytes).map { String(decoding: $0, as: UTF8.self) } ?? String(decoding: bytes, as: UTF8.self)
+        }
         return ShownPlan(summary: summary, redactedJSON: redactedJSON, rendering: rendering)
     }
 

@@ -90,6 +90,52 @@ struct SecurityTests {
         #expect(error.map { !$0.debugDescription.contains(Self.credentialSecret) } ?? false)
     }
 
+    @Test("a credential terraform prints only in escaped form (\\u003c, \\u0026, \\\") is redacted from the stored JSON and rendering")
+    func escapedCredentialRedacted() async throws {
+        let secret = "tok<en>&\"quoted\"-7d6e5f"
+        let goEscaped = #"tok\u003cen\u003e\u0026\"quoted\"-7d6e5f"#
+        let scratch = try Fixtures.scratch()
+        let logs = LogRecorder()
+        let runner = try Fixtures.runner(scratch: scratch, logs: logs)
+        let directory = try Fixtures.project(scratch, files: ["main.tf": """
+            variable "api_token" { type = string }
+            resource "null_resource" "r" { triggers = { token = var.api_token } }
+            output "token" { value = var.api_token }
+            """])
+        let sink = LineRecorder()
+        let invocation = TerraformRunner.Invocation(directory: directory, credentials: ["TF_VAR_api_token": secret], output: sink)
+        #expect(try await runner.initialize(invocation).outcome == .succeeded)
+        let planFile = scratch.appendingPathComponent("p.tfplan")
+        let plan = try await runner.plan(invocation, planFile: planFile)
+        #expect(plan.plan != nil)
+
+        // The attack is real: terraform's own JSON carries the value only escaped.
+        let raw = Process()
+        raw.executableURL = try Fixtures.pinnedTerraform()
+        raw.arguments = ["show", "-json", planFile.path]
+        raw.currentDirectoryURL = directory
+        raw.environment = try runner.environment(for: invocation)
+        let pipe = Pipe()
+        raw.standardOutput = pipe
+        raw.standardError = FileHandle.nullDevice
+        try raw.run()
+        let rawJSON = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        raw.waitUntilExit()
+        #expect(rawJSON.contains(goEscaped) && !rawJSON.contains(secret))
+
+        let shown = try await runner.show(invocation, planFile: planFile)
+        let json = String(decoding: shown.redactedJSON, as: UTF8.self)
+        let decoded = "\(try JSONSerialization.jsonObject(with: shown.redactedJSON))"
+        let places = ["json": json, "decoded json": decoded, "rendering": shown.rendering, "sink": sink.text, "logs": logs.text,
+                      "plan output": plan.command.output]
+        for (place, text) in places {
+            #expect(!text.contains(secret) && !text.contains(goEscaped) && !text.contains("tok<en>") && !text.contains(#"tok\u003cen"#),
+                    "the credential leaked into \(place)")
+        }
+        #expect(json.contains(Redactor.placeholder) && shown.rendering.contains(Redactor.placeholder))
+        #expect(try PlanSummary(planJSON: shown.redactedJSON) == shown.summary)
+    }
+
     @Test("the daemon's environment (TF_CLI_ARGS_plan, TF_VAR_, TF_CLI_CONFIG_FILE) is invisible to terraform")
     func environmentIsolation() async throws {
         let scratch = try Fixtures.scratch()
