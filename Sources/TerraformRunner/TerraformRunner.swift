@@ -24,7 +24,7 @@ public struct TerraformRunner: Sendable {
         /// Absolute path of the `terraform` or `tofu` binary.
         public var executable: URL
         /// Runner-owned directory outside any exported tree: holds the CLI
-        /// config, the plugin cache and the HOME given to terraform.
+        /// config, the plugin cache and the (per-command) HOMEs given to terraform.
         public var toolsDirectory: URL
         /// Where providers come from.
         public var providerInstallation: CLIConfiguration.ProviderInstallation
@@ -117,8 +117,8 @@ public struct TerraformRunner: Sendable {
 
     /// Where the CLI config is written (passed as `TF_CLI_CONFIG_FILE`).
     public var cliConfigFile: URL { configuration.toolsDirectory.appendingPathComponent("terraform.tfrc") }
-    /// The HOME given to terraform: runner-owned, outside any exported tree.
-    public var homeDirectory: URL { configuration.toolsDirectory.appendingPathComponent("home") }
+    /// Parent of the HOME directories given to terraform (one per command).
+    var homesDirectory: URL { configuration.toolsDirectory.appendingPathComponent("homes") }
     var pluginCacheDirectory: URL { configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
 
     /// The CLI configuration this runner writes before every command.
@@ -329,7 +329,7 @@ public struct TerraformRunner: Sendable {
 
     /// The complete environment of a terraform process: what the invocation
     /// passes plus what the runner decides, nothing from `ProcessInfo`.
-    func environment(for invocation: Invocation) throws -> [String: String] {
+    func environment(for invocation: Invocation, home: URL) throws -> [String: String] {
         var environment: [String: String] = [:]
         for (name, value) in invocation.environment.merging(invocation.credentials, uniquingKeysWith: { _, credential in credential }) {
             let validName = !name.isEmpty && name.utf8.allSatisfy { $0 == UInt8(ascii: "_") || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
@@ -341,7 +341,7 @@ public struct TerraformRunner: Sendable {
             environment[name] = value
         }
         environment["PATH"] = configuration.searchPath
-        environment["HOME"] = homeDirectory.path
+        environment["HOME"] = home.path
         environment["TF_CLI_CONFIG_FILE"] = cliConfigFile.path
         environment["TF_IN_AUTOMATION"] = "1"
         environment["TF_INPUT"] = "0"
@@ -351,13 +351,13 @@ public struct TerraformRunner: Sendable {
 
     // MARK: Internals
 
-    /// Creates the tools directory (0700), HOME and plugin cache, and writes
+    /// Creates the tools directory (0700), the parent of HOMEs and the plugin cache, and writes
     /// the CLI config. Returns the tools directory.
     @discardableResult
     func prepareTools() throws -> URL {
         let fileManager = FileManager.default
         do {
-            for url in [configuration.toolsDirectory, homeDirectory, pluginCacheDirectory] {
+            for url in [configuration.toolsDirectory, homesDirectory, pluginCacheDirectory] {
                 try fileManager.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
         } catch {
@@ -369,6 +369,37 @@ public struct TerraformRunner: Sendable {
                                        context: ["executable": configuration.executable.path])
         }
         return configuration.toolsDirectory
+    }
+
+    /// A fresh, empty HOME (0700) for one terraform command.
+    ///
+    /// Terraform and everything it starts (providers, `local-exec`) may write
+    /// into HOME: `.terraform.d/` (credentials, checkpoint cache), and tool
+    /// configs such as `~/.aws/config`, whose `credential_process` would run a
+    /// command with whatever credentials the *next* process holds. A HOME
+    /// shared between commands would let a plan of one environment plant such a
+    /// file for the apply of another, or plan-time code (plan credentials) plant
+    /// it for the apply of its own run (apply credentials, SPEC §8). So every
+    /// command gets its own HOME, removed when it ends. It lives under the
+    /// runner's tools directory, not in the exported tree: the delivery repo
+    /// must not be able to ship a `.terraform.d/` or `.terraformrc` into HOME.
+    private func makeHome() throws -> URL {
+        let home = homesDirectory.appendingPathComponent(UUID().uuidString, isDirectory: true)
+        do {
+            try FileManager.default.createDirectory(at: home, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw TerraformRunnerError(.fileSystem, "cannot create a HOME for terraform")
+        }
+        return home
+    }
+
+    /// Removes a command's HOME. A failure (e.g. a child made a folder
+    /// unremovable) only costs disk: the name is random and never reused.
+    private func removeHome(_ home: URL) {
+        do { try FileManager.default.removeItem(at: home) } catch {
+            logger.warning("could not remove a terraform HOME", metadata: ["terraform.home": "\(home.lastPathComponent)"])
+        }
     }
 
     private func ensurePrivate(directory: URL) throws {
@@ -398,7 +429,9 @@ public struct TerraformRunner: Sendable {
     private func execute(
         _ arguments: [String], _ invocation: Invocation, command: String, capture: Bool = false
     ) async throws -> Execution {
-        let environment = try environment(for: invocation)
+        let home = try makeHome()
+        defer { removeHome(home) }
+        let environment = try environment(for: invocation, home: home)
         let redactor = invocation.redactor
         var logger = self.logger
         logger[metadataKey: "terraform.command"] = "\(command)"

@@ -24,8 +24,8 @@ struct TerraformBenchmark: AsyncParsableCommand {
     @Option(help: "Comma-separated null_resource counts.")
     var sizes: String = "1,100,1000"
 
-    @Option(help: "Repetitions per size and variant (median reported).")
-    var repetitions: Int = 3
+    @Option(help: "Repetitions per size and variant (median and minimum reported).")
+    var repetitions: Int = 5
 
     @Option(help: "null_resources in the plan whose JSON is parsed.")
     var parseResources: Int = 5000
@@ -48,8 +48,8 @@ struct TerraformBenchmark: AsyncParsableCommand {
                 providerInstallation: .filesystemMirror(URL(fileURLWithPath: mirror).standardizedFileURL)),
             logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() })
         let version = try await runner.version()
-        print("| resources | runner init+plan+show (s) | shell script (s) | overhead |")
-        print("|---:|---:|---:|---:|")
+        print("| resources | runner median (s) | shell median (s) | overhead of medians | runner min (s) | shell min (s) | overhead of minima |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for size in sizes.split(separator: ",").compactMap({ Int($0) }) {
             var runnerTimes: [Double] = [], shellTimes: [Double] = []
             for repetition in 0..<repetitions {
@@ -66,8 +66,9 @@ struct TerraformBenchmark: AsyncParsableCommand {
                 }
             }
             let runnerMedian = Self.median(runnerTimes), shellMedian = Self.median(shellTimes)
-            let overhead = (runnerMedian - shellMedian) / shellMedian * 100
-            print("| \(size) | \(Self.format(runnerMedian)) | \(Self.format(shellMedian)) | \(String(format: "%+.1f%%", overhead)) |")
+            let runnerMin = runnerTimes.min() ?? .nan, shellMin = shellTimes.min() ?? .nan
+            print("| \(size) | \(Self.format(runnerMedian)) | \(Self.format(shellMedian)) | \(Self.percent(runnerMedian, shellMedian)) "
+                + "| \(Self.format(runnerMin)) | \(Self.format(shellMin)) | \(Self.percent(runnerMin, shellMin)) |")
         }
 
         // A large plan, produced by terraform once, parsed several times.
@@ -82,7 +83,8 @@ struct TerraformBenchmark: AsyncParsableCommand {
         let planSeconds = Self.seconds(clock.now - planStart)
         let jsonFile = run.appendingPathComponent("plan.json")
         let showStart = clock.now
-        try Self.runDirect(executable, ["show", "-json", planFile.path], in: project, environment: Self.environment(runner), stdout: jsonFile)
+        try Self.runDirect(executable, ["show", "-json", planFile.path], in: project,
+                           environment: try Self.environment(runner, home: run.appendingPathComponent("home")), stdout: jsonFile)
         let showSeconds = Self.seconds(clock.now - showStart)
         let json = try Data(contentsOf: jsonFile)
         var parseTimes: [Double] = []
@@ -92,12 +94,22 @@ struct TerraformBenchmark: AsyncParsableCommand {
             summary = try PlanSummary(planJSON: json)
             parseTimes.append(Self.seconds(clock.now - start))
         }
+        // Redaction of the same JSON as `show` does it, with ten credential
+        // values to look for (none occurs: the whole document is searched).
+        let credentials = Redactor(secrets: (0..<10).map { "credential-value-\($0)-\(UUID().uuidString)" })
+        var redactionTimes: [Double] = []
+        for _ in 0..<max(repetitions, 5) {
+            let start = clock.now
+            _ = try PlanJSONRedaction.redact(json, redactor: credentials)
+            redactionTimes.append(Self.seconds(clock.now - start))
+        }
         print("")
         print("| \(parseResources)-resource plan | seconds |")
         print("|---|---:|")
         print("| terraform plan -out | \(Self.format(planSeconds)) |")
         print("| terraform show -json (\(json.count / 1024) KiB) | \(Self.format(showSeconds)) |")
         print("| PlanSummary(planJSON:) median of \(parseTimes.count) | \(Self.format(Self.median(parseTimes))) |")
+        print("| PlanJSONRedaction.redact, 10 credentials, median of \(redactionTimes.count) | \(Self.format(Self.median(redactionTimes))) |")
         print("")
         print("terraform \(version.version); summary create=\(summary?.create ?? -1); repetitions=\(repetitions)")
         try? fileManager.removeItem(at: work)
@@ -129,13 +141,16 @@ struct TerraformBenchmark: AsyncParsableCommand {
         """.write(to: script, atomically: true, encoding: .utf8)
         let clock = ContinuousClock()
         let start = clock.now
-        try Self.runDirect(URL(fileURLWithPath: "/bin/sh"), [script.path], in: project, environment: Self.environment(runner), stdout: nil)
+        try Self.runDirect(URL(fileURLWithPath: "/bin/sh"), [script.path], in: project,
+                           environment: try Self.environment(runner, home: run.appendingPathComponent("home")), stdout: nil)
         return Self.seconds(clock.now - start)
     }
 
-    private static func environment(_ runner: TerraformRunner) -> [String: String] {
-        ["PATH": "/usr/bin:/bin", "HOME": runner.homeDirectory.path, "TF_CLI_CONFIG_FILE": runner.cliConfigFile.path,
-         "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"]
+    /// The runner's environment, with a fresh HOME as the runner gives each command.
+    private static func environment(_ runner: TerraformRunner, home: URL) throws -> [String: String] {
+        try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return ["PATH": "/usr/bin:/bin", "HOME": home.path, "TF_CLI_CONFIG_FILE": runner.cliConfigFile.path,
+                "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"]
     }
 
     private static func runDirect(_ executable: URL, _ arguments: [String], in directory: URL, environment: [String: String], stdout: URL?) throws {
@@ -179,4 +194,8 @@ struct TerraformBenchmark: AsyncParsableCommand {
     }
 
     private static func format(_ value: Double) -> String { String(format: "%.3f", value) }
+
+    private static func percent(_ value: Double, _ baseline: Double) -> String {
+        String(format: "%+.1f%%", (value - baseline) / baseline * 100)
+    }
 }

@@ -180,7 +180,7 @@ struct RunnerTests {
         holder.executableURL = try Fixtures.pinnedTerraform()
         holder.arguments = ["console", "-no-color"]
         holder.currentDirectoryURL = directory
-        holder.environment = try runner.environment(for: invocation)
+        holder.environment = try runner.environment(for: invocation, home: scratch)
         let stdin = Pipe()
         holder.standardInput = stdin
         holder.standardOutput = FileHandle.nullDevice
