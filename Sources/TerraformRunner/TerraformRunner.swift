@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 
 /// Drives the `terraform` (or `tofu`) CLI for one agent: init, plan, show,
 /// apply of a saved plan, validate. Never parses HCL, never runs a shell.
@@ -171,7 +170,10 @@ public struct TerraformRunner: Sendable {
     /// Committed `.terraform/` and `terraform.d/` folders are removed first: a
     /// provider binary in either would otherwise be a way for the delivery repo
     /// to run code on the agent. Inits sharing the plugin cache are serialised,
-    /// because terraform's cache is not safe for concurrent writers.
+    /// in this process and against other processes (``PluginCacheLock``),
+    /// because terraform's cache is not safe for concurrent writers. Waiting
+    /// for the lock counts against the invocation's timeout and ends on
+    /// cancellation (outcome `timedOut` / `cancelled`, terraform not started).
     public func initialize(
         _ invocation: Invocation, backend: Bool = true, backendConfigFiles: [URL] = []
     ) async throws -> CommandResult {
@@ -187,19 +189,28 @@ public struct TerraformRunner: Sendable {
         }
         var arguments = ["init", "-input=false", "-no-color", "-backend=\(backend)"]
         arguments += backendConfigFiles.map { "-backend-config=\($0.path)" }
-        if configuration.usesPluginCache {
-            let lock = PluginCacheLocks.lock(for: pluginCacheDirectory.path)
-            await lock.acquire()
-            do {
-                let result = try await execute(arguments, invocation, command: "init").command
-                await lock.release()
-                return result
-            } catch {
-                await lock.release()
-                throw error
-            }
+        guard configuration.usesPluginCache else {
+            return try await execute(arguments, invocation, command: "init").command
         }
-        return try await execute(arguments, invocation, command: "init").command
+        let clock = ContinuousClock()
+        let started = clock.now
+        var logger = self.logger
+        logger[metadataKey: "terraform.command"] = "init"
+        do {
+            return try await PluginCacheLock.withLock(
+                cache: pluginCacheDirectory, deadline: invocation.timeout.map { started + $0 }, logger: logger
+            ) {
+                // The timeout bounds the whole init, waiting for the lock included.
+                var remaining = invocation
+                if let timeout = invocation.timeout {
+                    remaining.timeout = max(timeout - (clock.now - started), .milliseconds(1))
+                }
+                return try await execute(arguments, remaining, command: "init").command
+            }
+        } catch let abandoned as PluginCacheLock.Abandoned {
+            return CommandResult(outcome: abandoned == .cancelled ? .cancelled : .timedOut, exitCode: -1,
+                                 duration: clock.now - started, output: "", droppedOutputBytes: 0)
+        }
     }
 
     /// `terraform plan -out PLANFILE -detailed-exitcode`; returns the plan file and its digest.
@@ -472,41 +483,5 @@ public struct TerraformRunner: Sendable {
         // The output is already redacted; it goes to debugDescription only.
         return TerraformRunnerError(code, "\(what) did not succeed (\(command.outcome))",
                                     context: ["output": String(command.output.suffix(2000))])
-    }
-}
-
-/// One async mutex per plugin cache directory in this process.
-enum PluginCacheLocks {
-    private static let locks = Mutex<[String: AsyncLock]>([:])
-
-    static func lock(for path: String) -> AsyncLock {
-        locks.withLock { locks in
-            if let lock = locks[path] { return lock }
-            let lock = AsyncLock()
-            locks[path] = lock
-            return lock
-        }
-    }
-}
-
-/// A FIFO async lock (actors alone are re-entrant across awaits).
-actor AsyncLock {
-    private var held = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    func acquire() async {
-        if !held {
-            held = true
-            return
-        }
-        await withCheckedContinuation { waiters.append($0) }
-    }
-
-    func release() {
-        if waiters.isEmpty {
-            held = false
-        } else {
-            waiters.removeFirst().resume()
-        }
     }
 }
