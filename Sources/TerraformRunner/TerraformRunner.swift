@@ -5,13 +5,16 @@ import Logging
 /// apply of a saved plan, validate. Never parses HCL, never runs a shell.
 ///
 /// Invariants that protect production:
-/// - Every process gets an environment built from nothing (``environment(for:)``):
+/// - Every process gets an environment built from nothing (``environment(for:home:)``):
 ///   the daemon's own variables (`TF_CLI_ARGS*`, `TF_LOG`, `TF_CLI_CONFIG_FILE`,
 ///   cloud credentials of other environments) never reach terraform.
 /// - The CLI config is written by the runner outside the exported tree and always
 ///   names an explicit provider installation; committed `.terraform/` and
 ///   `terraform.d/` folders are removed before init, so provider binaries from
 ///   the delivery repo are never executed.
+/// - Every command gets a fresh, empty HOME that is removed when it ends, so
+///   nothing one command (or a hostile plan's `local-exec`) writes there is
+///   read by the next (``makeHome()``).
 /// - Only saved plans are applied, after their digest is re-checked, and the plan
 ///   file is deleted after apply whatever happens, so it can never be applied twice.
 /// - Everything that leaves (streamed lines, retained output, renderings, stored

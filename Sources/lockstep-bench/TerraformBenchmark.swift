@@ -30,6 +30,9 @@ struct TerraformBenchmark: AsyncParsableCommand {
     @Option(help: "null_resources in the plan whose JSON is parsed.")
     var parseResources: Int = 5000
 
+    @Option(help: "Also time init, plan and show one by one against the same command from /bin/sh, with this many null_resources (0: skip).")
+    var phases: Int = 0
+
     mutating func run() async throws {
         try await benchmark()
     }
@@ -69,6 +72,10 @@ struct TerraformBenchmark: AsyncParsableCommand {
             let runnerMin = runnerTimes.min() ?? .nan, shellMin = shellTimes.min() ?? .nan
             print("| \(size) | \(Self.format(runnerMedian)) | \(Self.format(shellMedian)) | \(Self.percent(runnerMedian, shellMedian)) "
                 + "| \(Self.format(runnerMin)) | \(Self.format(shellMin)) | \(Self.percent(runnerMin, shellMin)) |")
+        }
+
+        if phases > 0 {
+            try await phaseBenchmark(runner, executable: executable, work: work)
         }
 
         // A large plan, produced by terraform once, parsed several times.
@@ -113,6 +120,85 @@ struct TerraformBenchmark: AsyncParsableCommand {
         print("")
         print("terraform \(version.version); summary create=\(summary?.create ?? -1); repetitions=\(repetitions)")
         try? fileManager.removeItem(at: work)
+    }
+
+    /// Each command alone, runner and shell interleaved, so the machine's
+    /// load drifts over both alike; also the CPU this process spends per
+    /// runner command (what the runner adds on top of waiting for terraform).
+    private func phaseBenchmark(_ runner: TerraformRunner, executable: URL, work: URL) async throws {
+        let run = try TerraformRunner.makeRunDirectory(under: work, name: "phases")
+        let project = try Self.project(in: run, resources: phases)
+        let environment = try Self.environment(runner, home: run.appendingPathComponent("home"))
+        let tf = "'\(executable.path)'"
+        let planFile = run.appendingPathComponent("plan.tfplan")
+        let invocation = TerraformRunner.Invocation(directory: project)
+        var rows: [(String, [Double], [Double], [Double])] = []
+
+        var runnerTimes: [Double] = [], shellTimes: [Double] = [], cpu: [Double] = []
+        for index in 0..<repetitions {
+            let ours = try Self.project(in: run.appendingPathComponent("init-\(index)-runner"), resources: phases)
+            let theirs = try Self.project(in: run.appendingPathComponent("init-\(index)-shell"), resources: phases)
+            let (seconds, spent) = try await Self.measure {
+                guard try await runner.initialize(.init(directory: ours)).outcome == .succeeded else { throw ValidationError("init failed") }
+            }
+            runnerTimes.append(seconds)
+            cpu.append(spent)
+            shellTimes.append(try Self.timeShellCommand("\(tf) init -input=false -no-color -backend=true > init.log", in: theirs, environment))
+        }
+        rows.append(("init", runnerTimes, shellTimes, cpu))
+        _ = try await runner.initialize(invocation)
+
+        runnerTimes = []; shellTimes = []; cpu = []
+        for _ in 0..<repetitions {
+            let (seconds, spent) = try await Self.measure {
+                guard try await runner.plan(invocation, planFile: planFile).plan != nil else { throw ValidationError("plan failed") }
+            }
+            runnerTimes.append(seconds)
+            cpu.append(spent)
+            shellTimes.append(try Self.timeShellCommand(
+                "\(tf) plan -input=false -no-color -detailed-exitcode -lock-timeout=0s -out='\(run.path)/shell.tfplan' > plan.log || [ $? -eq 2 ]",
+                in: project, environment))
+        }
+        rows.append(("plan -out", runnerTimes, shellTimes, cpu))
+
+        runnerTimes = []; shellTimes = []; cpu = []
+        for _ in 0..<repetitions {
+            let (seconds, spent) = try await Self.measure { _ = try await runner.show(invocation, planFile: planFile) }
+            runnerTimes.append(seconds)
+            cpu.append(spent)
+            shellTimes.append(try Self.timeShellCommand(
+                "\(tf) show -json -no-color '\(planFile.path)' > show.json && \(tf) show -no-color '\(planFile.path)' > show.txt",
+                in: project, environment))
+        }
+        rows.append(("show -json + show", runnerTimes, shellTimes, cpu))
+
+        print("")
+        print("| \(phases) null_resources | runner median (s) | shell median (s) | runner min (s) | shell min (s) | runner CPU median (s) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for (name, ours, theirs, spent) in rows {
+            print("| \(name) | \(Self.format(Self.median(ours))) | \(Self.format(Self.median(theirs))) | \(Self.format(ours.min() ?? .nan)) "
+                + "| \(Self.format(theirs.min() ?? .nan)) | \(Self.format(Self.median(spent))) |")
+        }
+    }
+
+    /// Wall-clock seconds and this process's CPU seconds (user + system) spent in `body`.
+    private static func measure(_ body: () async throws -> Void) async throws -> (Double, Double) {
+        func cpuSeconds() -> Double {
+            var usage = rusage()
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+            return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        }
+        let clock = ContinuousClock()
+        let start = clock.now, cpuStart = cpuSeconds()
+        try await body()
+        return (seconds(clock.now - start), cpuSeconds() - cpuStart)
+    }
+
+    private static func timeShellCommand(_ command: String, in directory: URL, _ environment: [String: String]) throws -> Double {
+        let clock = ContinuousClock()
+        let start = clock.now
+        try runDirect(URL(fileURLWithPath: "/bin/sh"), ["-c", command], in: directory, environment: environment, stdout: nil)
+        return seconds(clock.now - start)
     }
 
     private func timeRunner(_ runner: TerraformRunner, project: URL, run: URL) async throws -> Double {
