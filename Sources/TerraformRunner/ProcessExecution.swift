@@ -140,35 +140,96 @@ final class ExitWaiter: Sendable {
 }
 
 /// Splits a byte stream into lines, redacts them and hands them on.
-private struct LineAssembler {
-    var pending: [UInt8] = []
+///
+/// Redaction happens on whole lines of bytes, before decoding, so a secret
+/// split across two reads is still seen whole. A line longer than
+/// `maxLineBytes` is handed on in pieces; a piece is only cut where no secret
+/// can straddle the cut: the last `longest secret - 1` bytes always wait for
+/// more input (a secret starting there may continue in the next read), and a
+/// cut that would fall inside a secret moves before it, or after it when the
+/// secret starts the piece. Only a run of overlapping secrets longer than the
+/// piece limit plus two secrets is cut inside; the rest of the run is then
+/// remembered and redacted at the start of the next piece. Without this a
+/// 100 KB line carrying a secret across byte 65,536 would leave in two clear
+/// halves.
+struct LineAssembler {
+    private var pending: [UInt8] = []
+    /// Bytes at the start of `pending` that continue a secret cut earlier.
+    private var carried = 0
     let maxLineBytes: Int
+    let redactor: Redactor
     let emit: (String) -> Void
+
+    init(maxLineBytes: Int, redactor: Redactor, emit: @escaping (String) -> Void) {
+        self.maxLineBytes = max(maxLineBytes, 1)
+        self.redactor = redactor
+        self.emit = emit
+    }
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         var start = bytes.startIndex
         for index in bytes.indices where bytes[index] == UInt8(ascii: "\n") {
             pending.append(contentsOf: bytes[start..<index])
+            splitLongLine()
             flush()
             start = index + 1
         }
         pending.append(contentsOf: bytes[start...])
+        splitLongLine()
+    }
+
+    private mutating func splitLongLine() {
+        let keep = max(redactor.longestPatternBytes - 1, 0)
         while pending.count > maxLineBytes {
-            let head = Array(pending.prefix(maxLineBytes))
-            pending.removeFirst(maxLineBytes)
-            emit(String(decoding: head, as: UTF8.self))
+            let limit = pending.count - keep
+            guard limit > 0 else { return }
+            var cut = min(maxLineBytes, limit)
+            // Do not cut a UTF-8 sequence in two (a continuation byte is 10xxxxxx).
+            var boundary = cut
+            while boundary > 1, cut - boundary < 3, pending[boundary] & 0xC0 == 0x80 { boundary -= 1 }
+            if pending[boundary] & 0xC0 != 0x80 { cut = boundary }
+            let carriedNow = carried
+            let split: (piece: [UInt8], rest: Int)? = pending.withUnsafeBytes { bytes in
+                let covered = redactor.coveredRanges(in: bytes, forced: carriedNow > 0 ? 0..<carriedNow : nil)
+                var rest = 0
+                if let straddling = covered.first(where: { $0.lowerBound < cut && cut < $0.upperBound }) {
+                    if straddling.lowerBound > 0 {
+                        cut = straddling.lowerBound
+                    } else if straddling.upperBound <= limit {
+                        cut = straddling.upperBound
+                    } else if bytes.count < maxLineBytes + 2 * keep + 2 {
+                        return nil  // the secret's end is not known yet: wait for more bytes
+                    } else {
+                        // A run of overlapping secrets longer than any one: bound memory.
+                        rest = straddling.upperBound - cut
+                    }
+                }
+                let inside = covered.compactMap { range -> Range<Int>? in
+                    range.lowerBound < cut ? range.lowerBound..<min(range.upperBound, cut) : nil
+                }
+                return (Redactor.replacing(inside, in: UnsafeRawBufferPointer(rebasing: bytes[0..<cut])), rest)
+            }
+            guard let split else { return }
+            carried = split.rest
+            pending.removeFirst(cut)
+            emit(String(decoding: split.piece, as: UTF8.self))
         }
     }
 
-    mutating func flush() {
-        var line = pending
-        if line.last == UInt8(ascii: "\r") { line.removeLast() }
-        emit(String(decoding: line, as: UTF8.self))
+    private mutating func flush() {
+        if pending.last == UInt8(ascii: "\r") { pending.removeLast() }
+        let line: String = pending.withUnsafeBytes { bytes in
+            let covered = redactor.coveredRanges(in: bytes, forced: carried > 0 ? 0..<min(carried, bytes.count) : nil)
+            if covered.isEmpty { return String(decoding: bytes, as: UTF8.self) }
+            return String(decoding: Redactor.replacing(covered, in: bytes), as: UTF8.self)
+        }
+        carried = 0
         pending.removeAll(keepingCapacity: true)
+        emit(line)
     }
 
     mutating func finish() {
-        if !pending.isEmpty { flush() }
+        if !pending.isEmpty || carried > 0 { flush() }
     }
 }
 
@@ -238,8 +299,7 @@ enum ProcessExecution {
                 assembler.feed(chunk)
             }
         } makeAssembler: {
-            LineAssembler(maxLineBytes: maxLine) { raw in
-                let line = redactor.redact(raw)
+            LineAssembler(maxLineBytes: maxLine, redactor: redactor) { line in
                 tail.append(line)
                 sink.receive(OutputLine(stream: .stdout, text: line))
             }
@@ -247,8 +307,7 @@ enum ProcessExecution {
         async let stderrDone: Void = pump(stderrPipe.fileHandleForReading) { chunk, assembler in
             assembler.feed(chunk)
         } makeAssembler: {
-            LineAssembler(maxLineBytes: maxLine) { raw in
-                let line = redactor.redact(raw)
+            LineAssembler(maxLineBytes: maxLine, redactor: redactor) { line in
                 tail.append(line)
                 sink.receive(OutputLine(stream: .stderr, text: line))
             }

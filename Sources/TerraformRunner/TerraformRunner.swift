@@ -1,18 +1,20 @@
 import Foundation
 import Logging
-import Synchronization
 
 /// Drives the `terraform` (or `tofu`) CLI for one agent: init, plan, show,
 /// apply of a saved plan, validate. Never parses HCL, never runs a shell.
 ///
 /// Invariants that protect production:
-/// - Every process gets an environment built from nothing (``environment(for:)``):
+/// - Every process gets an environment built from nothing (``environment(for:home:)``):
 ///   the daemon's own variables (`TF_CLI_ARGS*`, `TF_LOG`, `TF_CLI_CONFIG_FILE`,
 ///   cloud credentials of other environments) never reach terraform.
 /// - The CLI config is written by the runner outside the exported tree and always
 ///   names an explicit provider installation; committed `.terraform/` and
 ///   `terraform.d/` folders are removed before init, so provider binaries from
 ///   the delivery repo are never executed.
+/// - Every command gets a fresh, empty HOME that is removed when it ends, so
+///   nothing one command (or a hostile plan's `local-exec`) writes there is
+///   read by the next (``makeHome()``).
 /// - Only saved plans are applied, after their digest is re-checked, and the plan
 ///   file is deleted after apply whatever happens, so it can never be applied twice.
 /// - Everything that leaves (streamed lines, retained output, renderings, stored
@@ -24,7 +26,7 @@ public struct TerraformRunner: Sendable {
         /// Absolute path of the `terraform` or `tofu` binary.
         public var executable: URL
         /// Runner-owned directory outside any exported tree: holds the CLI
-        /// config, the plugin cache and the HOME given to terraform.
+        /// config, the plugin cache and the (per-command) HOMEs given to terraform.
         public var toolsDirectory: URL
         /// Where providers come from.
         public var providerInstallation: CLIConfiguration.ProviderInstallation
@@ -117,8 +119,8 @@ public struct TerraformRunner: Sendable {
 
     /// Where the CLI config is written (passed as `TF_CLI_CONFIG_FILE`).
     public var cliConfigFile: URL { configuration.toolsDirectory.appendingPathComponent("terraform.tfrc") }
-    /// The HOME given to terraform: runner-owned, outside any exported tree.
-    public var homeDirectory: URL { configuration.toolsDirectory.appendingPathComponent("home") }
+    /// Parent of the HOME directories given to terraform (one per command).
+    var homesDirectory: URL { configuration.toolsDirectory.appendingPathComponent("homes") }
     var pluginCacheDirectory: URL { configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
 
     /// The CLI configuration this runner writes before every command.
@@ -171,7 +173,10 @@ public struct TerraformRunner: Sendable {
     /// Committed `.terraform/` and `terraform.d/` folders are removed first: a
     /// provider binary in either would otherwise be a way for the delivery repo
     /// to run code on the agent. Inits sharing the plugin cache are serialised,
-    /// because terraform's cache is not safe for concurrent writers.
+    /// in this process and against other processes (``PluginCacheLock``),
+    /// because terraform's cache is not safe for concurrent writers. Waiting
+    /// for the lock counts against the invocation's timeout and ends on
+    /// cancellation (outcome `timedOut` / `cancelled`, terraform not started).
     public func initialize(
         _ invocation: Invocation, backend: Bool = true, backendConfigFiles: [URL] = []
     ) async throws -> CommandResult {
@@ -187,19 +192,28 @@ public struct TerraformRunner: Sendable {
         }
         var arguments = ["init", "-input=false", "-no-color", "-backend=\(backend)"]
         arguments += backendConfigFiles.map { "-backend-config=\($0.path)" }
-        if configuration.usesPluginCache {
-            let lock = PluginCacheLocks.lock(for: pluginCacheDirectory.path)
-            await lock.acquire()
-            do {
-                let result = try await execute(arguments, invocation, command: "init").command
-                await lock.release()
-                return result
-            } catch {
-                await lock.release()
-                throw error
-            }
+        guard configuration.usesPluginCache else {
+            return try await execute(arguments, invocation, command: "init").command
         }
-        return try await execute(arguments, invocation, command: "init").command
+        let clock = ContinuousClock()
+        let started = clock.now
+        var logger = self.logger
+        logger[metadataKey: "terraform.command"] = "init"
+        do {
+            return try await PluginCacheLock.withLock(
+                cache: pluginCacheDirectory, deadline: invocation.timeout.map { started + $0 }, logger: logger
+            ) {
+                // The timeout bounds the whole init, waiting for the lock included.
+                var remaining = invocation
+                if let timeout = invocation.timeout {
+                    remaining.timeout = max(timeout - (clock.now - started), .milliseconds(1))
+                }
+                return try await execute(arguments, remaining, command: "init").command
+            }
+        } catch let abandoned as PluginCacheLock.Abandoned {
+            return CommandResult(outcome: abandoned == .cancelled ? .cancelled : .timedOut, exitCode: -1,
+                                 duration: clock.now - started, output: "", droppedOutputBytes: 0)
+        }
     }
 
     /// `terraform plan -out PLANFILE -detailed-exitcode`; returns the plan file and its digest.
@@ -247,15 +261,16 @@ public struct TerraformRunner: Sendable {
         let json = try await execute(["show", "-json", "-no-color", planFile.path], invocation, command: "show", capture: true)
         guard json.command.outcome == .succeeded, let raw = json.stdout else { throw failure("terraform show -json", json.command) }
         let summary = try PlanSummary(planJSON: raw)
-        let (structurallyRedacted, learned) = try PlanJSONRedaction.redact(raw)
+        let (redactedJSON, learned) = try PlanJSONRedaction.redact(raw, redactor: invocation.redactor)
         let redactor = invocation.redactor.adding(learned)
-        let redactedJSON = Data(redactor.redact(String(decoding: structurallyRedacted, as: UTF8.self)).utf8)
 
         var textInvocation = invocation
         textInvocation.secrets.formUnion(learned)
         let text = try await execute(["show", "-no-color", planFile.path], textInvocation, command: "show", capture: true)
         guard text.command.outcome == .succeeded, let rendered = text.stdout else { throw failure("terraform show", text.command) }
-        let rendering = redactor.redact(String(decoding: rendered, as: UTF8.self))
+        let rendering = rendered.withUnsafeBytes { bytes in
+            redactor.redact(bytes: bytes).map { String(decoding: $0, as: UTF8.self) } ?? String(decoding: bytes, as: UTF8.self)
+        }
         return ShownPlan(summary: summary, redactedJSON: redactedJSON, rendering: rendering)
     }
 
@@ -356,7 +371,7 @@ public struct TerraformRunner: Sendable {
 
     /// The complete environment of a terraform process: what the invocation
     /// passes plus what the runner decides, nothing from `ProcessInfo`.
-    func environment(for invocation: Invocation) throws -> [String: String] {
+    func environment(for invocation: Invocation, home: URL) throws -> [String: String] {
         var environment: [String: String] = [:]
         for (name, value) in invocation.environment.merging(invocation.credentials, uniquingKeysWith: { _, credential in credential }) {
             let validName = !name.isEmpty && name.utf8.allSatisfy { $0 == UInt8(ascii: "_") || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
@@ -368,7 +383,7 @@ public struct TerraformRunner: Sendable {
             environment[name] = value
         }
         environment["PATH"] = configuration.searchPath
-        environment["HOME"] = homeDirectory.path
+        environment["HOME"] = home.path
         environment["TF_CLI_CONFIG_FILE"] = cliConfigFile.path
         environment["TF_IN_AUTOMATION"] = "1"
         environment["TF_INPUT"] = "0"
@@ -378,13 +393,13 @@ public struct TerraformRunner: Sendable {
 
     // MARK: Internals
 
-    /// Creates the tools directory (0700), HOME and plugin cache, and writes
+    /// Creates the tools directory (0700), the parent of HOMEs and the plugin cache, and writes
     /// the CLI config. Returns the tools directory.
     @discardableResult
     func prepareTools() throws -> URL {
         let fileManager = FileManager.default
         do {
-            for url in [configuration.toolsDirectory, homeDirectory, pluginCacheDirectory] {
+            for url in [configuration.toolsDirectory, homesDirectory, pluginCacheDirectory] {
                 try fileManager.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
         } catch {
@@ -396,6 +411,37 @@ public struct TerraformRunner: Sendable {
                                        context: ["executable": configuration.executable.path])
         }
         return configuration.toolsDirectory
+    }
+
+    /// A fresh, empty HOME (0700) for one terraform command.
+    ///
+    /// Terraform and everything it starts (providers, `local-exec`) may write
+    /// into HOME: `.terraform.d/` (credentials, checkpoint cache), and tool
+    /// configs such as `~/.aws/config`, whose `credential_process` would run a
+    /// command with whatever credentials the *next* process holds. A HOME
+    /// shared between commands would let a plan of one environment plant such a
+    /// file for the apply of another, or plan-time code (plan credentials) plant
+    /// it for the apply of its own run (apply credentials, SPEC §8). So every
+    /// command gets its own HOME, removed when it ends. It lives under the
+    /// runner's tools directory, not in the exported tree: the delivery repo
+    /// must not be able to ship a `.terraform.d/` or `.terraformrc` into HOME.
+    private func makeHome() throws -> URL {
+        let home = homesDirectory.appendingPathComponent(UUID().uuidString, isDirectory: true)
+        do {
+            try FileManager.default.createDirectory(at: home, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw TerraformRunnerError(.fileSystem, "cannot create a HOME for terraform")
+        }
+        return home
+    }
+
+    /// Removes a command's HOME. A failure (e.g. a child made a folder
+    /// unremovable) only costs disk: the name is random and never reused.
+    private func removeHome(_ home: URL) {
+        do { try FileManager.default.removeItem(at: home) } catch {
+            logger.warning("could not remove a terraform HOME", metadata: ["terraform.home": "\(home.lastPathComponent)"])
+        }
     }
 
     private func ensurePrivate(directory: URL) throws {
@@ -425,7 +471,9 @@ public struct TerraformRunner: Sendable {
     private func execute(
         _ arguments: [String], _ invocation: Invocation, command: String, capture: Bool = false
     ) async throws -> Execution {
-        let environment = try environment(for: invocation)
+        let home = try makeHome()
+        defer { removeHome(home) }
+        let environment = try environment(for: invocation, home: home)
         let redactor = invocation.redactor
         var logger = self.logger
         logger[metadataKey: "terraform.command"] = "\(command)"
@@ -466,41 +514,5 @@ public struct TerraformRunner: Sendable {
         // The output is already redacted; it goes to debugDescription only.
         return TerraformRunnerError(code, "\(what) did not succeed (\(command.outcome))",
                                     context: ["output": String(command.output.suffix(2000))])
-    }
-}
-
-/// One async mutex per plugin cache directory in this process.
-enum PluginCacheLocks {
-    private static let locks = Mutex<[String: AsyncLock]>([:])
-
-    static func lock(for path: String) -> AsyncLock {
-        locks.withLock { locks in
-            if let lock = locks[path] { return lock }
-            let lock = AsyncLock()
-            locks[path] = lock
-            return lock
-        }
-    }
-}
-
-/// A FIFO async lock (actors alone are re-entrant across awaits).
-actor AsyncLock {
-    private var held = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    func acquire() async {
-        if !held {
-            held = true
-            return
-        }
-        await withCheckedContinuation { waiters.append($0) }
-    }
-
-    func release() {
-        if waiters.isEmpty {
-            held = false
-        } else {
-            waiters.removeFirst().resume()
-        }
     }
 }

@@ -101,6 +101,73 @@ struct RunnerTests {
         }
     }
 
+    @Test("init waits while another OS process holds the plugin cache lock and initialises against the same cache",
+          .timeLimit(.minutes(2)))
+    func pluginCacheLockAcrossProcesses() async throws {
+        let flockTool = try #require(["/usr/bin/flock", "/bin/flock"].first { FileManager.default.isExecutableFile(atPath: $0) },
+                                     "flock(1) from util-linux is needed to play the other process")
+        let scratch = try Fixtures.scratch()
+        let logs = LogRecorder()
+        let runner = try Fixtures.runner(scratch: scratch, logs: logs)
+        let ours = try Fixtures.project(scratch, "ours", files: ["main.tf": Fixtures.nullResources(1)])
+        let theirs = try Fixtures.project(scratch, "theirs", files: ["main.tf": Fixtures.nullResources(1)])
+        _ = try await runner.version()  // writes the CLI config naming the shared cache
+        let lockFile = runner.pluginCacheDirectory.appendingPathComponent(PluginCacheLock.fileName)
+
+        // The other process (as a second daemon or `lockstep validate` would):
+        // takes the lock, says so, waits for us, then runs a real terraform
+        // init against the same cache while still holding it.
+        let other = Process()
+        other.executableURL = URL(fileURLWithPath: flockTool)
+        other.arguments = [lockFile.path, "/bin/sh", "-c",
+                           "echo locked; cat > /dev/null; exec \"$0\" init -input=false -no-color > init.log 2>&1",
+                           try Fixtures.pinnedTerraform().path]
+        other.currentDirectoryURL = theirs
+        let otherHome = scratch.appendingPathComponent("other-home")
+        try FileManager.default.createDirectory(at: otherHome, withIntermediateDirectories: false)
+        other.environment = try runner.environment(for: .init(directory: theirs), home: otherHome)
+        let input = Pipe(), output = Pipe()
+        other.standardInput = input
+        other.standardOutput = output
+        try other.run()
+        var said = Data()
+        while !String(decoding: said, as: UTF8.self).contains("locked") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            said.append(chunk)
+        }
+        try #require(String(decoding: said, as: UTF8.self).contains("locked"), "the other process holds the lock")
+
+        // Whichever comes first: our init reporting that it waits, or our init finishing.
+        let (events, sender) = AsyncStream.makeStream(of: String.self)
+        let forward = Task { for await message in logs.messages { sender.yield(message) } }
+        let initialization = Task {
+            defer { sender.yield("init finished") }
+            return try await runner.initialize(.init(directory: ours))
+        }
+        var first: String?
+        for await event in events where event.contains("waiting for the plugin cache lock") || event == "init finished" {
+            first = event
+            break
+        }
+        forward.cancel()
+        #expect(first?.contains("waiting for the plugin cache lock") == true,
+                "our init ran while another process held the plugin cache lock")
+        #expect(!FileManager.default.fileExists(atPath: ours.appendingPathComponent(".terraform").path),
+                "terraform was not started while the lock was held elsewhere")
+
+        try input.fileHandleForWriting.close()  // let the other process init, then release
+        let result = try await initialization.value
+        other.waitUntilExit()
+        #expect(other.terminationStatus == 0, "the other process's init succeeded")
+        #expect(result.outcome == .succeeded)
+        for directory in [ours, theirs] {
+            let provider = directory.appendingPathComponent(
+                ".terraform/providers/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4")
+            #expect(FileManager.default.isExecutableFile(atPath: provider.path))
+        }
+    }
+
     @Test("backend config files are passed through to init")
     func backendConfigFiles() async throws {
         let scratch = try Fixtures.scratch()
@@ -180,7 +247,7 @@ struct RunnerTests {
         holder.executableURL = try Fixtures.pinnedTerraform()
         holder.arguments = ["console", "-no-color"]
         holder.currentDirectoryURL = directory
-        holder.environment = try runner.environment(for: invocation)
+        holder.environment = try runner.environment(for: invocation, home: scratch)
         let stdin = Pipe()
         holder.standardInput = stdin
         holder.standardOutput = FileHandle.nullDevice

@@ -90,6 +90,101 @@ struct SecurityTests {
         #expect(error.map { !$0.debugDescription.contains(Self.credentialSecret) } ?? false)
     }
 
+    @Test("a credential terraform prints only in escaped form (\\u003c, \\u0026, \\\") is redacted from the stored JSON and rendering")
+    func escapedCredentialRedacted() async throws {
+        let secret = "tok<en>&\"quoted\"-7d6e5f"
+        let goEscaped = #"tok\u003cen\u003e\u0026\"quoted\"-7d6e5f"#
+        let scratch = try Fixtures.scratch()
+        let logs = LogRecorder()
+        let runner = try Fixtures.runner(scratch: scratch, logs: logs)
+        let directory = try Fixtures.project(scratch, files: ["main.tf": """
+            variable "api_token" { type = string }
+            resource "null_resource" "r" { triggers = { token = var.api_token } }
+            output "token" { value = var.api_token }
+            """])
+        let sink = LineRecorder()
+        let invocation = TerraformRunner.Invocation(directory: directory, credentials: ["TF_VAR_api_token": secret], output: sink)
+        #expect(try await runner.initialize(invocation).outcome == .succeeded)
+        let planFile = scratch.appendingPathComponent("p.tfplan")
+        let plan = try await runner.plan(invocation, planFile: planFile)
+        #expect(plan.plan != nil)
+
+        // The attack is real: terraform's own JSON carries the value only escaped.
+        let raw = Process()
+        raw.executableURL = try Fixtures.pinnedTerraform()
+        raw.arguments = ["show", "-json", planFile.path]
+        raw.currentDirectoryURL = directory
+        raw.environment = try runner.environment(for: invocation, home: scratch)
+        let pipe = Pipe()
+        raw.standardOutput = pipe
+        raw.standardError = FileHandle.nullDevice
+        try raw.run()
+        let rawJSON = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        raw.waitUntilExit()
+        #expect(rawJSON.contains(goEscaped) && !rawJSON.contains(secret))
+
+        let shown = try await runner.show(invocation, planFile: planFile)
+        let json = String(decoding: shown.redactedJSON, as: UTF8.self)
+        let decoded = "\(try JSONSerialization.jsonObject(with: shown.redactedJSON))"
+        let places = ["json": json, "decoded json": decoded, "rendering": shown.rendering, "sink": sink.text, "logs": logs.text,
+                      "plan output": plan.command.output]
+        for (place, text) in places {
+            #expect(!text.contains(secret) && !text.contains(goEscaped) && !text.contains("tok<en>") && !text.contains(#"tok\u003cen"#),
+                    "the credential leaked into \(place)")
+        }
+        #expect(json.contains(Redactor.placeholder) && shown.rendering.contains(Redactor.placeholder))
+        #expect(try PlanSummary(planJSON: shown.redactedJSON) == shown.summary)
+    }
+
+    @Test("a file a run writes into HOME is gone before the next command: every command gets a fresh, empty HOME")
+    func homeIsPerCommand() async throws {
+        let scratch = try Fixtures.scratch()
+        let runner = try Fixtures.runner(scratch: scratch)
+        // A hostile apply plants files a later process would read (an AWS config
+        // whose credential_process runs with the next run's credentials). The
+        // markers are assembled by printf so terraform's echo of the command
+        // line cannot match them.
+        let first = try Fixtures.project(scratch, "first", files: ["main.tf": #"""
+            resource "null_resource" "plant" {
+              provisioner "local-exec" {
+                command = "echo planted > \"$HOME/planted\" && mkdir -p \"$HOME/.aws\" && echo '[default]' > \"$HOME/.aws/config\" && test -s \"$HOME/planted\" && printf 'PLANTED%sINTO %s/\\n' - \"$HOME\""
+              }
+            }
+            """#])
+        let second = try Fixtures.project(scratch, "second", files: ["main.tf": #"""
+            resource "null_resource" "look" {
+              provisioner "local-exec" {
+                command = "if [ -e \"$HOME/planted\" ] || [ -e \"$HOME/.aws\" ]; then printf 'HOME-HAS%sPLANTED\\n' -; else printf 'HOME-IS%sCLEAN\\n' -; fi; printf 'HOME%sIS %s/\\n' - \"$HOME\""
+              }
+            }
+            """#])
+        func initPlanApply(_ directory: URL) async throws -> CommandResult {
+            let invocation = TerraformRunner.Invocation(directory: directory)
+            #expect(try await runner.initialize(invocation).outcome == .succeeded)
+            let planFile = scratch.appendingPathComponent("\(directory.lastPathComponent).tfplan")
+            let plan = try #require(try await runner.plan(invocation, planFile: planFile).plan)
+            return try await runner.apply(invocation, planFile: planFile, expectedDigest: plan.digest)
+        }
+        func path(after marker: String, in output: String) throws -> String {
+            let line = try #require(output.split(separator: "\n").first { $0.contains(marker) })
+            let rest = try #require(line.range(of: marker)).upperBound
+            return String(line[rest...].prefix { $0 != " " }.dropLast())  // the trailing "/"
+        }
+
+        let planted = try await initPlanApply(first)
+        #expect(planted.outcome == .succeeded)
+        let firstHome = try path(after: "PLANTED-INTO ", in: planted.output)
+        #expect(firstHome.hasPrefix(runner.homesDirectory.path), "HOME is runner-owned, outside the exported tree")
+        #expect(!FileManager.default.fileExists(atPath: firstHome), "the HOME of a command is removed when it ends")
+
+        let looked = try await initPlanApply(second)
+        #expect(looked.outcome == .succeeded)
+        #expect(looked.output.contains("HOME-IS-CLEAN"))
+        #expect(!looked.output.contains("HOME-HAS-PLANTED"), "a file planted by the previous run was visible")
+        #expect(try path(after: "HOME-IS ", in: looked.output) != firstHome)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: runner.homesDirectory.path).isEmpty, "no HOME is left behind")
+    }
+
     @Test("the daemon's environment (TF_CLI_ARGS_plan, TF_VAR_, TF_CLI_CONFIG_FILE) is invisible to terraform")
     func environmentIsolation() async throws {
         let scratch = try Fixtures.scratch()
@@ -120,7 +215,7 @@ struct SecurityTests {
         #expect(json.contains("\"unset\""))
         #expect(!json.contains("from-daemon"))
 
-        let environment = try runner.environment(for: invocation)
+        let environment = try runner.environment(for: invocation, home: scratch)
         #expect(Set(environment.keys) == ["PATH", "HOME", "TF_CLI_CONFIG_FILE", "TF_IN_AUTOMATION", "TF_INPUT", "CHECKPOINT_DISABLE"])
         #expect(environment["PATH"] == "/usr/bin:/bin")
         #expect(!environment["TF_CLI_CONFIG_FILE"]!.hasPrefix(directory.path), "the CLI config lives outside the exported tree")
@@ -134,7 +229,7 @@ struct SecurityTests {
         let scratch = try Fixtures.scratch()
         let runner = try Fixtures.runner(scratch: scratch)
         let error = #expect(throws: TerraformRunnerError.self) {
-            _ = try runner.environment(for: .init(directory: scratch, environment: [name: "x"]))
+            _ = try runner.environment(for: .init(directory: scratch, environment: [name: "x"]), home: scratch)
         }
         #expect(error?.code == .forbiddenEnvironmentVariable)
     }

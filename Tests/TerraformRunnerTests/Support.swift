@@ -111,6 +111,13 @@ final class LogRecorder: LogHandler, @unchecked Sendable {
     private let storage = Mutex<[String]>([])
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace
+    /// Every message as it is logged (so a test can wait for one instead of sleeping).
+    let messages: AsyncStream<String>
+    private let continuation: AsyncStream<String>.Continuation
+
+    init() {
+        (messages, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1000))
+    }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -120,6 +127,7 @@ final class LogRecorder: LogHandler, @unchecked Sendable {
     func log(event: LogEvent) {
         let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
         storage.withLock { $0.append("\(event.level) \(event.message) \(merged)") }
+        continuation.yield("\(event.message)")
     }
 
     var text: String { storage.withLock { $0.joined(separator: "\n") } }

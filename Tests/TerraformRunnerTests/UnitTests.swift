@@ -14,6 +14,90 @@ struct UnitTests {
         #expect(redactor.redact("abc stays") == "abc stays")
     }
 
+    @Test("the redactor matches bytes: a combining mark after a secret, NFD text, overlapping secrets, Go and HCL escapes")
+    func redactorBytes() {
+        let secret = "s3cret-token"
+        let redactor = Redactor(secrets: [secret, "café-key", "abcdXYZ", "XYZefgh", "a<b&c>d", "x${y}z"])
+        // A Character-level search does not see "s3cret-token" in "s3cret-tokeń".
+        let combined = redactor.redact("value=\(secret)\u{301} end")
+        #expect(!combined.utf8.elementsEqual("value=\(secret)\u{301} end".utf8))
+        #expect(!Array(combined.utf8).containsBytes(Array(secret.utf8)))
+        // The decomposed form of a secret given precomposed.
+        #expect(redactor.redact("k=cafe\u{301}-key") == "k=\(Redactor.placeholder)")
+        // Overlapping occurrences leave no piece of either secret visible.
+        #expect(redactor.redact("[abcdXYZefgh]") == "[\(Redactor.placeholder)]")
+        // Terraform's JSON escapes <, >, & as \u003c, \u003e, \u0026; HCL doubles ${.
+        #expect(redactor.redact(#""a\u003cb\u0026c\u003ed""#) == "\"\(Redactor.placeholder)\"")
+        #expect(redactor.redact("x$${y}z") == Redactor.placeholder)
+        // Nothing to hide: the text comes back unchanged.
+        #expect(redactor.redact("plain text") == "plain text")
+    }
+
+    @Test("a secret split across reads or across the cut of an over-long line is still redacted")
+    func lineAssemblySplits() {
+        let secret = "split-secret-0123456789"
+        let redactor = Redactor(secrets: [secret])
+        for maxLineBytes in [5, 8, 16, 64, 4096] {
+            for offset in 0..<24 {
+                let line = String(repeating: "a", count: offset) + secret + String(repeating: "b", count: 40) + "é…"
+                let pieces = Box<[String]>([])
+                var assembler = LineAssembler(maxLineBytes: maxLineBytes, redactor: redactor) { pieces.value.append($0) }
+                // One byte per read: every possible split point of the secret.
+                for byte in Array((line + "\nnext line\n").utf8) {
+                    withUnsafeBytes(of: byte) { assembler.feed($0) }
+                }
+                assembler.finish()
+                let joined = pieces.value.joined()
+                #expect(!joined.contains(secret), "max \(maxLineBytes) offset \(offset): \(pieces.value)")
+                #expect(joined.contains(Redactor.placeholder))
+                #expect(pieces.value.last == "next line")
+                #expect(joined == String(repeating: "a", count: offset) + Redactor.placeholder + String(repeating: "b", count: 40)
+                        + "é…" + "next line", "nothing but the secret is lost, no UTF-8 sequence is cut")
+            }
+        }
+        // Without secrets a long line arrives in pieces of at most maxLineBytes.
+        let pieces = Box<[String]>([])
+        var plain = LineAssembler(maxLineBytes: 10, redactor: Redactor()) { pieces.value.append($0) }
+        let long = String(repeating: "0123456789", count: 10)
+        long.utf8.withContiguousStorageIfAvailable { plain.feed(UnsafeRawBufferPointer($0)) }
+        plain.finish()
+        #expect(pieces.value == Array(repeating: "0123456789", count: 10))
+    }
+
+    @Test("plan JSON: a secret hidden by JSON escapes anywhere (strings, keys, numbers) is redacted; the rest is terraform's bytes")
+    func planJSONEscapedSecrets() throws {
+        let credential = "pa<ss\"w&rd>x"
+        // Terraform writes it as "pa\u003css\"w\u0026rd\u003ex"; the marked value
+        // "hidden-5" appears again elsewhere as "hidden\u002d5" and as a key.
+        let json = #"""
+        {"resource_changes":[{"change":{"after":{"a":"hidden-5","n":31337,"echo":"pa\u003css\"w\u0026rd\u003ex"},
+          "after_sensitive":{"a":true,"n":true}}}],
+         "prior_state":{"copy":"hidden\u002d5","hidden-5":1,"num":31337,"other":"kept \u003c"}}
+        """#
+        let (redacted, secrets) = try PlanJSONRedaction.redact(Data(json.utf8), redactor: Redactor(secrets: [credential]))
+        #expect(secrets == ["hidden-5", "31337"])
+        let text = String(decoding: redacted, as: UTF8.self)
+        let decoded = try JSONSerialization.jsonObject(with: redacted)
+        let everything = "\(decoded)" + text
+        for value in [credential, "hidden-5", "hidden\\u002d5", "31337", "pa\\u003css"] {
+            #expect(!everything.contains(value), "\(value) leaked: \(text)")
+        }
+        #expect(text.contains(#""other":"kept \u003c""#), "untouched tokens keep terraform's own escapes")
+
+        // Without secrets the output is terraform's document byte for byte.
+        let clean = #"{"a": [1, 2.5e3, true, null, "x\u00e9\n"], "b": {}}"#
+        #expect(try PlanJSONRedaction.redact(Data(clean.utf8)).json == Data(clean.utf8))
+    }
+
+    @Test("plan JSON that is malformed or nested too deeply is refused, not passed through")
+    func planJSONMalformed() {
+        let deep = String(repeating: "[", count: PlanJSONRedaction.maximumDepth + 2) + String(repeating: "]", count: PlanJSONRedaction.maximumDepth + 2)
+        for bad in ["{\"a\":}", "[1,]", "{\"a\":\"\u{1}\"}", "\"\\x\"", "{} {}", "tru", deep] {
+            let error = #expect(throws: TerraformRunnerError.self) { _ = try PlanJSONRedaction.redact(Data(bad.utf8)) }
+            #expect(error?.code == .malformedOutput)
+        }
+    }
+
     @Test("exit codes and terraform's messages are classified into outcomes")
     func classification() {
         #expect(CommandOutcome.classify(exitCode: 0, interruption: nil, output: "") == .succeeded)
@@ -75,5 +159,18 @@ struct UnitTests {
         #expect(tail.text.utf8.count <= 4096)
         #expect(tail.droppedBytes >= 10_000_000 - 4096)
         #expect(tail.text.hasSuffix("yyyy"))
+    }
+}
+
+/// A mutable value a non-Sendable closure can append to (tests only, one thread).
+final class Box<Value> {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension Array where Element == UInt8 {
+    func containsBytes(_ needle: [UInt8]) -> Bool {
+        guard needle.count <= count else { return false }
+        return (0...(count - needle.count)).contains { self[$0..<($0 + needle.count)].elementsEqual(needle) }
     }
 }
