@@ -11,8 +11,12 @@ import LockstepHTTP
 /// (`RunID`, `EnvironmentName`), so a hostile answer cannot put shell syntax or escape
 /// sequences into the user's command line.
 enum ClientCompletion {
-    /// Seconds a completion may wait for the daemon.
-    static let timeout = 3
+    /// Seconds a completion may wait for the daemon: 3, or `LOCKSTEP_COMPLETION_TIMEOUT`
+    /// (1…60) for a slow link to the daemon.
+    static var timeout: Int {
+        let configured = ProcessInfo.processInfo.environment["LOCKSTEP_COMPLETION_TIMEOUT"].flatMap { Int($0) }
+        return configured.map { min(max($0, 1), 60) } ?? 3
+    }
 
     static let openRuns: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
         await runs(words: words, prefix: prefix, states: RunState.allCases.filter { !$0.isFinal })

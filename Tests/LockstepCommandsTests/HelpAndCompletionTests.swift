@@ -78,7 +78,9 @@ struct HelpAndCompletionTests {
         let bash = try await CLI.run(["--generate-completion-script", "bash"], home: home)
         let script = try home.write("lockstep.bash", bash.stdout, mode: 0o644)
         try await withServer(backend) { url in
-            let environment = ["LOCKSTEP_SERVER": url, "LOCKSTEP_TOKEN_FILE": token]
+            // A loaded CI machine may need more than the interactive 3 s; the test is about
+            // which candidates come back, not about speed.
+            let environment = ["LOCKSTEP_SERVER": url, "LOCKSTEP_TOKEN_FILE": token, "LOCKSTEP_COMPLETION_TIMEOUT": "60"]
             let approve = try await Shell.complete(script: script, line: "lockstep approve ", home: home, environment: environment)
             #expect(approve == ["run-dev-1", "run-prod-1"], "only runs awaiting approval")
             let resolve = try await Shell.complete(script: script, line: "lockstep resolve run-", home: home, environment: environment)
@@ -95,7 +97,7 @@ struct HelpAndCompletionTests {
             #expect(state == ["interrupted"])
             // Connection flags typed on the line are used too.
             let typed = try await Shell.complete(script: script, line: "lockstep approve --server \(url) --token-file \(token) ",
-                                                 home: home, environment: [:])
+                                                 home: home, environment: ["LOCKSTEP_COMPLETION_TIMEOUT": "60"])
             #expect(typed == ["run-dev-1", "run-prod-1"])
         }
         // With the daemon gone (or a wrong token) a completion offers nothing and prints no error into the shell.
