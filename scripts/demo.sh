@@ -18,6 +18,11 @@ fail() { printf '\ndemo.sh: %s\n' "$*" >&2; exit 1; }
 step "Installing dependencies (git, libgit2, SQLite, pinned Terraform 1.0.3 + offline null provider)"
 bash scripts/install-test-deps.sh
 bash scripts/install-terraform.sh
+# The demo talks to the daemon's /readyz with curl, which a minimal Debian image lacks.
+if ! command -v curl > /dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl
+fi
 
 step "Building lockstep (debug)"
 swift build --product lockstep
@@ -90,7 +95,7 @@ step "Which dev tags would Lockstep accept? (dev/v9.9.9 is on an unmerged branch
 lockstep tags --repo "$state/delivery.git" --mirror "$state/tags-mirror.git" --env dev
 
 step "Starting the daemon: lockstep serve --config examples/agent.yaml (log: examples/state/lockstep.log)"
-lockstep serve --config "$config" > "$state/lockstep.log" 2>&1 &
+"$lockstep_bin" serve --config "$config" > "$state/lockstep.log" 2>&1 &
 daemon=$!
 stop_daemon() {
     if kill -0 "$daemon" 2>/dev/null; then
@@ -147,9 +152,10 @@ run_reaches() {
     return 1
 }
 
-# promote TAG APPROVER: waits for TAG's plan, shows it, approves it as APPROVER, waits for verify.
+# release TAG APPROVER [REFUSED]: waits for TAG's plan, shows it, lets REFUSED try to approve
+# it (the gate must say no), approves it as APPROVER, waits for apply and verify.
 release() {
-    local tag=$1 approver=$2 run digest
+    local tag=$1 approver=$2 refused=${3:-} run digest
     step "Waiting for the daemon to plan $tag"
     wait_for "$tag to await approval" 180 run_reaches "$tag" awaiting_approval
     run=$(run_field "$tag" id)
@@ -159,6 +165,14 @@ release() {
     step "The plan to review: lockstep show $run"
     lockstep show "$run"
 
+    if [ -n "$refused" ]; then
+        step "$refused cut this tag and tries to approve it herself: the gate refuses (four eyes)"
+        as_identity "$refused"
+        if lockstep approve "$run" --digest "$digest"; then fail "$refused's self-approval was accepted"; fi
+        [ "$(run_field "$tag" state)" = awaiting_approval ] || fail "the refused approval changed the run"
+        echo "refused as expected; the run still awaits approval"
+    fi
+
     step "Approving as $approver (the tag was cut by alice): lockstep approve $run --digest $digest"
     as_identity "$approver"
     lockstep approve "$run" --digest "$digest"
@@ -166,7 +180,7 @@ release() {
 
     step "Waiting for apply and verify of $tag"
     wait_for "$tag to be verified" 180 run_reaches "$tag" verified
-    lockstep show "$run"
+    lockstep runs --target "app/${tag%%/*}"
 }
 
 step "The board right after start: lockstep status"
@@ -178,15 +192,22 @@ step "Promoting the same commit to staging: alice tags staging/v1.0.0"
 as "Alice Maintainer" alice@example.com
 git -C "$work" tag -a staging/v1.0.0 -m "Promote 1.0.0 to staging" dev/v1.0.0^{commit}
 git -C "$work" push -q "$state/delivery.git" staging/v1.0.0
-release staging/v1.0.0 bob
+release staging/v1.0.0 bob alice
 
 step "The board now: lockstep status"
 lockstep status
 lockstep runs
 
+step "What the daemon decided about the release tags (from its log)"
+grep "tag decided" "$state/lockstep.log"
+
 step "Stopping the daemon (SIGTERM) and checking the audit log's hash chain"
-stop_daemon
+kill -TERM "$daemon"
+daemon_status=0
+wait "$daemon" || daemon_status=$?
 trap - EXIT
+[ "$daemon_status" -eq 0 ] || fail "the daemon exited with status $daemon_status after SIGTERM"
+echo "daemon stopped cleanly"
 lockstep audit verify --store "$state/lockstep.sqlite"
 
 step "Done: dev and staging run 1.0.0, approved by bob, verified; dev/v9.9.9 was never planned"
