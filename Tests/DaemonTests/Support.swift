@@ -298,13 +298,15 @@ final class DaemonWorld: @unchecked Sendable {
 
     var logPath: String { scratch.appendingPathComponent("daemon-\(daemons.count).log").path }
 
-    /// Starts `lockstep serve` (stderr to a log file).
+    /// Starts `lockstep serve` (stderr to a log file); `environment` adds variables such as
+    /// `NOTIFY_SOCKET`.
     @discardableResult
-    func startDaemon() throws -> Process {
+    func startDaemon(environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = try Paths.lockstep()
         process.arguments = ["serve", "--config", configPath]
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": scratch.path, "LANG": "C"]
+            .merging(environment) { _, new in new }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice
