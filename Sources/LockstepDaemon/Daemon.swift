@@ -8,8 +8,14 @@ import LockstepHTTP
 import Logging
 import RunStore
 import ServiceLifecycle
-import UnixSignals
+import Synchronization
 import TerraformRunner
+import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// `lockstep serve`: everything the daemon holds for its lifetime, and the order it starts in.
 ///
@@ -69,8 +75,10 @@ public enum Daemon {
         let service = DaemonService(gate: gate, store: store, pollInterval: agent.pollInterval, status: status,
                                     logger: logger)
         let backend = GateBackend(gate: gate, store: store, service: service)
+        let disk = DiskWatch(folders: [("store", storeFolder), ("runs", runs)], status: status, notifier: notifier,
+                             logger: logger)
         let api = APIServer(
-            backend: backend, tokens: tokens, readiness: { status.readiness() },
+            backend: backend, tokens: tokens, readiness: { disk.readiness() },
             onRefusal: { refusal in
                 var payload = ["event": "api_access", "status": "\(refusal.status)", "code": refusal.code.rawValue,
                                "method": refusal.method, "path": refusal.path]
@@ -89,10 +97,10 @@ public enum Daemon {
             logger.info("API listening", metadata: ["listen": "\(address.host):\(port ?? address.port)"])
             status.listening()
         }
-        // Shut down in reverse order: the daemon drains first while the API still answers
-        // (mutations with `shutting_down`), then the API stops.
+        // Shut down in reverse order: the disk watch stops, the daemon drains while the API
+        // still answers (mutations with `shutting_down`), then the API stops.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: application), .init(service: service)],
+            services: [.init(service: application), .init(service: service), .init(service: disk)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         withExtendedLifetime(lock) {}
@@ -124,6 +132,111 @@ public enum Daemon {
                                                     attributes: [.posixPermissions: 0o700])
         } catch {
             throw DaemonError(.fileSystem, "cannot create \(url.path)")
+        }
+    }
+}
+
+/// Watches the free space of the folders the daemon writes (the store's and the runs').
+///
+/// Why: a full disk fails every plan (the run directory, the export, terraform's files)
+/// and, on the store's disk, every transition; without a word this looks like a broken
+/// repository or a broken terraform to whoever reads the failed runs. So the daemon says
+/// it: an error in the log when space runs out (and a notice when it is back), the reason
+/// first in `STATUS=`, and `/readyz` answers 503 with it while it lasts, so a load
+/// balancer or a monitor sees the agent cannot take work. The daemon itself keeps running:
+/// freeing space is enough, no restart is needed.
+final class DiskWatch: Service, Sendable {
+    /// Below this, a plan is likely to fail half-way: an exported tree, terraform's
+    /// `.terraform` folder and a plan file take a few MiB each.
+    static let minimumFreeBytes: UInt64 = 16 << 20
+
+    private let folders: [(role: String, url: URL)]
+    private let status: DaemonStatus
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+    /// The last problem logged and the last status line sent, to say each change once.
+    private let last = Mutex<(problem: String?, sent: String?)>((nil, nil))
+
+    init(folders: [(String, URL)], status: DaemonStatus, notifier: SystemdNotifier, logger: Logger) {
+        self.folders = folders.map { (role: $0.0, url: $0.1) }
+        self.status = status
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    /// The problem now, if any: which folder (by role, not path: `/readyz` answers anyone)
+    /// has less than ``minimumFreeBytes`` free. A folder whose file system cannot be read
+    /// counts as a problem too.
+    func problem() -> String? {
+        var problems: [String] = []
+        for folder in folders {
+            var info = statvfs()
+            guard statvfs(folder.url.path, &info) == 0 else {
+                problems.append("the \(folder.role) folder's disk cannot be read (\(String(cString: strerror(errno))))")
+                continue
+            }
+            let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
+            if free < Self.minimumFreeBytes {
+                problems.append("the \(folder.role) folder has \(free >> 20) MiB free (at least \(Self.minimumFreeBytes >> 20) MiB needed)")
+            }
+        }
+        return problems.isEmpty ? nil : "DISK FULL: " + problems.joined(separator: ", ") + "; runs cannot be planned or stored"
+    }
+
+    /// `/readyz`: the daemon's own readiness, not ready while the disk is full.
+    func readiness() -> APIReadiness {
+        let own = status.readiness()
+        guard let problem = problem() else { return own }
+        return APIReadiness(ready: false, status: problem + "; " + own.status)
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                self.check()
+                do {
+                    try await Task.sleep(for: .seconds(1))
+                } catch {
+                    return
+                }
+            }
+        }
+    }
+
+    /// Logs a change of the disk problem and keeps `STATUS=` leading with it while it lasts
+    /// (the poll loop writes its own line; this puts the disk first again within a second).
+    func check() {
+        guard !status.isDraining else { return }
+        let problem = problem()
+        let line = status.readiness().status
+        let wanted = problem.map { $0 + "; " + line }
+        let (logChange, send): (String??, String?) = last.withLock { last in
+            let logChange: String?? = last.problem == problem ? .none : .some(problem)
+            last.problem = problem
+            var send: String?
+            if let wanted, wanted != last.sent {
+                send = wanted
+            } else if wanted == nil, last.sent != nil {
+                send = line
+            }
+            last.sent = wanted
+            return (logChange, send)
+        }
+        if let logChange {
+            if let problem = logChange {
+                logger.error("disk full: the daemon keeps running; free space to plan again",
+                             metadata: ["problem": "\(problem)",
+                                        "folders": "\(folders.map(\.url.path).joined(separator: ", "))"])
+            } else {
+                logger.notice("disk space is back")
+            }
+        }
+        if let send {
+            do {
+                _ = try notifier.status(send)
+            } catch {
+                logger.warning("systemd notification failed", metadata: ["error": "\(error)"])
+            }
         }
     }
 }
