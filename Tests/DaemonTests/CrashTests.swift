@@ -87,6 +87,52 @@ struct CrashTests {
                 "the resolution is audited with who did it")
     }
 
+    @Test("kill -9 after `approved` is stored, before the apply started: on restart the run is still approved and applied exactly once")
+    func killWhileApproved() async throws {
+        let world = try DaemonWorld()
+        defer { world.cleanup() }
+        let first = try await world.startReadyDaemon()
+        try world.release("1.0.0")
+        let id = try await world.waitForRun(in: ["awaiting_approval"])
+        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        // The apply trigger re-resolves the tag with a fetch before it may store `applying`;
+        // with the remote away it defers and stores nothing. That holds the run at exactly
+        // the point between the stored `approved` and its side effect, for as long as the
+        // test needs, without a race against the apply worker.
+        let aside = world.scratch.appendingPathComponent("remote-away.git")
+        try FileManager.default.moveItem(at: world.remote, to: aside)
+        let approved = try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        #expect(approved.status == 200, "\(approved.json)")
+        try await eventually("the apply trigger to defer") {
+            world.daemonLogs.contains("apply trigger") && world.daemonLogs.contains("deferred")
+        }
+        #expect(try world.runState(id) == "approved")
+        #expect(world.applyCount == 0)
+        let before = try await world.auditEntries()
+
+        world.kill9(first)
+        try FileManager.default.moveItem(at: aside, to: world.remote)
+        let second = try await world.startReadyDaemon()
+
+        try await eventually("the approved run to be applied after the restart") {
+            let state = try world.runState(id)
+            return state == "verified" || state == "applied"
+        }
+        #expect(world.applyCount == 1, "applied once after the restart")
+        let detail = try world.http("GET", "/api/v1/runs/\(id)").json
+        let states = (detail["transitions"] as? [[String: Any]] ?? []).compactMap { $0["to"] as? String }
+        #expect(states.filter { $0 == "applying" }.count == 1, "one approved → applying step: \(states)")
+
+        // Another restart runs a full first pass (ready means it ran): still applied once.
+        world.kill9(second)
+        try await world.startReadyDaemon()
+        #expect(world.applyCount == 1, "a later start does not apply the run again")
+
+        let after = try await world.auditEntries()
+        #expect(Array(after.prefix(before.count)) == before, "every audit entry stored before the kill is still there")
+        #expect(AuditChain.verify(after).isIntact)
+    }
+
     @Test("a second daemon on the same store refuses to start, naming the lock file and the holder's pid")
     func secondDaemonRefuses() async throws {
         let world = try DaemonWorld()
