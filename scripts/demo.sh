@@ -52,6 +52,13 @@ as() { # as NAME EMAIL: the author, committer and tagger of what follows
 }
 git init -q "$work"
 cp -R examples/delivery/. "$work/"
+# Dev and staging keep their terraform state outside the run folders (which Lockstep
+# removes after each run), so the next release plans against what is deployed.
+mkdir -p "$state/tfstate"
+for env in dev staging; do
+    printf '# Written by scripts/demo.sh: state kept across runs, outside the run folder.\npath = "%s"\n' \
+        "$state/tfstate/$env.tfstate" > "$work/app/envs/$env.backend.hcl"
+done
 # The first commit ships 0.9.0; the pull request below brings the example's 1.0.0.
 printf 'app_version = "0.9.0"\n' > "$work/app/release.auto.tfvars"
 as "Dana Developer" dana@example.com
@@ -209,5 +216,7 @@ trap - EXIT
 [ "$daemon_status" -eq 0 ] || fail "the daemon exited with status $daemon_status after SIGTERM"
 echo "daemon stopped cleanly"
 lockstep audit verify --store "$state/lockstep.sqlite"
+echo "terraform state kept across runs (the next release plans against it):"
+ls "$state/tfstate"
 
 step "Done: dev and staging run 1.0.0, approved by bob, verified; dev/v9.9.9 was never planned"

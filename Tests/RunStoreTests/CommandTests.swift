@@ -184,7 +184,8 @@ struct ConfigCheckCommandTests {
             try FileManager.default.createDirectory(atPath: repo + "/" + dir, withIntermediateDirectories: true)
         }
         for file in ["app/envs/dev.tfvars", "app/envs/staging.tfvars", "app/envs/prod.tfvars",
-                     "app/envs/prod.backend.hcl", "policy/no-destroy.rego"] {
+                     "app/envs/dev.backend.hcl", "app/envs/staging.backend.hcl", "app/envs/prod.backend.hcl",
+                     "policy/no-destroy.rego"] {
             #expect(FileManager.default.createFile(atPath: repo + "/" + file, contents: Data()))
         }
         try FileManager.default.copyItem(atPath: packageRoot + "/examples/delivery/lockstep.yaml",

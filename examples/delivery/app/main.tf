@@ -1,9 +1,10 @@
 # The example project: one null_resource per environment, so the whole gate (plan,
 # approval, apply, verify, promotion) can be tried without any cloud account.
 #
-# State: the local backend keeps state in the run's working folder, which Lockstep
-# removes after the run, so every run of this example starts from empty state. A real
-# project points `backend_config_files` (see lockstep.yaml, prod) at shared state.
+# State: the local backend, at the path each environment's backend file names (see
+# lockstep.yaml, backend_config_files). scripts/demo.sh points dev and staging at files
+# under examples/state/tfstate/, so their state outlives each run's folder and a later
+# release plans against what is deployed. A real project names shared state there.
 terraform {
   required_version = ">= 1.0.0"
   backend "local" {}
