@@ -86,10 +86,13 @@ public struct SystemdNotifier: Sendable {
             throw SystemdNotifyError(.socketFailed, "socket(AF_UNIX, SOCK_DGRAM) failed: \(errorText(errno))")
         }
         defer { close(fd) }
+        // MSG_DONTWAIT: the receiver's queue is short (net.unix.max_dgram_qlen, often 10);
+        // a manager that stops reading must not stall the daemon. A full queue is an error the
+        // caller logs, and the next status line says the same again.
         let sent = bytes.withUnsafeBytes { buffer in
             withUnsafePointer(to: &address) { pointer in
                 pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                    sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL), socketAddress, length)
+                    sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT), socketAddress, length)
                 }
             }
         }

@@ -71,6 +71,24 @@ struct SystemdNotifierTests {
         #expect(socket.receive() == "READY=1")
     }
 
+    @Test("a manager that stops reading never blocks the daemon: a full queue is an error, not a wait")
+    func fullQueueDoesNotBlock() throws {
+        let socket = try NotifySocket("@lockstep-notify-full-\(UUID().uuidString)")
+        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.name])
+        // The kernel queues at most net.unix.max_dgram_qlen datagrams (10 by default) for a
+        // receiver that does not read; a blocking send would hang on the next one.
+        var refused = 0
+        for index in 0..<200 {
+            do {
+                _ = try notifier.status("status line \(index)")
+            } catch {
+                refused += 1
+            }
+        }
+        #expect(refused > 0, "the queue never filled: the test did not reach the case it is about")
+        #expect(socket.receive() == "STATUS=status line 0", "what was queued before the queue filled is intact")
+    }
+
     @Test("a status text cannot forge another assignment: newlines become spaces")
     func statusIsOneLine() throws {
         let socket = try NotifySocket("@lockstep-notify-test-\(UUID().uuidString)")
