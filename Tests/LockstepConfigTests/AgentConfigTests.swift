@@ -121,7 +121,7 @@ struct AgentConfigTests {
         BadRow(name: "poll_interval without unit", yaml: agentYAML(extra: "poll_interval: 30\n"), keyPath: "poll_interval", code: .invalidValue),
         BadRow(name: "max_concurrent_plans zero", yaml: agentYAML(extra: "max_concurrent_plans: 0\n"), keyPath: "max_concurrent_plans", code: .invalidValue),
         BadRow(name: "max_concurrent_plans over 64", yaml: agentYAML(extra: "max_concurrent_plans: 65\n"), keyPath: "max_concurrent_plans", code: .invalidValue),
-        BadRow(name: "max_concurrent_plans not an integer", yaml: agentYAML(extra: "max_concurrent_plans: two\n"), keyPath: "max_concurrent_plans", code: .invalidValue),
+        BadRow(name: "max_concurrent_plans not an integer", yaml: agentYAML(extra: "max_concurrent_plans: two\n"), keyPath: "max_concurrent_plans", code: .wrongType),
         BadRow(name: "poll_interval zero", yaml: agentYAML(extra: "poll_interval: 0s\n"), keyPath: "poll_interval", code: .invalidValue),
         BadRow(name: "poll_interval units out of order", yaml: agentYAML(extra: "poll_interval: 5s1m\n"), keyPath: "poll_interval", code: .invalidValue),
         BadRow(name: "require_merge_commit as yes", yaml: agentYAML(extra: "require_merge_commit: yes\n"), keyPath: "require_merge_commit", code: .wrongType),
