@@ -88,15 +88,37 @@ public actor Gate {
     // MARK: - Serialisation
 
     func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await acquireSerialisation()
+        defer { releaseSerialisation() }
+        return try await body()
+    }
+
+    /// Runs `body` with the serialisation let go, from inside ``exclusively(_:)``, and takes
+    /// it back (after whoever queued meanwhile) before returning. For terraform apply in a
+    /// pass: an approval of another target must not wait for it. `body` must be safe on
+    /// its own (it goes through the store's compare-and-set, as ``apply(run:)`` does).
+    func withoutSerialisation<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        releaseSerialisation()
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body())
+        } catch {
+            result = .failure(error)
+        }
+        await acquireSerialisation()
+        return try result.get()
+    }
+
+    private func acquireSerialisation() async {
         if busy {
             await withCheckedContinuation { waiters.append($0) }
         } else {
             busy = true
         }
-        defer {
-            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
-        }
-        return try await body()
+    }
+
+    private func releaseSerialisation() {
+        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
     }
 
     // MARK: - Public API

@@ -369,7 +369,10 @@ extension Gate {
                 // Outside the apply window a poll would only record the same closed window
                 // again; an explicit apply trigger still evaluates (and records) everything.
                 guard served.policy.applyWindowOpen(at: now()) else { continue }
-                let outcome = try await applyTrigger(run)
+                // terraform apply runs without the gate's serialisation, so approvals and
+                // rejections of other targets are answered meanwhile; the pass takes it back
+                // before the next target (sources of promotion first still holds).
+                let outcome = try await withoutSerialisation { try await applyTrigger(run) }
                 if let after = try await store.run(run.id), after.state != run.state {
                     report.runsAdvanced[run.id] = after.state
                 }

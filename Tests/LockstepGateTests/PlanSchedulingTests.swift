@@ -34,12 +34,16 @@ final class BlockingTerraform: Sendable {
         try """
         #!/bin/bash
         ctl='\(control.path)'
-        if [ "$1" = plan ] && [ -e "$ctl/block-plan" ]; then
-          mkfifo "$ctl/plan-$$.fifo"
-          printf '%s\\n' "$*" > "$ctl/plan-$$.args"
-          : > "$ctl/plan-$$.started"
-          read -r _ < "$ctl/plan-$$.fifo"
-        fi
+        case "$1" in
+          plan|apply)
+            if [ -e "$ctl/block-$1" ]; then
+              mkfifo "$ctl/$1-$$.fifo"
+              printf '%s\\n' "$*" > "$ctl/$1-$$.args"
+              : > "$ctl/$1-$$.started"
+              read -r _ < "$ctl/$1-$$.fifo"
+            fi
+            ;;
+        esac
         exec '\(try World.terraformBinary().path)' "$@"
 
         """.write(to: wrapper, atomically: true, encoding: .utf8)
@@ -48,25 +52,27 @@ final class BlockingTerraform: Sendable {
 
     func cleanup() { try? FileManager.default.removeItem(at: control.deletingLastPathComponent()) }
 
-    func blockPlans() throws { try Data().write(to: control.appendingPathComponent("block-plan")) }
-    func unblockFuturePlans() { try? FileManager.default.removeItem(at: control.appendingPathComponent("block-plan")) }
+    func blockPlans() throws { try block("plan") }
+    func block(_ step: String) throws { try Data().write(to: control.appendingPathComponent("block-\(step)")) }
+    func unblockFuturePlans() { unblockFuture("plan") }
+    func unblockFuture(_ step: String) { try? FileManager.default.removeItem(at: control.appendingPathComponent("block-\(step)")) }
 
     /// Pids of plans that reached the wrapper's wait (and were not released yet).
-    func started() -> [Int32] {
+    func started(_ step: String = "plan") -> [Int32] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: control.path)) ?? []
         return names.compactMap { name -> Int32? in
-            guard name.hasPrefix("plan-"), name.hasSuffix(".started") else { return nil }
-            return Int32(name.dropFirst("plan-".count).dropLast(".started".count))
+            guard name.hasPrefix("\(step)-"), name.hasSuffix(".started") else { return nil }
+            return Int32(name.dropFirst(step.count + 1).dropLast(".started".count))
         }.sorted()
     }
 
     /// Waits until `count` plans are blocked in the wrapper (the event the test needs; the
     /// suite's time limit ends a test that never gets there).
-    func waitForStarted(_ count: Int) async throws -> [Int32] {
-        while started().count < count {
+    func waitForStarted(_ count: Int, _ step: String = "plan") async throws -> [Int32] {
+        while started(step).count < count {
             try await Task.sleep(for: .milliseconds(20))
         }
-        return started()
+        return started(step)
     }
 
     /// The environment a blocked plan is for, read from its `-var-file` argument.
@@ -76,9 +82,9 @@ final class BlockingTerraform: Sendable {
     }
 
     /// Lets one blocked plan go on to the real terraform.
-    func release(_ pid: Int32) throws {
-        try FileManager.default.removeItem(at: control.appendingPathComponent("plan-\(pid).started"))
-        let handle = try #require(FileHandle(forWritingAtPath: control.appendingPathComponent("plan-\(pid).fifo").path))
+    func release(_ pid: Int32, _ step: String = "plan") throws {
+        try FileManager.default.removeItem(at: control.appendingPathComponent("\(step)-\(pid).started"))
+        let handle = try #require(FileHandle(forWritingAtPath: control.appendingPathComponent("\(step)-\(pid).fifo").path))
         handle.write(Data("go\n".utf8))
         try handle.close()
     }
@@ -188,6 +194,41 @@ struct PlanSchedulingTests {
         #expect(try await world.run("staging", "1.0.0").state == .awaitingApproval)
     }
 
+    @Test("an approval of one target is answered while a pass applies another")
+    func approvalDuringApplyInPass() async throws {
+        let terraform = try BlockingTerraform()
+        defer { terraform.cleanup() }
+        let world = try makeWorld(terraform, limit: 2)
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["dev", "staging"])
+        _ = try await world.gate.reconcile()
+        let dev = try await world.run("dev", "1.0.0")
+        let staging = try await world.run("staging", "1.0.0")
+        try #require(dev.state == .awaitingApproval && staging.state == .awaitingApproval)
+        // Approved, not applied: the next pass triggers the apply.
+        #expect(try await world.approve(dev, by: ["alice"]) == [.approved])
+
+        try terraform.block("apply")
+        let gate = world.gate
+        let pass = Task { try await gate.reconcile() }
+        let blocked = try #require(try await terraform.waitForStarted(1, "apply").first)
+        #expect(try await world.run("dev", "1.0.0").state == .applying)
+
+        // Held the whole apply long before; now answered while terraform apply waits.
+        #expect(try await world.approve(staging, by: ["bob"]) == [.approved])
+        #expect(try await world.run("dev", "1.0.0").state == .applying, "the apply is still blocked")
+        #expect(processExists(blocked))
+
+        // staging, approved meanwhile, is applied by the same pass once dev is done.
+        terraform.unblockFuture("apply")
+        try terraform.release(blocked, "apply")
+        let report = try await pass.value
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        #expect(try await world.run("dev", "1.0.0").state == .verified)
+        #expect(try await world.run("staging", "1.0.0").state == .verified)
+        #expect(try world.applied("dev")?["release"] == "1.0.0")
+    }
+
     @Test("a cancelled plan kills terraform, cleans its directory and re-queues the run with a reason; the next pass plans it")
     func cancelledPlanIsQueuedAgain() async throws {
         let terraform = try BlockingTerraform()
@@ -274,3 +315,4 @@ struct PlanSchedulingTests {
         #expect(try await world.store.transitions(of: stale.id).filter { $0.transition.to == .planning }.count == 1)
     }
 }
+
