@@ -18,6 +18,10 @@ public struct AgentConfig: Sendable, Hashable {
     public var mirrorDir: String
     /// How often the remote is fetched when no webhook arrives. Default 1m.
     public var pollInterval: Duration
+    /// How many plans of different targets may run at once (1…64). Default 2. Never two
+    /// on one target, whatever this says: each plan is a terraform process with its own
+    /// providers, so the limit also keeps a burst of tags from exhausting the agent.
+    public var maxConcurrentPlans: Int
     /// Accept only tags on first-parent merge commits of the protected branch. Default true.
     public var requireMergeCommit: Bool
     /// The tag pattern the operator wrote, if any; see `tagPattern(projectCount:)`.
@@ -230,6 +234,7 @@ struct AgentParser {
         let repository = require(f, "repository", top, "the delivery repository (`url`, `branch`, `credentials`)").flatMap { repositoryConfig($0, top.key("repository")) }
         let mirrorDir = require(f, "mirror_dir", top, "a folder for the bare mirror").flatMap { path($0, top.key("mirror_dir"), "a folder for the bare mirror") }
         let pollInterval = f.take("poll_interval").map { duration($0, top.key("poll_interval"), 1...86_400, "between 1s and 1d") } ?? .seconds(60)
+        let maxPlans = f.take("max_concurrent_plans").map { reader.int($0, top.key("max_concurrent_plans"), 1...64, "an integer between 1 and 64") } ?? 2
         let requireMerge = f.take("require_merge_commit").map { reader.bool($0, top.key("require_merge_commit")) } ?? true
         let tagPattern = f.take("tag_pattern").flatMap { tagPatternValue($0, top.key("tag_pattern")) }
         let limits = f.take("export_limits").map { exportLimits($0, top.key("export_limits")) } ?? ExportLimits.defaults
@@ -239,12 +244,12 @@ struct AgentParser {
         let webhook = f.take("webhook_secret_file").flatMap { path($0, top.key("webhook_secret_file"), "a path to the file holding the webhook secret") }
         let identities = f.take("identities").map { identitiesMap($0, top.key("identities")) } ?? [:]
         let environments = require(f, "environments", top, "a mapping of environment names to their policy").flatMap { environmentsMap($0, top.key("environments"), identities: identities) }
-        f.finish(known: "repository, mirror_dir, poll_interval, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhook_secret_file, environments, identities", classify: secret)
+        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhook_secret_file, environments, identities", classify: secret)
 
-        guard let repository, let mirrorDir, let pollInterval, let requireMerge, let limits, let terraform, let store,
+        guard let repository, let mirrorDir, let pollInterval, let maxPlans, let requireMerge, let limits, let terraform, let store,
               let listen, let environments, let identities else { return nil }
         return AgentConfig(
-            file: file, repository: repository, mirrorDir: mirrorDir, pollInterval: pollInterval,
+            file: file, repository: repository, mirrorDir: mirrorDir, pollInterval: pollInterval, maxConcurrentPlans: maxPlans,
             requireMergeCommit: requireMerge, explicitTagPattern: tagPattern, exportLimits: limits,
             terraform: terraform, store: store, listen: listen, webhookSecretFile: webhook,
             environments: environments, identities: identities)

@@ -48,6 +48,7 @@ public struct TransitionReason: Sendable, Hashable, Codable, CustomStringConvert
         public static let planSucceeded = Code(rawValue: "plan_succeeded")
         public static let noChanges = Code(rawValue: "no_changes")
         public static let planFailed = Code(rawValue: "plan_failed")
+        public static let planCancelled = Code(rawValue: "plan_cancelled")
         public static let checksPassed = Code(rawValue: "checks_passed")
         public static let checksFailed = Code(rawValue: "checks_failed")
         public static let approvalsSatisfied = Code(rawValue: "approvals_satisfied")

@@ -4,6 +4,11 @@ public enum RunEvent: Sendable, Hashable {
     case planStarted
     case planSucceeded(digest: Digest, hasChanges: Bool)
     case planFailed(reason: String)
+    /// The plan was stopped before it finished (the agent is shutting down): terraform's
+    /// process group was killed, so nothing was decided about this revision. The run goes
+    /// back to `queued` (never `failed`: a stop is not a verdict on the release) and is
+    /// planned again from scratch by the next pass.
+    case planCancelled(reason: String)
     case checksPassed
     case checksFailed(reasons: [String])
     /// An approval attempt, already judged by ``ApprovalRules``.
@@ -31,6 +36,7 @@ public enum RunEvent: Sendable, Hashable {
         case .planStarted: "plan_started"
         case .planSucceeded: "plan_succeeded"
         case .planFailed: "plan_failed"
+        case .planCancelled: "plan_cancelled"
         case .checksPassed: "checks_passed"
         case .checksFailed: "checks_failed"
         case .approvalRecorded: "approval_recorded"
@@ -172,6 +178,9 @@ public struct RunStateMachine: Sendable, Hashable {
             return [move(to: .checking, .planSucceeded, detail: "digest \(digest)"), .runChecks(digest)]
         case (.planning, .planFailed(let reason)):
             return [move(to: .failed, .planFailed, detail: reason), .deletePlanFile]
+        case (.planning, .planCancelled(let reason)):
+            // A half-written plan is worthless, as after a crash; plan again from scratch.
+            return [move(to: .queued, .planCancelled, detail: reason), .deletePlanFile]
 
         case (.checking, .checksPassed):
             guard let digest = planDigest else { return refuse(event, "the run has no plan digest") }

@@ -18,7 +18,9 @@ import Synchronization
 /// * an apply that is running is let finish, with its verify: killing terraform half-way
 ///   through an apply is the one thing that can leave infrastructure in an unknown state;
 /// * a pass that is only planning is cancelled: the runner stops terraform's process
-///   group, and a run left in `planning` is re-queued by ``Gate/recover()`` at the next start.
+///   group and the gate puts each stopped run back to `queued` (`plan_cancelled`, audited),
+///   so the next start plans it again; only a kill -9 leaves one in `planning`, for
+///   ``Gate/recover()`` to re-queue.
 public final class DaemonService: Service, Sendable {
     let gate: Gate
     let store: any RunStore

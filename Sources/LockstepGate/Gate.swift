@@ -57,6 +57,14 @@ public actor Gate {
     /// serialising keeps two approvals from each counting without the other).
     private var busy = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Targets a plan is running for in this process right now. A second pass, or a stale
+    /// snapshot of a run, must not start a second terraform on the same target's state
+    /// (the store's `queued → planning` compare-and-set stops it across processes too).
+    var planningTargets: Set<TargetID> = []
+    /// Plans holding one of the `max_concurrent_plans` slots, across every pass.
+    var activePlans = 0
+    /// Plans waiting for a slot, in arrival order; each is handed a slot when resumed.
+    var planSlotWaiters: [CheckedContinuation<Void, Never>] = []
 
     /// - Parameters:
     ///   - agent: the validated agent config.
@@ -80,23 +88,58 @@ public actor Gate {
     // MARK: - Serialisation
 
     func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await acquireSerialisation()
+        defer { releaseSerialisation() }
+        return try await body()
+    }
+
+    /// Runs `body` with the serialisation let go, from inside ``exclusively(_:)``, and takes
+    /// it back (after whoever queued meanwhile) before returning. For terraform apply in a
+    /// pass: an approval of another target must not wait for it. `body` must be safe on
+    /// its own (it goes through the store's compare-and-set, as ``apply(run:)`` does).
+    func withoutSerialisation<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        releaseSerialisation()
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body())
+        } catch {
+            result = .failure(error)
+        }
+        await acquireSerialisation()
+        return try result.get()
+    }
+
+    private func acquireSerialisation() async {
         if busy {
             await withCheckedContinuation { waiters.append($0) }
         } else {
             busy = true
         }
-        defer {
-            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
-        }
-        return try await body()
+    }
+
+    private func releaseSerialisation() {
+        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
     }
 
     // MARK: - Public API
 
     /// One pass over the delivery repository and every served target (see the type's
     /// documentation). Problems with one target are reported and do not stop the others.
+    ///
+    /// The pass decides and records everything while holding the gate's serialisation, then
+    /// lets go of it and plans the queued runs it found, up to `max_concurrent_plans` at
+    /// once and never two on one target. Planning outside the serialisation is what keeps an
+    /// approval of one target from waiting behind terraform planning another: each plan
+    /// still goes through the store's `queued → planning` compare-and-set, so a run changed
+    /// meanwhile (superseded, tag moved) is simply not planned.
+    ///
+    /// Cancelling the calling task (a stopping daemon) stops running plans: the runner kills
+    /// terraform's process group and each such run goes back to `queued` (`plan_cancelled`),
+    /// to be planned again from scratch by the next pass.
     public func reconcile() async throws -> ReconcileReport {
-        try await exclusively { try await reconcilePass() }
+        var pass = try await exclusively { try await reconcilePass() }
+        await planQueued(pass.toPlan, report: &pass.report)
+        return pass.report
     }
 
     /// Records an approval of `run` by `identity` quoting `digest`, or refuses it with a
@@ -188,7 +231,8 @@ public actor Gate {
     func appendLog(_ text: String, stream: LogStream, run: RunID) async {
         guard !text.isEmpty else { return }
         do {
-            try await store.appendLog(text.hasSuffix("\n") ? text : text + "\n", stream: stream, runID: run, at: now())
+            let (store, time, line) = (store, now(), text.hasSuffix("\n") ? text : text + "\n")
+            try await uncancelled { try await store.appendLog(line, stream: stream, runID: run, at: time) }
         } catch {
             logger.warning("could not append to a run log", metadata: ["run.id": "\(run)", "error": "\(error)"])
         }

@@ -26,6 +26,9 @@ extension Gate {
     /// either would otherwise be executed by terraform (SPEC §8).
     static let excludedNames: Set<String> = [".terraform", "terraform.d"]
 
+    /// The detail stored with a `plan_cancelled` transition.
+    public static let planCancelledReason = "the plan was stopped before it finished (the agent is stopping)"
+
     /// Exports the run's commit into `directory` (which must exist and be empty) within the
     /// agent's export limits, and checks the tree is the one the tag decision saw.
     func export(_ run: StoredRun, into directory: URL) async throws(RunFailure) {
@@ -178,6 +181,15 @@ extension Gate {
             log.info("plan saved", metadata: ["plan.digest": "\(digest)"])
             return (.planSucceeded(digest: digest, hasChanges: true), RunUpdate(planDigest: digest, plan: stored))
         } catch {
+            // A stopping agent cancelled the plan (the runner killed terraform's process
+            // group): that says nothing about the release, so the run is queued again
+            // rather than failed, and planned from scratch by the next pass.
+            if Task.isCancelled {
+                log.notice("plan cancelled; the run is queued again", metadata: ["reason": "\(error.reason)"])
+                await appendLog("lockstep: plan cancelled before it finished; the run is queued again", stream: .lockstep,
+                                run: run.id)
+                return (.planCancelled(reason: Self.planCancelledReason), RunUpdate())
+            }
             log.warning("plan failed", metadata: ["reason": "\(error.reason)"])
             await appendLog("lockstep: plan failed: \(error.reason)", stream: .lockstep, run: run.id)
             return (.planFailed(reason: error.reason), RunUpdate())

@@ -14,6 +14,13 @@ struct Candidate: Sendable {
     var tree: GitObjectID
 }
 
+/// What the serialised part of a pass decided: its report so far and the queued runs
+/// to plan once the serialisation is released.
+struct ReconcilePass: Sendable {
+    var report: ReconcileReport
+    var toPlan: [StoredRun]
+}
+
 /// A target this agent serves, with the rules that read its tags.
 struct ServedTarget: Sendable {
     var target: TargetID
@@ -29,8 +36,9 @@ extension Gate {
     /// Code of the alert raised when two accepted tags share the winning version.
     public static let ambiguousVersion = RunAlert.Code(rawValue: "ambiguous_version")
 
-    func reconcilePass() async throws -> ReconcileReport {
+    func reconcilePass() async throws -> ReconcilePass {
         var report = ReconcileReport()
+        var toPlan: [StoredRun] = []
         let fetch: FetchReport
         do {
             fetch = try await mirror.sync()
@@ -56,14 +64,14 @@ extension Gate {
 
         for served in targets {
             do {
-                try await reconcile(served, report: &report)
+                try await reconcile(served, report: &report, toPlan: &toPlan)
             } catch {
                 let problem = "\(served.target): \(safeDescription(error))"
                 logger.error("target reconcile failed", metadata: ["target": "\(served.target)", "error": "\(problem)"])
                 report.problems.append(problem)
             }
         }
-        return report
+        return ReconcilePass(report: report, toPlan: toPlan)
     }
 
     /// The targets this agent serves: every served environment × every project of the
@@ -140,7 +148,7 @@ extension Gate {
 
     /// One target: decide its tags, invalidate runs whose tag moved, compute the desired
     /// revision, create or supersede runs, and drive the open ones.
-    func reconcile(_ served: ServedTarget, report: inout ReconcileReport) async throws {
+    func reconcile(_ served: ServedTarget, report: inout ReconcileReport, toPlan: inout [StoredRun]) async throws {
         let target = served.target
         let listing: TagListing
         do {
@@ -156,7 +164,7 @@ extension Gate {
         let accepted = try await decideTags(served, listing: listing, report: &report)
         try await invalidateMovedRuns(target, listing: listing, report: &report)
         try await pursueDesiredRevision(served, accepted: accepted, report: &report)
-        try await driveOpenRuns(served, report: &report)
+        try await driveOpenRuns(served, report: &report, toPlan: &toPlan)
     }
 
     /// SPEC §3 acceptance for every tag of the target, each decision recorded (the store
@@ -341,15 +349,14 @@ extension Gate {
         }
     }
 
-    /// Plans queued runs, expires runs that waited for approval longer than the approval
-    /// lifetime, and triggers apply for approved runs.
-    func driveOpenRuns(_ served: ServedTarget, report: inout ReconcileReport) async throws {
+    /// Collects queued runs for planning (after the pass, see ``reconcile()``), expires runs
+    /// that waited for approval longer than the approval lifetime, and triggers apply for
+    /// approved runs.
+    func driveOpenRuns(_ served: ServedTarget, report: inout ReconcileReport, toPlan: inout [StoredRun]) async throws {
         for run in try await store.runs(target: served.target, states: Self.openStates) {
             switch run.state {
             case .queued:
-                let result = try await drive(run, .planStarted, actor: Self.systemActor)
-                report.alertsRaised += result.alerts
-                if !result.committed.isEmpty { report.runsAdvanced[run.id] = result.state }
+                toPlan.append(run)
             case .awaitingApproval:
                 let lifetime = TimeInterval(served.policy.approvalTTL.components.seconds)
                 let since = try await store.transitions(of: run.id).last { $0.transition.to == .awaitingApproval }?.time
@@ -362,7 +369,10 @@ extension Gate {
                 // Outside the apply window a poll would only record the same closed window
                 // again; an explicit apply trigger still evaluates (and records) everything.
                 guard served.policy.applyWindowOpen(at: now()) else { continue }
-                let outcome = try await applyTrigger(run)
+                // terraform apply runs without the gate's serialisation, so approvals and
+                // rejections of other targets are answered meanwhile; the pass takes it back
+                // before the next target (sources of promotion first still holds).
+                let outcome = try await withoutSerialisation { try await applyTrigger(run) }
                 if let after = try await store.run(run.id), after.state != run.state {
                     report.runsAdvanced[run.id] = after.state
                 }

@@ -56,7 +56,10 @@ extension Gate {
                 case .persist(let transition):
                     let update = pendingUpdate
                     pendingUpdate = RunUpdate()
-                    let committed = try await store.transition(run.id, transition, update: update, at: now(), actor: actor)
+                    let (store, id, time) = (store, run.id, now())
+                    let committed = try await uncancelled {
+                        try await store.transition(id, transition, update: update, at: time, actor: actor)
+                    }
                     guard committed else {
                         log.info("compare-and-set lost; dropping the remaining actions",
                                  metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)"])
@@ -79,7 +82,7 @@ extension Gate {
                     events.append(next)
 
                 case .cancelPlan:
-                    // Plans run inside the call that started them; that call's own
+                    // Plans run inside the task that started them; that task's own
                     // compare-and-set (planning → …) fails and it discards its plan file.
                     break
 
@@ -132,7 +135,11 @@ extension Gate {
                 }
             }
         }
-        if machine.state.isFinal { removeRunDirectory(run.id) }
+        // A run that ended, or a plan stopped and queued again, keeps nothing on disk: the
+        // next plan starts from a fresh export.
+        if machine.state.isFinal || (machine.state == .queued && result.committed.last == .queued) {
+            removeRunDirectory(run.id)
+        }
         return result
     }
 
@@ -144,6 +151,15 @@ extension Gate {
         if let now = try? await store.run(run.id), now.state.isFinal {
             removeRunDirectory(run.id)
         }
+    }
+
+    /// Runs a short store write to its end even when the calling task is cancelled (the
+    /// store refuses work for a cancelled task). What terraform did, or that a stopped plan
+    /// was re-queued, must be recorded: a stop must not leave a run `planning` until the
+    /// next start, nor lose a transition whose side effect already happened.
+    func uncancelled<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        // An unstructured task does not inherit the caller's cancellation.
+        try await Task { try await body() }.value
     }
 
     /// Raises an alert unless the same alert code is already raised for the run (a moved

@@ -13,6 +13,7 @@ struct AgentConfigTests {
     func defaults() throws {
         let c = try AgentConfig.parse(yaml: agentYAML(), file: "agent.yaml", baseDirectory: "/etc/lockstep")
         #expect(c.pollInterval == .seconds(60))
+        #expect(c.maxConcurrentPlans == 2)
         #expect(c.requireMergeCommit)
         #expect(c.listen == ListenAddress(host: "127.0.0.1", port: 8420))
         #expect(c.exportLimits == ExportLimits.defaults)
@@ -41,6 +42,8 @@ struct AgentConfigTests {
 
     static let goodRows: [GoodRow] = [
         GoodRow(name: "poll_interval 1h30m", yaml: agentYAML(extra: "poll_interval: 1h30m\n")) { $0.pollInterval == .seconds(5_400) },
+        GoodRow(name: "max_concurrent_plans 1", yaml: agentYAML(extra: "max_concurrent_plans: 1\n")) { $0.maxConcurrentPlans == 1 },
+        GoodRow(name: "max_concurrent_plans 64", yaml: agentYAML(extra: "max_concurrent_plans: 64\n")) { $0.maxConcurrentPlans == 64 },
         GoodRow(name: "poll_interval 30s", yaml: agentYAML(extra: "poll_interval: 30s\n")) { $0.pollInterval == .seconds(30) },
         GoodRow(name: "listen on IPv6", yaml: agentYAML(extra: "listen: \"[::1]:9000\"\n")) { $0.listen == ListenAddress(host: "::1", port: 9000) },
         GoodRow(name: "listen on a host name", yaml: agentYAML(extra: "listen: lockstep.internal:443\n")) { $0.listen.port == 443 },
@@ -116,6 +119,9 @@ struct AgentConfigTests {
         BadRow(name: "missing environments", yaml: agentYAML(removing: ["environments"]), keyPath: "environments", code: .missingKey),
         BadRow(name: "empty environments", yaml: agentYAML(replacing: ["environments": "environments: {}"]), keyPath: "environments", code: .invalidValue),
         BadRow(name: "poll_interval without unit", yaml: agentYAML(extra: "poll_interval: 30\n"), keyPath: "poll_interval", code: .invalidValue),
+        BadRow(name: "max_concurrent_plans zero", yaml: agentYAML(extra: "max_concurrent_plans: 0\n"), keyPath: "max_concurrent_plans", code: .invalidValue),
+        BadRow(name: "max_concurrent_plans over 64", yaml: agentYAML(extra: "max_concurrent_plans: 65\n"), keyPath: "max_concurrent_plans", code: .invalidValue),
+        BadRow(name: "max_concurrent_plans not an integer", yaml: agentYAML(extra: "max_concurrent_plans: two\n"), keyPath: "max_concurrent_plans", code: .wrongType),
         BadRow(name: "poll_interval zero", yaml: agentYAML(extra: "poll_interval: 0s\n"), keyPath: "poll_interval", code: .invalidValue),
         BadRow(name: "poll_interval units out of order", yaml: agentYAML(extra: "poll_interval: 5s1m\n"), keyPath: "poll_interval", code: .invalidValue),
         BadRow(name: "require_merge_commit as yes", yaml: agentYAML(extra: "require_merge_commit: yes\n"), keyPath: "require_merge_commit", code: .wrongType),

@@ -22,6 +22,7 @@ import Testing
         "planSucceeded": .planSucceeded(digest: d, hasChanges: true),
         "planSucceededNoChanges": .planSucceeded(digest: d, hasChanges: false),
         "planFailed": .planFailed(reason: "boom"),
+        "planCancelled": .planCancelled(reason: "stopping"),
         "checksPassed": .checksPassed,
         "checksFailed": .checksFailed(reasons: ["r1", "r2"]),
         "approvalPartial": .approvalRecorded(.accepted(approval, validApprovals: 1, required: 2)),
@@ -81,6 +82,8 @@ import Testing
             row(.planning, "planSucceeded", .checking, [p(.planning, .checking, .planSucceeded, "digest \(d)"), .runChecks(d)]),
             row(.planning, "planSucceededNoChanges", .noChanges, [p(.planning, .noChanges, .noChanges), .deletePlanFile]),
             row(.planning, "planFailed", .failed, [p(.planning, .failed, .planFailed, "boom"), .deletePlanFile]),
+            // A stopped plan is re-queued with its reason, never failed.
+            row(.planning, "planCancelled", .queued, [p(.planning, .queued, .planCancelled, "stopping"), .deletePlanFile]),
             row(.checking, "checksPassed", .awaitingApproval, [p(.checking, .awaitingApproval, .checksPassed), .requestApprovals(d)]),
             row(.checking, "checksFailed", .failed, [p(.checking, .failed, .checksFailed, "r1; r2"), .deletePlanFile]),
             row(.awaitingApproval, "approvalPartial", .awaitingApproval, [.recordApproval(approval)]),

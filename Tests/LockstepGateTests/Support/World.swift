@@ -78,7 +78,8 @@ final class World: @unchecked Sendable {
     ///   - environmentsYAML: the agent config's `environments:` block (indented by two).
     ///   - environments: the environments `lockstep.yaml` lists for the project.
     init(environmentsYAML: String, environments: [String] = ["dev", "staging", "prod"],
-         verify: [String: String] = [:], requireMergeCommit: Bool = true) throws {
+         verify: [String: String] = [:], requireMergeCommit: Bool = true, terraformBinary: URL? = nil,
+         agentExtraYAML: String = "") throws {
         scratch = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("lockstep-gate-\(UUID().uuidString.prefix(12))", isDirectory: true)
         work = scratch.appendingPathComponent("work", isDirectory: true)
@@ -97,7 +98,8 @@ final class World: @unchecked Sendable {
         mirror_dir: mirror
         require_merge_commit: \(requireMergeCommit)
         terraform:
-          binary: \(try World.terraformBinary().path)
+          binary: \(try terraformBinary?.path ?? World.terraformBinary().path)
+        \(agentExtraYAML)
         store:
           sqlite: \(storePath)
         environments:
