@@ -101,12 +101,56 @@ final class DaemonWorld: @unchecked Sendable {
     let configPath: String
     let storePath: String
     let port: Int
-    let tokens = ["alice": "alice-token-for-tests", "bob": "bob-token-for-tests"]
+    let tokens = ["alice": "alice-token-for-tests", "bob": "bob-token-for-tests", "carol": "carol-token-for-tests"]
     private var tick = 0
     private var prCount = 0
     private(set) var daemons: [Process] = []
 
-    init() throws {
+    /// The environments in the agent config and the repo layout.
+    enum Pipeline {
+        /// `dev` only, approvals 1 by alice or bob; the tagger may approve.
+        case devOnly
+        /// dev → staging → prod (SPEC §2): 1, 1 and 2 approvals; prod only by alice and bob;
+        /// no environment lets the tagger approve, and no apply window limits prod.
+        case devStagingProd
+
+        var environments: [String] { self == .devOnly ? ["dev"] : ["dev", "staging", "prod"] }
+
+        var agentConfig: String {
+            switch self {
+            case .devOnly:
+                return """
+                  dev:
+                    serves: true
+                    approvals: 1
+                    approvers: [alice, bob]
+                    tagger_may_approve: true
+                """
+            case .devStagingProd:
+                return """
+                  dev:
+                    serves: true
+                    approvals: 1
+                    approvers: [alice, bob, carol]
+                    tagger_may_approve: false
+                  staging:
+                    serves: true
+                    promote_from: dev
+                    approvals: 1
+                    approvers: [alice, bob, carol]
+                    tagger_may_approve: false
+                  prod:
+                    serves: true
+                    promote_from: staging
+                    approvals: 2
+                    approvers: [alice, bob]
+                    tagger_may_approve: false
+                """
+            }
+        }
+    }
+
+    init(pipeline: Pipeline = .devOnly) throws {
         scratch = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("lockstep-daemon-\(UUID().uuidString.prefix(12))", isDirectory: true)
         work = scratch.appendingPathComponent("work")
@@ -161,30 +205,26 @@ final class DaemonWorld: @unchecked Sendable {
           sqlite: var/lockstep.sqlite
         listen: 127.0.0.1:\(port)
         environments:
-          dev:
-            serves: true
-            approvals: 1
-            approvers: [alice, bob]
-            tagger_may_approve: true
+        \(pipeline.agentConfig)
         \(identities)
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
 
         try git(["init", "-q", "-b", "main", work.path], in: scratch)
         try git(["init", "-q", "--bare", remote.path], in: scratch)
-        try write([
-            "lockstep.yaml": """
-            projects:
-              app:
-                dir: app
-                environments:
-                  dev:
-                    var_files: [app/dev.tfvars]
-                    backend_config_files: [app/dev.backend.hcl]
+        var layout = "projects:\n  app:\n    dir: app\n    environments:\n"
+        var files = appFiles("0.0.0")
+        for environment in pipeline.environments {
+            layout += """
+                  \(environment):
+                    var_files: [app/\(environment).tfvars]
+                    backend_config_files: [app/\(environment).backend.hcl]
 
-            """,
-            "app/dev.tfvars": "env = \"dev\"\n",
-            "app/dev.backend.hcl": "path = \"\(stateDirectory.path)/dev.tfstate\"\n",
-        ].merging(appFiles("0.0.0")) { _, new in new })
+            """
+            files["app/\(environment).tfvars"] = "env = \"\(environment)\"\n"
+            files["app/\(environment).backend.hcl"] = "path = \"\(stateDirectory.path)/\(environment).tfstate\"\n"
+        }
+        files["lockstep.yaml"] = layout
+        try write(files)
         try git(["commit", "-q", "-m", "initial layout"])
         try publish()
     }
