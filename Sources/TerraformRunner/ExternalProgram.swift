@@ -26,10 +26,16 @@ public enum ExternalProgram {
         /// Values replaced in every line of output.
         public var redactor: Redactor
         public var output: any TerraformOutputSink
+        /// When set, the program runs confined (``Confinement``): it reads `readable` even
+        /// inside hidden paths, and writes only `writable`.
+        public var confinement: Confinement?
+        public var readable: [URL]
+        public var writable: [URL]
 
         public init(executable: String, arguments: [String], directory: URL, environment: [String: String],
                     timeout: Duration, gracePeriod: Duration = .seconds(5), retainedOutputBytes: Int = 64 * 1024,
-                    redactor: Redactor = Redactor(), output: any TerraformOutputSink = DiscardingOutputSink()) {
+                    redactor: Redactor = Redactor(), output: any TerraformOutputSink = DiscardingOutputSink(),
+                    confinement: Confinement? = nil, readable: [URL] = [], writable: [URL] = []) {
             self.executable = executable
             self.arguments = arguments
             self.directory = directory
@@ -39,6 +45,9 @@ public enum ExternalProgram {
             self.retainedOutputBytes = retainedOutputBytes
             self.redactor = redactor
             self.output = output
+            self.confinement = confinement
+            self.readable = readable
+            self.writable = writable
         }
     }
 
@@ -46,9 +55,16 @@ public enum ExternalProgram {
     /// ``CommandOutcome/failed(exitCode:)``, ``CommandOutcome/timedOut``, never a throw.
     /// Throws only when the program cannot be started.
     public static func run(_ request: Request) async throws -> CommandResult {
+        var executable = request.executable
+        var arguments = request.arguments
+        if let confinement = request.confinement {
+            arguments = confinement.arguments(program: executable, readable: request.readable + [URL(fileURLWithPath: executable)],
+                                              writable: request.writable) + arguments
+            executable = confinement.launcher.path
+        }
         let result = try await ProcessExecution.run(ProcessRequest(
-            executable: request.executable,
-            arguments: request.arguments,
+            executable: executable,
+            arguments: arguments,
             directory: request.directory,
             environment: request.environment,
             timeout: request.timeout,

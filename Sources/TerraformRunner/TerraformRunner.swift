@@ -44,6 +44,12 @@ public struct TerraformRunner: Sendable {
         public var maxCapturedBytes: Int
         /// `-lock-timeout` passed to plan and apply.
         public var lockTimeout: Duration
+        /// Where the shared provider cache lives (agent config `terraform.plugin_cache_dir`);
+        /// nil: `plugin-cache` in the tools directory.
+        public var pluginCache: URL?
+        /// Confines every command with Landlock (``Confinement``); nil runs terraform with
+        /// everything the daemon's user may touch, which only tests and `confine: false` do.
+        public var confinement: Confinement?
 
         public init(
             executable: URL,
@@ -55,7 +61,9 @@ public struct TerraformRunner: Sendable {
             retainedOutputBytes: Int = 256 * 1024,
             maxLineBytes: Int = 64 * 1024,
             maxCapturedBytes: Int = 512 * 1024 * 1024,
-            lockTimeout: Duration = .zero
+            lockTimeout: Duration = .zero,
+            pluginCache: URL? = nil,
+            confinement: Confinement? = nil
         ) {
             self.executable = executable
             self.toolsDirectory = toolsDirectory
@@ -67,6 +75,8 @@ public struct TerraformRunner: Sendable {
             self.maxLineBytes = maxLineBytes
             self.maxCapturedBytes = maxCapturedBytes
             self.lockTimeout = lockTimeout
+            self.pluginCache = pluginCache
+            self.confinement = confinement
         }
     }
 
@@ -86,9 +96,13 @@ public struct TerraformRunner: Sendable {
         public var timeout: Duration?
         /// Receives redacted output line by line.
         public var output: any TerraformOutputSink
+        /// Under a ``Confinement``, the only paths this command may write besides its HOME
+        /// (the run's tree and plan file). nil: its `directory`.
+        public var writable: [URL]?
 
         public init(
             directory: URL,
+            writable: [URL]? = nil,
             environment: [String: String] = [:],
             credentials: [String: String] = [:],
             secrets: Set<String> = [],
@@ -96,6 +110,7 @@ public struct TerraformRunner: Sendable {
             output: any TerraformOutputSink = DiscardingOutputSink()
         ) {
             self.directory = directory
+            self.writable = writable
             self.environment = environment
             self.credentials = credentials
             self.secrets = secrets
@@ -121,7 +136,7 @@ public struct TerraformRunner: Sendable {
     public var cliConfigFile: URL { configuration.toolsDirectory.appendingPathComponent("terraform.tfrc") }
     /// Parent of the HOME directories given to terraform (one per command).
     var homesDirectory: URL { configuration.toolsDirectory.appendingPathComponent("homes") }
-    var pluginCacheDirectory: URL { configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
+    var pluginCacheDirectory: URL { configuration.pluginCache ?? configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
 
     /// The CLI configuration this runner writes before every command.
     public var cliConfiguration: CLIConfiguration {
@@ -152,7 +167,10 @@ public struct TerraformRunner: Sendable {
 
     /// `terraform version -json`: which tool and version this agent runs.
     public func version() async throws -> TerraformVersion {
-        let invocation = Invocation(directory: try prepareTools(), timeout: .seconds(60))
+        _ = try prepareTools()
+        // In `/`, writing nothing: it needs no project, and the tools folder is hidden from a
+        // confined terraform.
+        let invocation = Invocation(directory: URL(fileURLWithPath: "/"), writable: [], timeout: .seconds(60))
         let result = try await execute(["version", "-json"], invocation, command: "version", capture: true)
         guard result.command.outcome == .succeeded, let data = result.stdout else {
             throw failure("terraform version", result.command)
@@ -371,7 +389,7 @@ public struct TerraformRunner: Sendable {
 
     /// The complete environment of a terraform process: what the invocation
     /// passes plus what the runner decides, nothing from `ProcessInfo`.
-    func environment(for invocation: Invocation, home: URL) throws -> [String: String] {
+    func environment(for invocation: Invocation, home: URL, temporary: URL? = nil) throws -> [String: String] {
         var environment: [String: String] = [:]
         for (name, value) in invocation.environment.merging(invocation.credentials, uniquingKeysWith: { _, credential in credential }) {
             let validName = !name.isEmpty && name.utf8.allSatisfy { $0 == UInt8(ascii: "_") || ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
@@ -384,6 +402,9 @@ public struct TerraformRunner: Sendable {
         }
         environment["PATH"] = configuration.searchPath
         environment["HOME"] = home.path
+        // Temporary files (Go's os.TempDir: provider sockets; mktemp in local-exec) go into
+        // the command's own folder, removed with it, not into a /tmp the next command shares.
+        if let temporary { environment["TMPDIR"] = temporary.path }
         environment["TF_CLI_CONFIG_FILE"] = cliConfigFile.path
         environment["TF_IN_AUTOMATION"] = "1"
         environment["TF_INPUT"] = "0"
@@ -436,6 +457,21 @@ public struct TerraformRunner: Sendable {
         return home
     }
 
+    /// A fresh, empty temporary folder (0700) for one command, given as `TMPDIR`. Under the
+    /// system's temporary folder (the unit's private /tmp), not under HOME: providers put
+    /// their plugin sockets here, and a socket path must stay under 108 bytes.
+    private func makeTemporaryDirectory() throws -> URL {
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory(), isDirectory: true)
+            .appendingPathComponent("lockstep-tf-\(UUID().uuidString.prefix(13))", isDirectory: true)
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw TerraformRunnerError(.fileSystem, "cannot create a temporary folder for terraform")
+        }
+        return folder
+    }
+
     /// Removes a command's HOME. A failure (e.g. a child made a folder
     /// unremovable) only costs disk: the name is random and never reused.
     private func removeHome(_ home: URL) {
@@ -473,14 +509,34 @@ public struct TerraformRunner: Sendable {
     ) async throws -> Execution {
         let home = try makeHome()
         defer { removeHome(home) }
-        let environment = try environment(for: invocation, home: home)
+        let temporary = try makeTemporaryDirectory()
+        defer { removeHome(temporary) }
+        let environment = try environment(for: invocation, home: home, temporary: temporary)
         let redactor = invocation.redactor
         var logger = self.logger
         logger[metadataKey: "terraform.command"] = "\(command)"
         logger.info("terraform started", metadata: ["terraform.directory": "\(invocation.directory.path)"])
+        var executable = configuration.executable.path
+        var fullArguments = arguments
+        if let confinement = configuration.confinement {
+            // The tools folder holds every command's HOME and the plugin cache: hidden, and
+            // only this command's HOME, the CLI config and the cache granted back. Only init
+            // writes the cache; plan-time code can read and run providers from it, not swap one.
+            var readable = [configuration.executable, cliConfigFile]
+            // A path that does not exist yet (the plan file before plan) is left out: it could
+            // not be created anyway, its folder is not writable.
+            var writable = (invocation.writable ?? [invocation.directory])
+                .filter { FileManager.default.fileExists(atPath: $0.path) } + [home, temporary]
+            if configuration.usesPluginCache {
+                if arguments.first == "init" { writable.append(pluginCacheDirectory) } else { readable.append(pluginCacheDirectory) }
+            }
+            fullArguments = confinement.arguments(program: executable, hidden: [configuration.toolsDirectory],
+                                                  readable: readable, writable: writable) + arguments
+            executable = confinement.launcher.path
+        }
         let result = try await ProcessExecution.run(ProcessRequest(
-            executable: configuration.executable.path,
-            arguments: arguments,
+            executable: executable,
+            arguments: fullArguments,
             directory: invocation.directory,
             environment: environment,
             timeout: invocation.timeout,

@@ -35,6 +35,9 @@ public struct TerraformRunnerError: Error, Sendable, CustomStringConvertible, Cu
         /// The runner's own configuration is unusable (e.g. a path that cannot be
         /// written into the CLI config).
         public static let invalidConfiguration = Code("invalid_configuration")
+        /// Terraform must be confined (``Confinement``) and this machine cannot: the
+        /// launcher is missing or the kernel has no Landlock.
+        public static let confinementUnavailable = Code("confinement_unavailable")
         /// A file system operation of the runner failed.
         public static let fileSystem = Code("file_system")
     }
