@@ -90,10 +90,27 @@ extension Gate {
             guard let policy = environmentPolicy(run.target) else {
                 throw RunFailure("this agent has no policy for environment \(run.target.environment)")
             }
-            let layout = try layout(of: run, tree: treeDirectory(run.id))
             let applyCredentials = try credentials(policy.applyCredentialsFile, what: "apply")
             let planCredentials = try credentials(policy.planCredentialsFile, what: "plan")
-            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, credentials: applyCredentials,
+            // A fresh export of the tagged commit, initialised again with the plan credentials
+            // (init runs no repository code), never the tree the plan ran in (see freshTree).
+            let tree = try await freshTree(run, named: "apply-tree")
+            let layout = try layout(of: run, tree: tree)
+            let initInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree],
+                                                            credentials: planCredentials,
+                                                            secrets: Set(applyCredentials.values), timeout: .seconds(1_800))
+            let initialization: CommandResult
+            do {
+                initialization = try await runner.initialize(initInvocation, backendConfigFiles: layout.backendConfigFiles)
+            } catch {
+                throw RunFailure("terraform init for the apply could not run: \(safeDescription(error)); terraform apply was not started")
+            }
+            await appendLog(initialization.output, stream: .apply, run: run.id)
+            guard initialization.outcome == .succeeded else {
+                throw RunFailure(commandFailure("init", initialization) + "; terraform apply was not started")
+            }
+            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree, planFile],
+                                                        credentials: applyCredentials,
                                                         secrets: Set(planCredentials.values))
             let result: CommandResult
             do {
@@ -114,7 +131,7 @@ extension Gate {
             default:
                 throw RunFailure(commandFailure("apply", result))
             }
-            let outputInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory,
+            let outputInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree],
                                                               credentials: planCredentials,
                                                               secrets: Set(applyCredentials.values),
                                                               timeout: .seconds(600))
@@ -144,7 +161,7 @@ extension Gate {
     func performVerify(_ run: StoredRun) async -> RunEvent {
         let log = runLogger(run)
         do throws(RunFailure) {
-            let tree = try await ensureTree(run)
+            let tree = try await freshTree(run, named: "verify-tree")
             let layout = try layout(of: run, tree: tree)
             guard !layout.verify.isEmpty else { return .verifySucceeded }
             let outputs: String
@@ -172,6 +189,7 @@ extension Gate {
             let environment: [String: String] = [
                 "PATH": searchPath,
                 "HOME": home.path,
+                "TMPDIR": home.path,
                 "LOCKSTEP_OUTPUTS_FILE": outputsFile.path,
                 "LOCKSTEP_RUN_ID": run.id.rawValue,
                 "LOCKSTEP_PROJECT": run.target.project.rawValue,
@@ -184,7 +202,8 @@ extension Gate {
                 let executable = try resolveProgram(command.argv[0], tree: tree, searchPath: searchPath)
                 let request = ExternalProgram.Request(
                     executable: executable, arguments: Array(command.argv.dropFirst()), directory: tree,
-                    environment: environment, timeout: command.timeout)
+                    environment: environment, timeout: command.timeout,
+                    confinement: runner.configuration.confinement, readable: [tree, outputsFile], writable: [home])
                 let result: CommandResult
                 do {
                     result = try await ExternalProgram.run(request)

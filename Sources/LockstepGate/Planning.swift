@@ -115,12 +115,22 @@ extension Gate {
         }
     }
 
-    /// The run's exported tree, exported again when it is gone (a restart between apply and
-    /// verify). Same commit, same tree: the export is deterministic.
-    func ensureTree(_ run: StoredRun) async throws(RunFailure) -> URL {
-        let tree = treeDirectory(run.id)
-        if FileManager.default.fileExists(atPath: tree.appendingPathComponent(RepoConfig.fileName).path) { return tree }
-        _ = try freshRunDirectory(run.id)
+    /// A fresh export of the run's commit into `NAME` inside the run's folder (what was there
+    /// is removed first). Apply and verify each run in their own fresh tree, never in the one
+    /// the plan ran in: plan-time code could write there (it is the plan's working tree, and a
+    /// process the plan left behind may still be running) and change a script that a
+    /// `local-exec` or a verify command runs later. The plan itself is checked by digest.
+    func freshTree(_ run: StoredRun, named name: String) async throws(RunFailure) -> URL {
+        let tree = runDirectory(run.id).appendingPathComponent(name, isDirectory: true)
+        do {
+            if FileManager.default.fileExists(atPath: tree.path) { try FileManager.default.removeItem(at: tree) }
+            try FileManager.default.createDirectory(at: runDirectory(run.id), withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(at: tree, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw RunFailure("the folder for the \(name) could not be created")
+        }
         try await export(run, into: tree)
         return tree
     }
@@ -139,8 +149,11 @@ extension Gate {
             try await export(run, into: tree)
             let layout = try layout(of: run, tree: tree)
             let planCredentials = try credentials(policy.planCredentialsFile, what: "plan")
-            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, credentials: planCredentials,
-                                                        timeout: .seconds(3_600))
+            // Confined, plan-time code writes only this run's tree and plan file: not the
+            // store, the plugin cache or another run (see ``Confinement``).
+            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory,
+                                                        writable: [tree, planFile(run.id)],
+                                                        credentials: planCredentials, timeout: .seconds(3_600))
             let initialization: CommandResult
             do {
                 initialization = try await runner.initialize(invocation, backendConfigFiles: layout.backendConfigFiles)

@@ -91,6 +91,49 @@ struct CredentialsAndVerifyTests {
         }
     }
 
+    @Test("apply and verify run the committed scripts even when the plan's tree was changed after the plan, as plan-time code could")
+    func applyAndVerifyIgnoreThePlanTree() async throws {
+        let world = try World(environmentsYAML: """
+          dev:
+            serves: true
+            approvals: 1
+            approvers: [alice]
+        """, environments: ["dev"], verify: ["dev": "[./verify.sh]"])
+        defer { world.cleanup() }
+        let state = world.stateDirectory.path
+        let deployScript = """
+        resource "null_resource" "deploy" {
+          provisioner "local-exec" {
+            command = "sh ./deploy.sh"
+          }
+        }
+        """
+        let files = world.appFiles(release: "1.0.0", extra: deployScript).merging([
+            "app/deploy.sh": "echo committed-deploy >> \(state)/scripts.log\n",
+            "verify.sh": "#!/bin/sh\necho committed-verify >> \(state)/scripts.log\n",
+        ]) { _, new in new }
+        let commit = try world.mergePR(files: files)
+        try world.tag("dev/v1.0.0", at: commit)
+        try world.publish()
+        _ = try await world.gate.reconcile()
+        let run = try await world.run("dev", "1.0.0")
+        try #require(run.state == .awaitingApproval)
+
+        // What a process left behind by plan-time code could do: rewrite the plan's tree.
+        let planTree = world.scratch.appendingPathComponent("runs/\(run.id.rawValue)/tree")
+        for (path, text) in ["app/deploy.sh": "echo TAMPERED-deploy >> \(state)/scripts.log\n",
+                             "verify.sh": "#!/bin/sh\necho TAMPERED-verify >> \(state)/scripts.log\n"] {
+            let url = planTree.appendingPathComponent(path)
+            try #require(FileManager.default.fileExists(atPath: url.path), "the plan ran in \(planTree.path)")
+            try text.write(to: url, atomically: true, encoding: .utf8)
+        }
+
+        try await world.approve(run, by: ["alice"])
+        #expect(try await world.gate.apply(run: run.id) == .applied(.verified))
+        let log = try String(contentsOf: world.stateDirectory.appendingPathComponent("scripts.log"), encoding: .utf8)
+        #expect(log == "committed-deploy\ncommitted-verify\n")
+    }
+
     @Test("a failed verify fails the run and blocks promotion, with the reason")
     func verifyFailureBlocksPromotion() async throws {
         let world = try World(environmentsYAML: """
