@@ -26,6 +26,8 @@ fi
 
 step "Building lockstep (debug)"
 swift build --product lockstep
+# The launcher that confines terraform (Landlock); the daemon finds it next to lockstep.
+swift build --product lockstep-confine
 lockstep_bin="$(swift build --product lockstep --show-bin-path)/lockstep"
 lockstep() { "$lockstep_bin" "$@"; }
 

@@ -118,6 +118,14 @@ public struct TerraformSettings: Sendable, Hashable {
     /// A local provider mirror (`filesystem_mirror`): when set, providers come only from it,
     /// so an offline agent never reaches a registry. Unset: providers come from their registries.
     public var providerMirrorDir: String?
+    /// Whether terraform and verify commands run confined with Landlock (default true): they
+    /// cannot read the store, the mirror, credentials or key files, or the agent config, and
+    /// write only their run's folder. `false` is for kernels without Landlock; the daemon then
+    /// warns that plan-time code can read apply credentials.
+    public var confine: Bool = true
+    /// Folders terraform may write besides its run's folder (a `local` backend's state
+    /// folder, a folder a `local-exec` writes). Only meaningful when `confine` is true.
+    public var writablePaths: [String] = []
 }
 
 /// Where runs, approvals and the audit log are kept.
@@ -325,13 +333,20 @@ struct AgentParser {
     }
 
     func terraformSettings(_ node: Node, _ at: KeyPath) -> TerraformSettings? {
-        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`, `provider_mirror`") else { return nil }
+        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`, `provider_mirror`, `confine`, `writable_paths`") else { return nil }
         let binary = require(f, "binary", at, "the path of the terraform or tofu binary").flatMap { path($0, at.key("binary"), "the path of the terraform or tofu binary") }
         let cache = f.take("plugin_cache_dir").flatMap { path($0, at.key("plugin_cache_dir"), "a folder for the provider plugin cache") }
         let mirror = f.take("provider_mirror").flatMap { path($0, at.key("provider_mirror"), "a folder holding a provider mirror") }
-        f.finish(known: "binary, plugin_cache_dir, provider_mirror")
-        guard let binary else { return nil }
-        return TerraformSettings(binary: binary, pluginCacheDir: cache, providerMirrorDir: mirror)
+        let confine = f.take("confine").map { reader.bool($0, at.key("confine")) } ?? true
+        let writable = f.take("writable_paths").map {
+            reader.list($0, at.key("writable_paths"), "a list of folders terraform may write") { item, itemAt in
+                path(item, itemAt, "a folder terraform may write")
+            }
+        } ?? []
+        f.finish(known: "binary, plugin_cache_dir, provider_mirror, confine, writable_paths")
+        guard let binary, let confine, let writable else { return nil }
+        return TerraformSettings(binary: binary, pluginCacheDir: cache, providerMirrorDir: mirror, confine: confine,
+                                 writablePaths: writable)
     }
 
     func storeConfig(_ node: Node, _ at: KeyPath) -> StoreConfig? {

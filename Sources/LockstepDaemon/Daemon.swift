@@ -60,9 +60,13 @@ public enum Daemon {
         try makeFolder(runs)
         try makeFolder(tools)
         let mirror = GitMirror(remote: remote(agent), path: agent.mirrorDir, logger: logger)
+        let confinement = try await confinement(agent, configPath: configPath, storeFolder: storeFolder,
+                                                environment: environment, logger: logger)
         let terraform = TerraformRunner.Configuration(
             executable: URL(fileURLWithPath: agent.terraform.binary), toolsDirectory: tools,
-            providerInstallation: agent.terraform.providerMirrorDir.map { .filesystemMirror(URL(fileURLWithPath: $0)) } ?? .direct)
+            providerInstallation: agent.terraform.providerMirrorDir.map { .filesystemMirror(URL(fileURLWithPath: $0)) } ?? .direct,
+            pluginCache: agent.terraform.pluginCacheDir.map { URL(fileURLWithPath: $0, isDirectory: true) },
+            confinement: confinement)
         let gate = Gate(agent: agent, store: store, mirror: mirror, terraform: terraform, runsDirectory: runs, logger: logger)
 
         let recovered = try await gate.recover()
@@ -105,6 +109,47 @@ public enum Daemon {
         try await group.run()
         withExtendedLifetime(lock) {}
         try? store.close()
+    }
+
+    /// What terraform and verify commands are kept from (see ``Confinement``): the store's
+    /// folder (store, runs, the runner's tools), the git mirror, this config, every secret
+    /// file it names and systemd's credentials folder. Checked before anything runs: with
+    /// `confine: true` (the default) a kernel without Landlock stops the daemon here rather
+    /// than let plan-time code read apply credentials.
+    static func confinement(_ agent: AgentConfig, configPath: String, storeFolder: URL, environment: [String: String],
+                            logger: Logger) async throws -> Confinement? {
+        guard agent.terraform.confine else {
+            logger.warning("terraform runs unconfined (terraform.confine: false): plan-time code from the delivery repository can read every file this daemon can, apply credentials included")
+            return nil
+        }
+        let missing = agent.terraform.writablePaths.filter { path in
+            var isFolder: ObjCBool = false
+            return !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue
+        }
+        guard missing.isEmpty else {
+            throw DaemonError(.config, "terraform.writable_paths: \(missing.joined(separator: ", ")) is not an existing folder")
+        }
+        var hidden = [storeFolder.path, agent.mirrorDir, URL(fileURLWithPath: configPath).standardizedFileURL.path]
+        hidden += agent.environments.values.flatMap { [$0.planCredentialsFile, $0.applyCredentialsFile].compactMap(\.self) }
+        switch agent.repository.credentials {
+        case .none: break
+        case .https(_, let tokenFile): hidden.append(tokenFile)
+        case .ssh(let keyFile, _): hidden.append(keyFile)
+        }
+        if let webhook = agent.webhookSecretFile { hidden.append(webhook) }
+        if let systemd = environment["CREDENTIALS_DIRECTORY"], systemd.hasPrefix("/") { hidden.append(systemd) }
+        let confinement = Confinement(
+            launcher: Confinement.launcherBesideExecutable(),
+            hiddenPaths: hidden.map { URL(fileURLWithPath: $0) },
+            readablePaths: agent.terraform.providerMirrorDir.map { [URL(fileURLWithPath: $0)] } ?? [],
+            writablePaths: agent.terraform.writablePaths.map { URL(fileURLWithPath: $0) })
+        do {
+            let answer = try await confinement.check()
+            logger.info("terraform runs confined", metadata: ["confinement": "\(answer)"])
+        } catch {
+            throw DaemonError(.config, "\(error); set terraform.confine: false in the agent config to run terraform unconfined (plan-time code could then read apply credentials)")
+        }
+        return confinement
     }
 
     static func credentials(_ agent: AgentConfig) throws -> [APICredential] {

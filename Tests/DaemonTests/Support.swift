@@ -102,6 +102,10 @@ final class DaemonWorld: @unchecked Sendable {
     let storePath: String
     let port: Int
     let tokens = ["alice": "alice-token-for-tests", "bob": "bob-token-for-tests", "carol": "carol-token-for-tests"]
+    /// The values in `secrets/dev-plan.env` and `secrets/dev-apply.env` (`devWithCredentials`).
+    let planSecret = "plan-secret-\(UUID().uuidString.prefix(12))"
+    let applySecret = "apply-secret-\(UUID().uuidString.prefix(12))"
+    var applyCredentialsFile: URL { scratch.appendingPathComponent("secrets/dev-apply.env") }
     private var tick = 0
     private var prCount = 0
     private(set) var daemons: [Process] = []
@@ -113,8 +117,10 @@ final class DaemonWorld: @unchecked Sendable {
         /// dev → staging → prod (SPEC §2): 1, 1 and 2 approvals; prod only by alice and bob;
         /// no environment lets the tagger approve, and no apply window limits prod.
         case devStagingProd
+        /// `dev` as in `devOnly`, with plan and apply credentials files under `secrets/`.
+        case devWithCredentials
 
-        var environments: [String] { self == .devOnly ? ["dev"] : ["dev", "staging", "prod"] }
+        var environments: [String] { self == .devStagingProd ? ["dev", "staging", "prod"] : ["dev"] }
 
         var agentConfig: String {
             switch self {
@@ -125,6 +131,16 @@ final class DaemonWorld: @unchecked Sendable {
                     approvals: 1
                     approvers: [alice, bob]
                     tagger_may_approve: true
+                """
+            case .devWithCredentials:
+                return """
+                  dev:
+                    serves: true
+                    approvals: 1
+                    approvers: [alice, bob]
+                    tagger_may_approve: true
+                    plan_credentials_file: secrets/dev-plan.env
+                    apply_credentials_file: secrets/dev-apply.env
                 """
             case .devStagingProd:
                 return """
@@ -162,6 +178,12 @@ final class DaemonWorld: @unchecked Sendable {
         port = try freePort()
         for dir in [control, stateDirectory] {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        }
+        if pipeline == .devWithCredentials {
+            let secrets = scratch.appendingPathComponent("secrets")
+            try FileManager.default.createDirectory(at: secrets, withIntermediateDirectories: true)
+            try "DEV_PLAN_TOKEN=\(planSecret)\n".write(to: secrets.appendingPathComponent("dev-plan.env"), atomically: true, encoding: .utf8)
+            try "DEV_APPLY_TOKEN=\(applySecret)\n".write(to: applyCredentialsFile, atomically: true, encoding: .utf8)
         }
         for step in ["plan", "apply"] {
             try #require(mkfifo(control.appendingPathComponent("\(step).fifo").path, 0o600) == 0)
@@ -201,6 +223,7 @@ final class DaemonWorld: @unchecked Sendable {
         terraform:
           binary: \(wrapper.path)
           provider_mirror: \(Paths.root.appendingPathComponent(".tools/terraform/mirror").path)
+          writable_paths: [\(stateDirectory.path), \(control.path)]
         store:
           sqlite: var/lockstep.sqlite
         listen: 127.0.0.1:\(port)
@@ -286,11 +309,12 @@ final class DaemonWorld: @unchecked Sendable {
         try git(["push", "-q", "--force", "--prune", remote.path, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
     }
 
-    /// A merged pull request changing the release, tagged `dev/vVERSION` and published.
-    func release(_ version: String) throws {
+    /// A merged pull request changing the release (and adding `extra` files), tagged
+    /// `dev/vVERSION` and published.
+    func release(_ version: String, extra: [String: String] = [:]) throws {
         prCount += 1
         try git(["checkout", "-q", "-b", "feature-\(prCount)"])
-        try write(appFiles(version))
+        try write(appFiles(version).merging(extra) { _, new in new })
         try git(["commit", "-q", "-m", "release \(version)"])
         try git(["checkout", "-q", "main"])
         try git(["merge", "-q", "--no-ff", "-m", "Merge feature-\(prCount)", "feature-\(prCount)"])

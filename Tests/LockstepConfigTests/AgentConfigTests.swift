@@ -60,6 +60,11 @@ struct AgentConfigTests {
         GoodRow(name: "plugin cache dir", yaml: agentYAML(replacing: ["terraform": "terraform: {binary: bin/tf, plugin_cache_dir: /var/cache/tf}"])) {
             $0.terraform == TerraformSettings(binary: "/etc/lockstep/bin/tf", pluginCacheDir: "/var/cache/tf")
         },
+        GoodRow(name: "terraform confined by default", yaml: agentYAML()) { $0.terraform.confine && $0.terraform.writablePaths.isEmpty },
+        GoodRow(name: "confine false and writable paths resolved against the config folder",
+                yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, confine: false, writable_paths: [state, /srv/tf]}"])) {
+            !$0.terraform.confine && $0.terraform.writablePaths == ["/etc/lockstep/state", "/srv/tf"]
+        },
         GoodRow(name: "ssh URL with key and known_hosts", yaml: agentYAML(replacing: ["repository": """
             repository:
               url: git@git.example.com:infra/delivery.git
@@ -114,6 +119,12 @@ struct AgentConfigTests {
     static let badRows: [BadRow] = [
         // top level
         BadRow(name: "unknown top-level key (typo)", yaml: agentYAML(extra: "pol_interval: 5m\n"), keyPath: "pol_interval", code: .unknownKey),
+        BadRow(name: "confine is only true or false (a trust switch)",
+               yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, confine: \"no\"}"]),
+               keyPath: "terraform.confine", code: .wrongType),
+        BadRow(name: "writable_paths with a `~` path",
+               yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, writable_paths: [~/state]}"]),
+               keyPath: "terraform.writable_paths[0]", code: .invalidValue),
         BadRow(name: "missing mirror_dir", yaml: agentYAML(removing: ["mirror_dir"]), keyPath: "mirror_dir", code: .missingKey),
         BadRow(name: "missing repository", yaml: agentYAML(removing: ["repository"]), keyPath: "repository", code: .missingKey),
         BadRow(name: "missing environments", yaml: agentYAML(removing: ["environments"]), keyPath: "environments", code: .missingKey),

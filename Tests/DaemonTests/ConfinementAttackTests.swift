@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SPEC §8 "plan-time code reads apply credentials", tried on the real daemon as an attacker
+/// would: a merged release whose configuration reads the agent's apply credentials file at
+/// plan time (`file()`, no provider needed). The daemon confines terraform by default, so the
+/// plan fails with the kernel's refusal, and the secret reaches no plan, API answer, log or
+/// stored byte; nothing is applied.
+@Suite(.serialized)
+struct ConfinementAttackTests {
+    @Test("a release reading the apply credentials at plan time fails its plan; the secret is in no API answer, log or store file; nothing applied")
+    func planCannotReadApplyCredentials() async throws {
+        let world = try DaemonWorld(pipeline: .devWithCredentials)
+        defer { world.cleanup() }
+        _ = try await world.startReadyDaemon()
+        #expect(world.daemonLogs.contains("terraform runs confined"), "\(world.daemonLogs)")
+
+        try world.release("1.0.0", extra: [
+            "app/leak.tf": "output \"leak\" { value = file(\"\(world.applyCredentialsFile.path)\") }\n",
+        ])
+        let id = try await world.waitForRun(in: ["failed", "awaiting_approval"])
+        let detail = try world.raw("/api/v1/runs/\(id)")
+        #expect(try world.runState(id) == "failed", "the plan must fail: \(detail)")
+        // The run's stored terraform log carries the kernel's refusal.
+        let log = try run("/usr/bin/sqlite3", [world.storePath, "SELECT text FROM run_log_chunks WHERE run_id = '\(id)'"])
+        #expect(log.out.lowercased().contains("permission denied"), "the refusal is in the run's log: \(log)")
+
+        let places = ["run detail": detail, "runs": try world.raw("/api/v1/runs"), "daemon log": world.daemonLogs,
+                      "run log": log.out]
+        for (place, text) in places {
+            #expect(!text.contains(world.applySecret), "the apply secret leaked into \(place)")
+            #expect(!text.contains(world.planSecret), "the plan secret leaked into \(place)")
+        }
+        // Every byte the daemon stored: the SQLite file and its WAL, the runs' folders.
+        let stored = FileManager.default.enumerator(at: world.scratch.appendingPathComponent("var"), includingPropertiesForKeys: nil)
+        var files = 0
+        while let url = stored?.nextObject() as? URL {
+            guard let data = try? Data(contentsOf: url) else { continue }
+            files += 1
+            #expect(data.range(of: Data(world.applySecret.utf8)) == nil, "the apply secret is stored in \(url.path)")
+        }
+        #expect(files > 0)
+        #expect(world.applyCount == 0)
+    }
+}
+
+extension DaemonWorld {
+    /// The body of a GET as alice, as text (for searching it for secrets).
+    func raw(_ path: String) throws -> String {
+        let result = try run("/usr/bin/curl", ["-s", "-S", "--max-time", "30", "-H", "Authorization: Bearer \(tokens["alice"] ?? "")",
+                                                "http://127.0.0.1:\(port)\(path)"])
+        try #require(result.status == 0, "curl failed: \(result.err)")
+        return result.out
+    }
+}
