@@ -108,7 +108,8 @@ struct DaemonBenchmark: AsyncParsableCommand {
         _ = try await waitReady(bigServer, daemon: bigDaemon, timeout: 300)
         let bigRssReady = Self.rss(bigDaemon.processIdentifier)
         let passStart = ContinuousClock.now
-        let planned = try await waitAwaiting(bigServer, tags: ["dev/v1.0.0"], count: projects, timeout: 900)
+        let bigTags = Set((0..<projects).map { "\(Self.projectName($0))/dev/v1.0.0" })
+        let planned = try await waitAwaiting(bigServer, tags: bigTags, count: projects, timeout: 900)
         let passSeconds = Self.seconds(ContinuousClock.now - passStart)
         try await Task.sleep(for: .seconds(3))
         let bigRssIdle = Self.rss(bigDaemon.processIdentifier)
@@ -169,8 +170,11 @@ struct DaemonBenchmark: AsyncParsableCommand {
             """)
     }
 
+    static func projectName(_ index: Int) -> String { String(format: "svc%02d", index) }
+
     /// `projects` tiny null_resource modules, each served in dev, staging and prod,
-    /// merged and tagged `dev/v1.0.0` (so the first pass plans every dev target).
+    /// merged and tagged `svcNN/dev/v1.0.0` (several projects: the default tag pattern is
+    /// `{project}/{env}/{version}`), so the first pass plans every dev target.
     private func makeLargeRepo(_ dir: URL) throws {
         let fm = FileManager.default
         let work = dir.appendingPathComponent("work")
@@ -195,7 +199,7 @@ struct DaemonBenchmark: AsyncParsableCommand {
 
             """
         for p in 0..<projects {
-            let name = String(format: "svc%02d", p)
+            let name = Self.projectName(p)
             let folder = work.appendingPathComponent(name)
             try fm.createDirectory(at: folder, withIntermediateDirectories: true)
             try module.write(to: folder.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
@@ -205,7 +209,7 @@ struct DaemonBenchmark: AsyncParsableCommand {
         try yaml.write(to: work.appendingPathComponent("lockstep.yaml"), atomically: true, encoding: .utf8)
         try Self.sh(Self.gitPrelude + """
             d='\(dir.path)'
-            mkdir -p "$d/secrets"
+            mkdir -p "$d/secrets" "$d/tfstate"
             g init -q "$d/work"
             as "Dana Developer" dana@example.com
             g -C "$d/work" add -A; g -C "$d/work" commit -qm "Initial layout"
@@ -215,7 +219,10 @@ struct DaemonBenchmark: AsyncParsableCommand {
             g -C "$d/work" checkout -q main
             as "Alice Maintainer" alice@example.com
             g -C "$d/work" merge -q --no-ff -m "Merge pull request #1" release-1.0.0
-            g -C "$d/work" tag -a dev/v1.0.0 -m "Release 1.0.0 to dev"
+            for p in "$d"/work/svc*/; do
+              p=$(basename "$p")
+              g -C "$d/work" tag -a "$p/dev/v1.0.0" -m "Release 1.0.0 of $p to dev"
+            done
             g init -q --bare "$d/delivery.git"
             g -C "$d/work" push -q "$d/delivery.git" main release-1.0.0 --follow-tags
             """)
@@ -285,6 +292,7 @@ struct DaemonBenchmark: AsyncParsableCommand {
               binary: \(tf)
               provider_mirror: \(mirror)
               plugin_cache_dir: \(d)/plugin-cache
+              writable_paths: [\(d)/tfstate]
             store:
               sqlite: \(d)/lockstep.sqlite
             listen: 127.0.0.1:\(port)
