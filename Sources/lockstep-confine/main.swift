@@ -26,6 +26,10 @@
 /// readable; processes of the same user that run outside the sandbox are unaffected (it confines
 /// the program, not the user); files opened before the exec (inherited descriptors) stay usable.
 ///
+/// Side effects of reading "everything but": the directories above a hidden path (`/`, `/run`, …)
+/// cannot be listed, only their entries opened by name, and an entry created in one of them after
+/// the launch is not readable (the rules are a snapshot; this fails closed).
+///
 /// Exit codes: 125 usage error, 126 Landlock unavailable or a rule could not be added,
 /// 127 the program could not be executed; otherwise the program's own status.
 ///
