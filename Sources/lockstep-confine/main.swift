@@ -24,7 +24,13 @@
 /// signals are not restricted; abstract unix sockets are not scoped and connecting to a named
 /// unix socket is not a file access Landlock controls; every file outside the hidden paths stays
 /// readable; processes of the same user that run outside the sandbox are unaffected (it confines
-/// the program, not the user); files opened before the exec (inherited descriptors) stay usable.
+/// the program, not the user); files opened before the exec (inherited descriptors) stay usable;
+/// whether a hidden file exists, and its metadata (`stat`), stays visible: Landlock controls
+/// opening, not looking up, so hide directories rather than rely on unguessable names.
+///
+/// For the caller: terraform writes temporary files and its providers' unix sockets under
+/// `TMPDIR`, so `TMPDIR` must point inside a `--write` path (with `/tmp` unwritable, terraform
+/// stops at "Couldn't set up logging tempfile").
 ///
 /// Side effects of reading "everything but": the directories above a hidden path (`/`, `/run`, …)
 /// cannot be listed, only their entries opened by name, and an entry created in one of them after
