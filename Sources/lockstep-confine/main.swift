@@ -46,16 +46,29 @@ import Glibc
 
 // MARK: - Failing
 
-enum ExitCode {
-    static let usage: Int32 = 125
-    static let sandbox: Int32 = 126
-    static let exec: Int32 = 127
+/// Why the launch stopped. The code is the exit status, so a caller can tell a bad command line
+/// (its bug) from a kernel that cannot confine (the host's problem) from a missing program.
+/// The description names a path or an argument and the errno text, nothing else.
+struct ConfineError: Error, CustomStringConvertible {
+    enum Code: Int32 {
+        case usage = 125
+        case sandbox = 126
+        case exec = 127
+    }
+
+    let code: Code
+    let description: String
+
+    init(_ code: Code, _ description: String) {
+        self.code = code
+        self.description = description
+    }
 }
 
-/// Writes one `lockstep-confine: ` line to stderr and exits; paths are named, nothing else is.
-func fail(_ code: Int32, _ message: String) -> Never {
-    var line = Array("lockstep-confine: \(message)\n".utf8)
-    line.withUnsafeMutableBytes { buffer in
+/// Writes one `lockstep-confine: ` line to stderr.
+func report(_ error: ConfineError) {
+    let line = Array("lockstep-confine: \(error.description)\n".utf8)
+    line.withUnsafeBytes { buffer in
         var offset = 0
         while offset < buffer.count {
             let written = write(2, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
@@ -63,7 +76,6 @@ func fail(_ code: Int32, _ message: String) -> Never {
             offset += written
         }
     }
-    exit(code)
 }
 
 func errorText(_ number: Int32) -> String {
@@ -94,14 +106,14 @@ func cPath(_ components: Components) -> [CChar] {
 /// Absolute, with `//`, `.` and a trailing `/` removed. `..` is refused rather than resolved:
 /// lexical `..` through a symlink means something else to the kernel, and a sandbox must not
 /// guess which directory the caller meant.
-func normalise(_ raw: [UInt8], option: String) -> Components {
+func normalise(_ raw: [UInt8], option: String) throws(ConfineError) -> Components {
     let shown = "\(option) \(String(decoding: raw, as: UTF8.self))"
-    guard raw.first == UInt8(ascii: "/") else { fail(ExitCode.usage, "\(shown): the path must be absolute") }
+    guard raw.first == UInt8(ascii: "/") else { throw ConfineError(.usage, "\(shown): the path must be absolute") }
     var components: Components = []
     for part in raw.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
         if part.elementsEqual([UInt8(ascii: ".")]) { continue }
         if part.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
-            fail(ExitCode.usage, "\(shown): '..' is not allowed in a path")
+            throw ConfineError(.usage, "\(shown): '..' is not allowed in a path")
         }
         components.append(Array(part))
     }
@@ -111,14 +123,14 @@ func normalise(_ raw: [UInt8], option: String) -> Components {
 /// The real location of a hidden path: realpath of its longest existing prefix plus the rest.
 /// Landlock judges the file a name resolves to, so hiding a symlink's name would hide nothing.
 /// A path that does not exist yet is still hidden where it would be created.
-func resolveHidden(_ components: Components) -> Components {
+func resolveHidden(_ components: Components) throws(ConfineError) -> Components {
     var length = components.count
     while length > 0 {
         let prefix = Array(components[0..<length])
         if let real = realpath(cPath(prefix), nil) {
             defer { free(real) }
             let bytes = Array(UnsafeBufferPointer(start: real, count: strlen(real))).map { UInt8(bitPattern: $0) }
-            return normalise(bytes, option: "--hide") + components[length...]
+            return try normalise(bytes, option: "--hide") + components[length...]
         }
         length -= 1
     }
@@ -145,7 +157,7 @@ enum Mode {
     case run(Request)
 }
 
-func parse(_ argv: [UnsafeMutablePointer<CChar>]) -> Mode {
+func parse(_ argv: [UnsafeMutablePointer<CChar>]) throws(ConfineError) -> Mode {
     let arguments = argv.dropFirst()
     if arguments.count == 1, let only = arguments.first, bytes(only) == Array("--check".utf8) {
         return .check
@@ -159,26 +171,26 @@ func parse(_ argv: [UnsafeMutablePointer<CChar>]) -> Mode {
         switch option {
         case "--hide", "--read", "--write":
             let valueIndex = index + 1
-            guard valueIndex < arguments.endIndex else { fail(ExitCode.usage, "\(option) needs a PATH") }
-            let path = normalise(bytes(arguments[valueIndex]), option: option)
+            guard valueIndex < arguments.endIndex else { throw ConfineError(.usage, "\(option) needs a PATH") }
+            let path = try normalise(bytes(arguments[valueIndex]), option: option)
             if option == "--hide" { hide.append(path) } else if option == "--read" { read.append(path) } else { write.append(path) }
             index = valueIndex + 1
         case "--":
             let programIndex = index + 1
-            guard programIndex < arguments.endIndex else { fail(ExitCode.usage, "-- needs a program") }
+            guard programIndex < arguments.endIndex else { throw ConfineError(.usage, "-- needs a program") }
             let program = arguments[programIndex]
             guard bytes(program).first == UInt8(ascii: "/") else {
-                fail(ExitCode.usage, "program \(String(decoding: bytes(program), as: UTF8.self)): must be an absolute path")
+                throw ConfineError(.usage, "program \(String(decoding: bytes(program), as: UTF8.self)): must be an absolute path")
             }
             let programArguments = arguments[programIndex...].map { Optional($0) } + [nil]
             return .run(Request(hide: hide, read: read, write: write, program: program, programArguments: programArguments))
         case "--check":
-            fail(ExitCode.usage, "--check takes no other arguments")
+            throw ConfineError(.usage, "--check takes no other arguments")
         default:
-            fail(ExitCode.usage, "unknown argument '\(option)' (expected --hide, --read, --write or -- /abs/program)")
+            throw ConfineError(.usage, "unknown argument '\(option)' (expected --hide, --read, --write or -- /abs/program)")
         }
     }
-    fail(ExitCode.usage, "missing '-- /abs/program'")
+    throw ConfineError(.usage, "missing '-- /abs/program'")
 }
 
 // MARK: - Rights
@@ -224,52 +236,52 @@ struct Ruleset {
 
     /// Adds `rights` beneath the object `pathFD` refers to, trimmed to file rights for a
     /// non-directory and to what this kernel handles. Any failure stops the launch.
-    func allow(_ rights: UInt64, on pathFD: Int32, named name: Components) {
+    func allow(_ rights: UInt64, on pathFD: Int32, named name: Components) throws(ConfineError) {
         var status = stat()
         guard fstat(pathFD, &status) == 0 else {
-            fail(ExitCode.sandbox, "cannot stat \(display(name)): \(errorText(errno))")
+            throw ConfineError(.sandbox, "cannot stat \(display(name)): \(errorText(errno))")
         }
         let isDirectory = (status.st_mode & S_IFMT) == S_IFDIR
         let allowed = (isDirectory ? rights : rights & fileRights) & handled
         guard ls_landlock_add_path_rule(fd, pathFD, allowed) == 0 else {
-            fail(ExitCode.sandbox, "cannot add a rule for \(display(name)): \(errorText(errno))")
+            throw ConfineError(.sandbox, "cannot add a rule for \(display(name)): \(errorText(errno))")
         }
     }
 
     /// A `--read`/`--write` path; it must exist (a typo must not silently grant nothing).
-    func allow(_ rights: UInt64, on path: Components, option: String) {
+    func allow(_ rights: UInt64, on path: Components, option: String) throws(ConfineError) {
         let pathFD = open(cPath(path), ls_o_path() | O_CLOEXEC)
         guard pathFD >= 0 else {
             let number = errno
-            let code = number == ENOENT || number == ENOTDIR ? ExitCode.usage : ExitCode.sandbox
-            fail(code, "\(option) \(display(path)): \(errorText(number))")
+            let code: ConfineError.Code = number == ENOENT || number == ENOTDIR ? .usage : .sandbox
+            throw ConfineError(code, "\(option) \(display(path)): \(errorText(number))")
         }
         defer { close(pathFD) }
-        allow(rights, on: pathFD, named: path)
+        try allow(rights, on: pathFD, named: path)
     }
 
     /// Read and execute everywhere except under the hidden paths, as the complement: Landlock
     /// only grants, and a rule on a directory covers its whole subtree, so the hidden paths'
     /// ancestors get no rule; their other entries get one each, and the walk descends only
     /// into ancestors. Symlinks get no rule: access is judged where they point.
-    func allowAllExcept(_ hidden: [Components]) {
+    func allowAllExcept(_ hidden: [Components]) throws(ConfineError) {
         if hidden.contains(where: \.isEmpty) { return }  // hiding "/" leaves nothing readable
         let root = open("/", ls_o_path() | O_DIRECTORY | O_CLOEXEC)
-        guard root >= 0 else { fail(ExitCode.sandbox, "cannot open /: \(errorText(errno))") }
+        guard root >= 0 else { throw ConfineError(.sandbox, "cannot open /: \(errorText(errno))") }
         defer { close(root) }
-        walk(directory: root, at: [], hidden: hidden)
+        try walk(directory: root, at: [], hidden: hidden)
     }
 
-    private func walk(directory: Int32, at path: Components, hidden: [Components]) {
+    private func walk(directory: Int32, at path: Components, hidden: [Components]) throws(ConfineError) {
         let listingFD = openat(directory, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard listingFD >= 0, let stream = fdopendir(listingFD) else {
-            fail(ExitCode.sandbox, "cannot list \(display(path)): \(errorText(errno))")
+            throw ConfineError(.sandbox, "cannot list \(display(path)): \(errorText(errno))")
         }
         defer { closedir(stream) }
         while true {
             errno = 0
             guard let entry = readdir(stream) else {
-                if errno != 0 { fail(ExitCode.sandbox, "cannot list \(display(path)): \(errorText(errno))") }
+                if errno != 0 { throw ConfineError(.sandbox, "cannot list \(display(path)): \(errorText(errno))") }
                 return
             }
             let name = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
@@ -283,20 +295,20 @@ struct Ruleset {
             let childFD = openat(directory, name.map { CChar(bitPattern: $0) } + [0], ls_o_path() | O_NOFOLLOW | O_CLOEXEC)
             guard childFD >= 0 else {
                 if errno == ENOENT { continue }  // removed while we listed: nothing to grant
-                fail(ExitCode.sandbox, "cannot open \(display(child)): \(errorText(errno))")
+                throw ConfineError(.sandbox, "cannot open \(display(child)): \(errorText(errno))")
             }
             defer { close(childFD) }
             var status = stat()
             guard fstat(childFD, &status) == 0 else {
-                fail(ExitCode.sandbox, "cannot stat \(display(child)): \(errorText(errno))")
+                throw ConfineError(.sandbox, "cannot stat \(display(child)): \(errorText(errno))")
             }
             let kind = status.st_mode & S_IFMT
             if kind == S_IFLNK { continue }
             let isAncestor = hidden.contains { $0.count > child.count && Array($0[0..<child.count]) == child }
             if isAncestor && kind == S_IFDIR {
-                walk(directory: childFD, at: child, hidden: hidden)
+                try walk(directory: childFD, at: child, hidden: hidden)
             } else {
-                allow(readRights, on: childFD, named: child)
+                try allow(readRights, on: childFD, named: child)
             }
         }
     }
@@ -304,44 +316,51 @@ struct Ruleset {
 
 // MARK: - Main
 
-func landlockABI() -> Int32 {
+func landlockABI() throws(ConfineError) -> Int32 {
     let abi = ls_landlock_abi_version()
-    guard abi >= 1 else { fail(ExitCode.sandbox, "Landlock is unavailable: \(errorText(errno))") }
+    guard abi >= 1 else { throw ConfineError(.sandbox, "Landlock is unavailable: \(errorText(errno))") }
     return abi
 }
 
-func main() -> Never {
+/// Confines this process and becomes the program; returns only by throwing.
+func launch() throws(ConfineError) -> Never {
     let argv = (0..<Int(CommandLine.argc)).compactMap { CommandLine.unsafeArgv[$0] }
-    switch parse(argv) {
+    switch try parse(argv) {
     case .check:
-        let line = Array("landlock abi \(landlockABI())\n".utf8)
+        let line = Array("landlock abi \(try landlockABI())\n".utf8)
         _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
         exit(0)
     case .run(let request):
-        let abi = landlockABI()
+        let abi = try landlockABI()
         let handled = handledRights(abi: abi)
-        // ABI 6: the program cannot signal (kill, ptrace-free SIGSTOP, …) the daemon or other runs.
+        // ABI 6: the program cannot signal (kill, SIGSTOP, …) the daemon or other runs.
         let scoped: UInt64 = abi >= 6 ? LS_SCOPE_SIGNAL : 0
         let rulesetFD = ls_landlock_create_ruleset(handled, scoped)
-        guard rulesetFD >= 0 else { fail(ExitCode.sandbox, "cannot create a Landlock ruleset: \(errorText(errno))") }
+        guard rulesetFD >= 0 else { throw ConfineError(.sandbox, "cannot create a Landlock ruleset: \(errorText(errno))") }
         let ruleset = Ruleset(fd: rulesetFD, handled: handled)
-        ruleset.allowAllExcept(request.hide.map(resolveHidden))
-        for path in request.read { ruleset.allow(readRights, on: path, option: "--read") }
-        for path in request.write { ruleset.allow(writeRights, on: path, option: "--write") }
+        try ruleset.allowAllExcept(request.hide.map(resolveHidden))
+        for path in request.read { try ruleset.allow(readRights, on: path, option: "--read") }
+        for path in request.write { try ruleset.allow(writeRights, on: path, option: "--write") }
         for sink in sinks {
             let sinkFD = open(cPath(sink), ls_o_path() | O_CLOEXEC)
             if sinkFD < 0 { continue }  // a minimal /dev without it: nothing to grant
-            ruleset.allow(sinkRights, on: sinkFD, named: sink)
+            try ruleset.allow(sinkRights, on: sinkFD, named: sink)
             close(sinkFD)
         }
         guard ls_landlock_restrict_self(rulesetFD) == 0 else {
-            fail(ExitCode.sandbox, "cannot enforce the Landlock ruleset: \(errorText(errno))")
+            throw ConfineError(.sandbox, "cannot enforce the Landlock ruleset: \(errorText(errno))")
         }
         close(rulesetFD)
         // execv passes our environment on unchanged (the caller decides what terraform sees).
         execv(request.program, request.programArguments)
-        fail(ExitCode.exec, "cannot execute \(String(decoding: bytes(request.program), as: UTF8.self)): \(errorText(errno))")
+        throw ConfineError(.exec, "cannot execute \(String(decoding: bytes(request.program), as: UTF8.self)): \(errorText(errno))")
     }
 }
 
-main()
+do {
+    try launch()
+} catch {
+    report(error)
+    exit(error.code.rawValue)
+}
+
