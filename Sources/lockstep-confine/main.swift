@@ -363,4 +363,3 @@ do {
     report(error)
     exit(error.code.rawValue)
 }
-
