@@ -28,6 +28,9 @@
 /// whether a hidden file exists, and its metadata (`stat`), stays visible: Landlock controls
 /// opening, not looking up, so hide directories rather than rely on unguessable names.
 ///
+/// Grants only add: a `--hide` inside a `--read` or `--write` path is overridden by that grant,
+/// so the caller must keep hidden paths out of the granted ones.
+///
 /// For the caller: terraform writes temporary files and its providers' unix sockets under
 /// `TMPDIR`, so `TMPDIR` must point inside a `--write` path (with `/tmp` unwritable, terraform
 /// stops at "Couldn't set up logging tempfile").
