@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "lockstep", targets: ["lockstep"]),
+        .executable(name: "lockstep-confine", targets: ["lockstep-confine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -136,6 +137,15 @@ let package = Package(
             dependencies: ["LockstepCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // The Landlock system calls, wrapped in plain C functions because syscall() is variadic.
+        .target(name: "CLandlock"),
+        // The sandbox launcher every terraform process is started through (plan must not read
+        // apply credentials, the store or the plugin cache). Small on purpose: no Foundation.
+        .executableTarget(
+            name: "lockstep-confine",
+            dependencies: ["CLandlock"],
+            swiftSettings: strict
+        ),
         // Benchmarks are a program, never timed unit tests (see BENCHMARKS.md).
         .executableTarget(
             name: "lockstep-bench",
@@ -186,5 +196,7 @@ let package = Package(
             dependencies: ["LockstepCore", "RunStore"],
             swiftSettings: strict
         ),
+        // The sandbox launcher attacked through real processes (built first: swift build --build-tests).
+        .testTarget(name: "ConfineTests", swiftSettings: strict),
     ]
 )
