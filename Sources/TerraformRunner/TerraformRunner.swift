@@ -133,7 +133,13 @@ public struct TerraformRunner: Sendable {
     // MARK: Paths
 
     /// Where the CLI config is written (passed as `TF_CLI_CONFIG_FILE`).
-    public var cliConfigFile: URL { configuration.toolsDirectory.appendingPathComponent("terraform.tfrc") }
+    ///
+    /// It sits alone in its own folder, and a confined command is granted that folder rather
+    /// than the file: an atomic rewrite replaces the file's inode, and a grant on the old
+    /// inode would leave a command started just before unable to read the new one (terraform
+    /// then falls back to installing providers from their registries).
+    public var cliConfigFile: URL { cliConfigDirectory.appendingPathComponent("terraform.tfrc") }
+    var cliConfigDirectory: URL { configuration.toolsDirectory.appendingPathComponent("cli-config") }
     /// Parent of the HOME directories given to terraform (one per command).
     var homesDirectory: URL { configuration.toolsDirectory.appendingPathComponent("homes") }
     var pluginCacheDirectory: URL { configuration.pluginCache ?? configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
@@ -420,13 +426,17 @@ public struct TerraformRunner: Sendable {
     func prepareTools() throws -> URL {
         let fileManager = FileManager.default
         do {
-            for url in [configuration.toolsDirectory, homesDirectory, pluginCacheDirectory] {
+            for url in [configuration.toolsDirectory, homesDirectory, pluginCacheDirectory, cliConfigDirectory] {
                 try fileManager.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             }
         } catch {
             throw TerraformRunnerError(.fileSystem, "cannot create the runner's tools directory")
         }
-        try cliConfiguration.write(to: cliConfigFile)
+        // Rewritten only when it changed: concurrent commands read it.
+        let rendered = try cliConfiguration.rendered()
+        if fileManager.contents(atPath: cliConfigFile.path) != Data(rendered.utf8) {
+            try cliConfiguration.write(to: cliConfigFile)
+        }
         guard fileManager.isExecutableFile(atPath: configuration.executable.path) else {
             throw TerraformRunnerError(.executableNotFound, "the configured terraform binary is not executable",
                                        context: ["executable": configuration.executable.path])
@@ -522,7 +532,7 @@ public struct TerraformRunner: Sendable {
             // The tools folder holds every command's HOME and the plugin cache: hidden, and
             // only this command's HOME, the CLI config and the cache granted back. Only init
             // writes the cache; plan-time code can read and run providers from it, not swap one.
-            var readable = [configuration.executable, cliConfigFile]
+            var readable = [configuration.executable, cliConfigDirectory]
             // A path that does not exist yet (the plan file before plan) is left out: it could
             // not be created anyway, its folder is not writable.
             var writable = (invocation.writable ?? [invocation.directory])

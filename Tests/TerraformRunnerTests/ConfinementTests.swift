@@ -162,6 +162,17 @@ struct ConfinementTests {
         #expect(!sink.text.contains(agent.secret))
     }
 
+    @Test("the CLI config is not rewritten (same inode) by a later command: a confined command that started before could not read a new inode")
+    func cliConfigKeptInPlace() async throws {
+        let scratch = try Fixtures.scratch()
+        let runner = try Self.runner(scratch: scratch, confinement: Confinement(launcher: try Self.launcher(), hiddenPaths: []))
+        _ = try await runner.version()
+        let first = try FileManager.default.attributesOfItem(atPath: runner.cliConfigFile.path)[.systemFileNumber] as? NSNumber
+        _ = try await runner.version()
+        let second = try FileManager.default.attributesOfItem(atPath: runner.cliConfigFile.path)[.systemFileNumber] as? NSNumber
+        #expect(first != nil && first == second)
+    }
+
     @Test("a launcher that cannot confine is reported by check(), naming why")
     func missingLauncher() async throws {
         let confinement = Confinement(launcher: URL(fileURLWithPath: "/nonexistent/lockstep-confine"), hiddenPaths: [])
