@@ -457,27 +457,25 @@ public struct TerraformRunner: Sendable {
     /// runner's tools directory, not in the exported tree: the delivery repo
     /// must not be able to ship a `.terraform.d/` or `.terraformrc` into HOME.
     private func makeHome() throws -> URL {
-        let home = homesDirectory.appendingPathComponent(UUID().uuidString, isDirectory: true)
-        do {
-            try FileManager.default.createDirectory(at: home, withIntermediateDirectories: false,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw TerraformRunnerError(.fileSystem, "cannot create a HOME for terraform")
-        }
-        return home
+        try makeFreshFolder(homesDirectory.appendingPathComponent(UUID().uuidString, isDirectory: true), "a HOME")
     }
 
     /// A fresh, empty temporary folder (0700) for one command, given as `TMPDIR`. Under the
     /// system's temporary folder (the unit's private /tmp), not under HOME: providers put
     /// their plugin sockets here, and a socket path must stay under 108 bytes.
     private func makeTemporaryDirectory() throws -> URL {
-        let folder = URL(fileURLWithPath: NSTemporaryDirectory(), isDirectory: true)
-            .appendingPathComponent("lockstep-tf-\(UUID().uuidString.prefix(13))", isDirectory: true)
+        try makeFreshFolder(URL(fileURLWithPath: NSTemporaryDirectory(), isDirectory: true)
+            .appendingPathComponent("lockstep-tf-\(UUID().uuidString.prefix(13))", isDirectory: true), "a temporary folder")
+    }
+
+    /// Creates `folder` (0700); fails if it already exists, so a folder someone else made
+    /// in a shared parent is never used.
+    private func makeFreshFolder(_ folder: URL, _ what: String) throws -> URL {
         do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true,
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false,
                                                     attributes: [.posixPermissions: 0o700])
         } catch {
-            throw TerraformRunnerError(.fileSystem, "cannot create a temporary folder for terraform")
+            throw TerraformRunnerError(.fileSystem, "cannot create \(what) for terraform")
         }
         return folder
     }

@@ -133,12 +133,8 @@ final class DaemonWorld: @unchecked Sendable {
                     tagger_may_approve: true
                 """
             case .devWithCredentials:
-                return """
-                  dev:
-                    serves: true
-                    approvals: 1
-                    approvers: [alice, bob]
-                    tagger_may_approve: true
+                return Pipeline.devOnly.agentConfig + """
+
                     plan_credentials_file: secrets/dev-plan.env
                     apply_credentials_file: secrets/dev-apply.env
                 """
