@@ -126,6 +126,13 @@ public struct TerraformSettings: Sendable, Hashable {
     /// Folders terraform may write besides its run's folder (a `local` backend's state
     /// folder, a folder a `local-exec` writes). Only meaningful when `confine` is true.
     public var writablePaths: [String] = []
+    /// Longest a plan (init, plan, show) may take before terraform is interrupted and the run
+    /// fails. Default 1h.
+    public var planTimeout: Duration = .seconds(3_600)
+    /// Longest `terraform apply` may take. Then it is interrupted (SIGINT, then SIGKILL if it
+    /// has not stopped ten minutes later) and the run fails, saying that part of the plan may
+    /// have been applied. Default 4h: creating some managed databases takes over an hour.
+    public var applyTimeout: Duration = .seconds(14_400)
 }
 
 /// Where runs, approvals and the audit log are kept.
@@ -333,7 +340,7 @@ struct AgentParser {
     }
 
     func terraformSettings(_ node: Node, _ at: KeyPath) -> TerraformSettings? {
-        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`, `provider_mirror`, `confine`, `writable_paths`") else { return nil }
+        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`, `provider_mirror`, `confine`, `writable_paths`, `plan_timeout`, `apply_timeout`") else { return nil }
         let binary = require(f, "binary", at, "the path of the terraform or tofu binary").flatMap { path($0, at.key("binary"), "the path of the terraform or tofu binary") }
         let cache = f.take("plugin_cache_dir").flatMap { path($0, at.key("plugin_cache_dir"), "a folder for the provider plugin cache") }
         let mirror = f.take("provider_mirror").flatMap { path($0, at.key("provider_mirror"), "a folder holding a provider mirror") }
@@ -343,10 +350,12 @@ struct AgentParser {
                 path(item, itemAt, "a folder terraform may write")
             }
         } ?? []
-        f.finish(known: "binary, plugin_cache_dir, provider_mirror, confine, writable_paths")
-        guard let binary, let confine, let writable else { return nil }
+        let planTimeout = f.take("plan_timeout").map { duration($0, at.key("plan_timeout"), 1...86_400, "between 1s and 24h") } ?? .seconds(3_600)
+        let applyTimeout = f.take("apply_timeout").map { duration($0, at.key("apply_timeout"), 1...604_800, "between 1s and 7d") } ?? .seconds(14_400)
+        f.finish(known: "binary, plugin_cache_dir, provider_mirror, confine, writable_paths, plan_timeout, apply_timeout")
+        guard let binary, let confine, let writable, let planTimeout, let applyTimeout else { return nil }
         return TerraformSettings(binary: binary, pluginCacheDir: cache, providerMirrorDir: mirror, confine: confine,
-                                 writablePaths: writable)
+                                 writablePaths: writable, planTimeout: planTimeout, applyTimeout: applyTimeout)
     }
 
     func storeConfig(_ node: Node, _ at: KeyPath) -> StoreConfig? {

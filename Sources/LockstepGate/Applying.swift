@@ -98,7 +98,7 @@ extension Gate {
             let layout = try layout(of: run, tree: tree)
             let initInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree],
                                                             credentials: planCredentials,
-                                                            secrets: Set(applyCredentials.values), timeout: .seconds(1_800))
+                                                            secrets: Set(applyCredentials.values), timeout: agent.terraform.planTimeout)
             let initialization: CommandResult
             do {
                 initialization = try await runner.initialize(initInvocation, backendConfigFiles: layout.backendConfigFiles)
@@ -111,7 +111,8 @@ extension Gate {
             }
             let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree, planFile],
                                                         credentials: applyCredentials,
-                                                        secrets: Set(planCredentials.values))
+                                                        secrets: Set(planCredentials.values),
+                                                        timeout: agent.terraform.applyTimeout)
             let result: CommandResult
             do {
                 result = try await runner.apply(invocation, planFile: planFile, expectedDigest: PlanDigest(hex: digest.rawValue))
@@ -128,6 +129,9 @@ extension Gate {
             case .stateLocked(let lockID):
                 throw RunFailure("the state is locked by another process (lock \(lockID.map { oneLine($0, limit: 80) } ?? "unknown")); "
                                  + "terraform applied nothing and the plan was discarded")
+            case .timedOut:
+                throw RunFailure("terraform apply did not finish within apply_timeout (\(durationText(agent.terraform.applyTimeout))) and was "
+                                 + "interrupted; part of the plan may have been applied: check the state before planning again")
             default:
                 throw RunFailure(commandFailure("apply", result))
             }

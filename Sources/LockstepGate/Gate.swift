@@ -239,6 +239,14 @@ public actor Gate {
     }
 }
 
+/// A duration as the agent config writes it: `4h`, `90m`, `45s`.
+func durationText(_ duration: Duration) -> String {
+    let seconds = duration.components.seconds
+    if seconds > 0 && seconds % 3_600 == 0 { return "\(seconds / 3_600)h" }
+    if seconds > 0 && seconds % 60 == 0 { return "\(seconds / 60)m" }
+    return "\(seconds)s"
+}
+
 /// Text safe for a transition reason or a status line: printable, one line, bounded.
 func oneLine(_ text: String, limit: Int = 600) -> String {
     var out = ""

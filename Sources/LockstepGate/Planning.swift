@@ -153,7 +153,7 @@ extension Gate {
             // store, the plugin cache or another run (see ``Confinement``).
             let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory,
                                                         writable: [tree, planFile(run.id)],
-                                                        credentials: planCredentials, timeout: .seconds(3_600))
+                                                        credentials: planCredentials, timeout: agent.terraform.planTimeout)
             let initialization: CommandResult
             do {
                 initialization = try await runner.initialize(invocation, backendConfigFiles: layout.backendConfigFiles)

@@ -36,6 +36,10 @@ public struct TerraformRunner: Sendable {
         public var searchPath: String
         /// Time between SIGINT and SIGKILL of the process group.
         public var gracePeriod: Duration
+        /// The same for `apply`: interrupted, terraform waits for the resource operations in
+        /// flight and then writes the state; killing it sooner can lose the state of
+        /// resources it created.
+        public var applyGracePeriod: Duration
         /// Bytes of output kept in memory per command (the rest is only streamed).
         public var retainedOutputBytes: Int
         /// Longest line handed to a sink before it is split.
@@ -58,6 +62,7 @@ public struct TerraformRunner: Sendable {
             usesPluginCache: Bool = true,
             searchPath: String = "/usr/bin:/bin",
             gracePeriod: Duration = .seconds(30),
+            applyGracePeriod: Duration = .seconds(600),
             retainedOutputBytes: Int = 256 * 1024,
             maxLineBytes: Int = 64 * 1024,
             maxCapturedBytes: Int = 512 * 1024 * 1024,
@@ -71,6 +76,7 @@ public struct TerraformRunner: Sendable {
             self.usesPluginCache = usesPluginCache
             self.searchPath = searchPath
             self.gracePeriod = gracePeriod
+            self.applyGracePeriod = applyGracePeriod
             self.retainedOutputBytes = retainedOutputBytes
             self.maxLineBytes = maxLineBytes
             self.maxCapturedBytes = maxCapturedBytes
@@ -548,7 +554,7 @@ public struct TerraformRunner: Sendable {
             directory: invocation.directory,
             environment: environment,
             timeout: invocation.timeout,
-            gracePeriod: configuration.gracePeriod,
+            gracePeriod: arguments.first == "apply" ? configuration.applyGracePeriod : configuration.gracePeriod,
             captureStdoutLimit: capture ? configuration.maxCapturedBytes : nil,
             retainedBytes: configuration.retainedOutputBytes,
             maxLineBytes: configuration.maxLineBytes,

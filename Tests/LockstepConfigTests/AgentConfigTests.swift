@@ -61,6 +61,13 @@ struct AgentConfigTests {
             $0.terraform == TerraformSettings(binary: "/etc/lockstep/bin/tf", pluginCacheDir: "/var/cache/tf")
         },
         GoodRow(name: "terraform confined by default", yaml: agentYAML()) { $0.terraform.confine && $0.terraform.writablePaths.isEmpty },
+        GoodRow(name: "plan and apply timeouts default to 1h and 4h", yaml: agentYAML()) {
+            $0.terraform.planTimeout == .seconds(3_600) && $0.terraform.applyTimeout == .seconds(14_400)
+        },
+        GoodRow(name: "plan_timeout 30m, apply_timeout 2d",
+                yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, plan_timeout: 30m, apply_timeout: 2d}"])) {
+            $0.terraform.planTimeout == .seconds(1_800) && $0.terraform.applyTimeout == .seconds(172_800)
+        },
         GoodRow(name: "confine false and writable paths resolved against the config folder",
                 yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, confine: false, writable_paths: [state, /srv/tf]}"])) {
             !$0.terraform.confine && $0.terraform.writablePaths == ["/etc/lockstep/state", "/srv/tf"]
@@ -119,6 +126,12 @@ struct AgentConfigTests {
     static let badRows: [BadRow] = [
         // top level
         BadRow(name: "unknown top-level key (typo)", yaml: agentYAML(extra: "pol_interval: 5m\n"), keyPath: "pol_interval", code: .unknownKey),
+        BadRow(name: "apply_timeout above 7d",
+               yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, apply_timeout: 8d}"]),
+               keyPath: "terraform.apply_timeout", code: .invalidValue),
+        BadRow(name: "plan_timeout that is not a duration",
+               yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, plan_timeout: soon}"]),
+               keyPath: "terraform.plan_timeout", code: .invalidValue),
         BadRow(name: "confine is only true or false (a trust switch)",
                yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, confine: \"no\"}"]),
                keyPath: "terraform.confine", code: .wrongType),

@@ -134,6 +134,41 @@ struct CredentialsAndVerifyTests {
         #expect(log == "committed-deploy\ncommitted-verify\n")
     }
 
+    @Test("an apply that outlives apply_timeout is interrupted; the run fails saying part of the plan may be applied; the plan is gone")
+    func applyTimeout() async throws {
+        let world = try World(environmentsYAML: """
+          dev:
+            serves: true
+            approvals: 1
+            approvers: [alice]
+        """, environments: ["dev"], agentExtraYAML: "  apply_timeout: 2s")
+        defer { world.cleanup() }
+        let hang = """
+        resource "null_resource" "slow" {
+          provisioner "local-exec" {
+            command = "sleep 300"
+          }
+        }
+        """
+        try world.release("1.0.0", to: ["dev"], extra: hang)
+        let started = ContinuousClock.now
+        let outcome = try await world.deploy("dev", "1.0.0")
+        #expect(ContinuousClock.now - started < .seconds(120), "interrupted, not waited out")
+        guard case .applyFailed(let reason) = outcome else {
+            Issue.record("the apply should have failed: \(outcome)")
+            return
+        }
+        let run = try await world.run("dev", "1.0.0")
+        #expect(run.state == .failed)
+        #expect(reason.contains("apply_timeout (2s)") && reason.contains("part of the plan may have been applied"), "\(reason)")
+        #expect(world.planFilesOnDisk().isEmpty)
+        let leftovers = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).filter { entry in
+            guard Int32(entry) != nil, let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
+            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains("sleep 300")
+        }
+        #expect(leftovers.isEmpty, "the provisioner's process is gone")
+    }
+
     @Test("a failed verify fails the run and blocks promotion, with the reason")
     func verifyFailureBlocksPromotion() async throws {
         let world = try World(environmentsYAML: """

@@ -148,7 +148,7 @@ final class World: @unchecked Sendable {
             executable: URL(fileURLWithPath: agent.terraform.binary),
             toolsDirectory: scratch.appendingPathComponent("tools"),
             providerInstallation: .filesystemMirror(providerMirror),
-            gracePeriod: .seconds(10))
+            gracePeriod: .seconds(10), applyGracePeriod: .seconds(20))
         return Gate(agent: agent, store: store, mirror: mirror, terraform: terraform,
                     runsDirectory: scratch.appendingPathComponent("runs"), logger: logger, now: { clock.now })
     }
