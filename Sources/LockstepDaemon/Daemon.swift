@@ -138,6 +138,20 @@ public enum Daemon {
         }
         if let webhook = agent.webhookSecretFile { hidden.append(webhook) }
         if let systemd = environment["CREDENTIALS_DIRECTORY"], systemd.hasPrefix("/") { hidden.append(systemd) }
+        // A grant covers everything below it, hidden paths included: a writable path (or the
+        // provider mirror, or the plugin cache) that contains the store or a credentials file
+        // would hand it back to terraform.
+        let granted = [("terraform.writable_paths", agent.terraform.writablePaths),
+                       ("terraform.provider_mirror", agent.terraform.providerMirrorDir.map { [$0] } ?? []),
+                       ("terraform.plugin_cache_dir", agent.terraform.pluginCacheDir.map { [$0] } ?? [])]
+        for (key, paths) in granted {
+            for path in paths {
+                let folder = URL(fileURLWithPath: path).standardizedFileURL.path
+                if let exposed = hidden.first(where: { $0 == folder || $0.hasPrefix(folder == "/" ? "/" : folder + "/") }) {
+                    throw DaemonError(.config, "\(key): \(path) contains \(exposed), which terraform must never reach; choose a folder outside it")
+                }
+            }
+        }
         let confinement = Confinement(
             launcher: Confinement.launcherBesideExecutable(),
             hiddenPaths: hidden.map { URL(fileURLWithPath: $0) },

@@ -47,6 +47,23 @@ struct ConfinementAttackTests {
     }
 }
 
+extension ConfinementAttackTests {
+    @Test("a writable path that contains the store folder is refused at start, naming both; nothing is served")
+    func writablePathOverStoreRefused() async throws {
+        let world = try DaemonWorld()
+        defer { world.cleanup() }
+        let storeFolder = world.scratch.appendingPathComponent("var").path
+        let config = try String(contentsOfFile: world.configPath, encoding: .utf8)
+        try config.replacingOccurrences(of: "writable_paths: [", with: "writable_paths: [\(world.scratch.path), ")
+            .write(toFile: world.configPath, atomically: true, encoding: .utf8)
+        let daemon = try world.startDaemon()
+        daemon.waitUntilExit()
+        #expect(daemon.terminationStatus != 0)
+        #expect(world.daemonLogs.contains("terraform.writable_paths: \(world.scratch.path) contains \(storeFolder)"), "\(world.daemonLogs)")
+        #expect((try? world.http("GET", "/readyz", as: nil)) == nil, "nothing listens")
+    }
+}
+
 extension DaemonWorld {
     /// The body of a GET as alice, as text (for searching it for secrets).
     func raw(_ path: String) throws -> String {
