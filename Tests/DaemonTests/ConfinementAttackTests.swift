@@ -64,6 +64,28 @@ extension ConfinementAttackTests {
     }
 }
 
+extension ConfinementAttackTests {
+    @Test("terraform inherits no open file of the daemon (store, WAL, lock, mirror) and runs under Landlock with no new privileges")
+    func noInheritedDescriptors() async throws {
+        let world = try DaemonWorld()
+        defer { world.cleanup() }
+        try world.block("plan")
+        _ = try await world.startReadyDaemon()
+        try world.release("1.0.0")
+        try await eventually("terraform plan to start") { world.started("plan") }
+        let pidText = try String(contentsOf: world.control.appendingPathComponent("plan.pid"), encoding: .utf8)
+        let pid = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
+        let targets = descriptors.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+        let daemonFiles = world.scratch.appendingPathComponent("var").path
+        #expect(!targets.isEmpty)
+        #expect(targets.allSatisfy { !$0.hasPrefix(daemonFiles) }, "inherited: \(targets)")
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        #expect(status.contains("NoNewPrivs:\t1"), "lockstep-confine sets no_new_privs before Landlock")
+        try world.release(blocked: "plan")
+    }
+}
+
 extension DaemonWorld {
     /// The body of a GET as alice, as text (for searching it for secrets).
     func raw(_ path: String) throws -> String {
