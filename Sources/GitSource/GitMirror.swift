@@ -19,6 +19,12 @@ public actor GitMirror {
     /// How the last `sync()` ended: the remote shown unchanged by the cheap check, or a libgit2
     /// fetch. For the debug log and for tests that must know which path a sync took.
     private(set) var lastSyncPath: SyncPath?
+    /// Reachability answers for one branch tip, by tagged commit. Every poll asks the same
+    /// question for every release tag, and each answer is a walk of the branch's history: with
+    /// 300 tags that was a third of a CPU core at a 1 s poll. The answers only change when the
+    /// tip moves, so they are kept until it does.
+    private var answeredTip: ObjectID?
+    private var answers: [ObjectID: (reachable: Bool, merge: Bool)] = [:]
 
     enum SyncPath: Sendable, Equatable {
         /// The advertised branch tips and tags equalled the mirror's: nothing was fetched.
@@ -358,13 +364,24 @@ public actor GitMirror {
     /// and tree, and how that commit relates to the protected branch.
     public func releaseFacts(tag name: String, protectedBranch branch: String) throws(GitError) -> ReleaseFacts {
         let info = try tag(named: name)
-        return try withRepository { repo throws(GitError) in
-            let branchTip = try tip(of: branch, in: repo)
-            var tipOID = branchTip.gitOID
-            let isReachable = try reachable(info.commit, from: &tipOID, in: repo)
-            let isMerge = isReachable ? try firstParentMerge(info.commit, tip: &tipOID, in: repo) : false
-            return ReleaseFacts(tag: info, branchTip: branchTip, reachableFromBranch: isReachable, isMergeOnFirstParentChain: isMerge)
+        let branchTip = try withRepository { repo throws(GitError) in try tip(of: branch, in: repo) }
+        if answeredTip != branchTip {
+            answeredTip = branchTip
+            answers.removeAll()
         }
+        let answer: (reachable: Bool, merge: Bool)
+        if let known = answers[info.commit] {
+            answer = known
+        } else {
+            answer = try withRepository { repo throws(GitError) in
+                var tipOID = branchTip.gitOID
+                let isReachable = try reachable(info.commit, from: &tipOID, in: repo)
+                return (isReachable, isReachable ? try firstParentMerge(info.commit, tip: &tipOID, in: repo) : false)
+            }
+            answers[info.commit] = answer
+        }
+        return ReleaseFacts(tag: info, branchTip: branchTip, reachableFromBranch: answer.reachable,
+                            isMergeOnFirstParentChain: answer.merge)
     }
 
     /// The raw tag object of `name`, split into signed payload and signature block, for

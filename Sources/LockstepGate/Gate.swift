@@ -57,6 +57,11 @@ public actor Gate {
     /// serialising keeps two approvals from each counting without the other).
     private var busy = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// The last tag decision this gate recorded (or found already recorded) per target and
+    /// tag. A pass re-decides every tag; asking the store about each unchanged decision was a
+    /// write transaction per tag per poll. Only a decision that differs goes to the store, which
+    /// still keeps only changes (so a second gate on the same store stays correct).
+    var recordedDecisions: [TargetID: [String: StoredTagDecision]] = [:]
     /// Targets a plan is running for in this process right now. A second pass, or a stale
     /// snapshot of a run, must not start a second terraform on the same target's state
     /// (the store's `queued → planning` compare-and-set stops it across processes too).

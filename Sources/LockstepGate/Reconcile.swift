@@ -226,11 +226,14 @@ extension Gate {
             case .rejected(let reasons):
                 stored.rejections = reasons
             }
-            if try await store.recordTagDecision(stored, at: now(), actor: Self.systemActor) {
-                report.decisionsRecorded[target, default: []].append(tag.name)
-                logger.info("tag decided", metadata: ["target": "\(target)", "tag": "\(displaySafe(tag.name))",
-                                                      "tag.accepted": "\(stored.accepted)",
-                                                      "tag.rejections": "\(stored.rejections.map(\.code.rawValue))"])
+            if recordedDecisions[target]?[tag.name] != stored {
+                if try await store.recordTagDecision(stored, at: now(), actor: Self.systemActor) {
+                    report.decisionsRecorded[target, default: []].append(tag.name)
+                    logger.info("tag decided", metadata: ["target": "\(target)", "tag": "\(displaySafe(tag.name))",
+                                                          "tag.accepted": "\(stored.accepted)",
+                                                          "tag.rejections": "\(stored.rejections.map(\.code.rawValue))"])
+                }
+                recordedDecisions[target, default: [:]][tag.name] = stored
             }
         }
         return accepted

@@ -39,6 +39,12 @@ struct DaemonBenchmark: AsyncParsableCommand {
     @Option(help: "Projects of the large repo (each served in dev, staging and prod).")
     var projects: Int = 34
 
+    @Option(help: "Release tags of the repo whose idle CPU is measured (one environment, poll_interval as above).")
+    var tags: Int = 300
+
+    @Option(help: "Seconds of idle CPU measured.")
+    var idleSeconds: Int = 20
+
     @Option(help: "First TCP port used by the daemons.")
     var port: Int = 18_420
 
@@ -131,7 +137,48 @@ struct DaemonBenchmark: AsyncParsableCommand {
         print("")
         print("example ready \(Self.format(readyAfter)) s after start; the large repo ready \(Self.format(bigReadyAfter)) s after start, "
               + "its first pass having planned \(planned) dev targets (max_concurrent_plans 2; \(Self.format(passSeconds)) s more until all were listed)")
+
+        // 3. Many tags: what an idle daemon spends per poll re-deciding them.
+        let tagged = work.appendingPathComponent("tagged")
+        try makeExampleRepo(tagged)
+        try Self.sh(Self.gitPrelude + """
+            w='\(tagged.path)/work'
+            as "Alice Maintainer" alice@example.com
+            for i in $(seq 1 \(tags)); do
+              g -C "$w" checkout -qb r$i
+              printf 'app_version = "2.0.%s"\\n' $i > "$w/app/release.auto.tfvars"
+              g -C "$w" commit -qam "Release 2.0.$i"
+              g -C "$w" checkout -q main
+              g -C "$w" merge -q --no-ff -m "Merge release 2.0.$i" r$i
+              g -C "$w" tag -a dev/v2.0.$i -m "Release 2.0.$i to dev"
+              g -C "$w" branch -qD r$i
+            done
+            g -C "$w" push -q '\(tagged.path)/delivery.git' main --follow-tags
+            """)
+        try writeAgentConfig(tagged, port: port + 2, tf: tf, mirror: mirrorPath)
+        let taggedDaemon = try startDaemon(tagged, binary: lockstepBin)
+        defer { stop(taggedDaemon) }
+        _ = try await waitReady("http://127.0.0.1:\(port + 2)", daemon: taggedDaemon, timeout: 300)
+        try await Task.sleep(for: .seconds(3))
+        let ticksBefore = Self.cpuTicks(taggedDaemon.processIdentifier)
+        try await Task.sleep(for: .seconds(idleSeconds))
+        let ticks = Self.cpuTicks(taggedDaemon.processIdentifier) - ticksBefore
+        stop(taggedDaemon)
+        print("")
+        print("| idle daemon, \(tags + 1) dev tags, poll_interval \(pollInterval)s | CPU over \(idleSeconds) s | share of one core |")
+        print("|---|---:|---:|")
+        print("| after the first pass | \(Self.format(Double(ticks) / 100)) s | \(String(format: "%.1f", Double(ticks) / Double(idleSeconds))) % |")
         try? fm.removeItem(at: work)
+    }
+
+    /// utime + stime of a process in clock ticks (100 per second on Linux), from /proc/PID/stat.
+    static func cpuTicks(_ pid: Int32) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let end = text.lastIndex(of: ")") else { return 0 }
+        // Fields after the command name: state is field 3, utime 14, stime 15.
+        let fields = text[text.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+        return user + system
     }
 
     // MARK: Repositories

@@ -77,6 +77,32 @@ struct ReachabilityTests {
         #expect(good.branchTip.hex == h.fastForward)
     }
 
+    @Test("release facts follow the branch: an unmerged tag becomes reachable once merged, and a branch reset makes a tag unreachable again (answers kept per tip)")
+    func releaseFactsFollowTheBranch() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let h = try makeMergedHistory(fixture)
+        try fixture.tag("prod/v9.0.0", annotated: true, message: "later merged", at: h.unmerged)
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        let before = try await mirror.releaseFacts(tag: "prod/v9.0.0", protectedBranch: "main")
+        #expect(!before.reachableFromBranch)
+        #expect(try await mirror.releaseFacts(tag: "prod/v9.0.0", protectedBranch: "main").reachableFromBranch == false,
+                "asked again with the same tip: the same answer")
+
+        _ = try fixture.merge("unmerged", noFF: true, message: "Merge pull request #9")
+        _ = try await mirror.sync()
+        let merged = try await mirror.releaseFacts(tag: "prod/v9.0.0", protectedBranch: "main")
+        #expect(merged.reachableFromBranch, "the tip moved: the answer is computed again")
+        #expect(!merged.isMergeOnFirstParentChain, "the tagged commit is the branch's, not the merge")
+
+        try fixture.git("reset", "-q", "--hard", h.fastForward)
+        _ = try await mirror.sync()
+        let reset = try await mirror.releaseFacts(tag: "prod/v9.0.0", protectedBranch: "main")
+        #expect(!reset.reachableFromBranch, "the tip went back: the merged answer is not reused")
+        #expect(reset.branchTip.hex == h.fastForward)
+    }
+
     @Test("an unknown or hostile branch name is refused")
     func badBranch() async throws {
         let fixture = try GitFixture()
