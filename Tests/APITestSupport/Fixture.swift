@@ -63,6 +63,18 @@ public enum Fixture {
                                     commit: object("b")),
         pin: nil, alerts: 0)
 
+    /// app in prod: nothing applied yet, 1.1.0 (pinned below 1.2.0) waiting for two
+    /// approvals in run-prod-1. The alert count differs per test target's screens.
+    public static func appProdTarget(alerts: Int) -> APITarget {
+        APITarget(
+            project: app, environment: environment("prod"),
+            desired: APIRevision(version: v1_1_0, tag: "prod/v1.1.0", commit: object("a")),
+            applied: nil,
+            pending: APIPendingRevision(runID: id("run-prod-1"), state: .awaitingApproval, version: v1_1_0,
+                                        tag: "prod/v1.1.0", commit: object("a")),
+            pin: APIPin(version: v1_1_0, ceiling: v1_2_0), alerts: alerts)
+    }
+
     public static func run(_ runID: String, environment env: String, state: RunState, version: SemanticVersion,
                            commit: Character) -> APIRunDetail {
         APIRunDetail(

@@ -45,13 +45,7 @@ extension Fixture {
         pending: APIPendingRevision(runID: id("run-stg-0"), state: .interrupted, version: v1_1_0, tag: "staging/v1.1.0",
                                     commit: object("a")),
         pin: nil, alerts: 1)
-    static let appProd = APITarget(
-        project: app, environment: environment("prod"),
-        desired: APIRevision(version: v1_1_0, tag: "prod/v1.1.0", commit: object("a")),
-        applied: nil,
-        pending: APIPendingRevision(runID: id("run-prod-1"), state: .awaitingApproval, version: v1_1_0,
-                                    tag: "prod/v1.1.0", commit: object("a")),
-        pin: APIPin(version: v1_1_0, ceiling: v1_2_0), alerts: 0)
+    static let appProd = appProdTarget(alerts: 0)
 
     static let environments = [
         APIEnvironment(name: environment("dev"), promoteFrom: nil, requiredApprovals: 1, approvers: [alice, bob, carol],

@@ -32,13 +32,7 @@ struct BackendExploded: Error, CustomStringConvertible {
 // MARK: - Canned values of the HTTP tests (the shared ones are in APITestSupport)
 
 extension Fixture {
-    static let prodTarget = APITarget(
-        project: app, environment: environment("prod"),
-        desired: APIRevision(version: v1_1_0, tag: "prod/v1.1.0", commit: object("a")),
-        applied: nil,
-        pending: APIPendingRevision(runID: id("run-prod-1"), state: .awaitingApproval, version: v1_1_0,
-                                    tag: "prod/v1.1.0", commit: object("a")),
-        pin: APIPin(version: v1_1_0, ceiling: v1_2_0), alerts: 1)
+    static let prodTarget = appProdTarget(alerts: 1)
 
     static let environments = [
         APIEnvironment(name: environment("dev"), promoteFrom: nil, requiredApprovals: 1, approvers: [alice, bob, carol],
