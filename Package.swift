@@ -166,9 +166,17 @@ let package = Package(
         .testTarget(name: "LockstepCoreTests", dependencies: ["LockstepCore"], swiftSettings: strict),
         .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig"], swiftSettings: strict),
         .testTarget(name: "RunStoreTests", dependencies: ["RunStore", "LockstepCore"], swiftSettings: strict),
+        // One canned APIBackend and its fixtures for the HTTP and CLI tests. Test-only:
+        // only test targets depend on it, and no product contains it.
+        .target(
+            name: "APITestSupport",
+            dependencies: ["LockstepHTTP", "LockstepCore"],
+            path: "Tests/APITestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "LockstepHTTPTests",
-            dependencies: ["LockstepHTTP", "LockstepCore",
+            dependencies: ["APITestSupport", "LockstepHTTP", "LockstepCore",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "HummingbirdTesting", package: "hummingbird")],
@@ -177,7 +185,7 @@ let package = Package(
         // The API client commands, run as the built `lockstep` binary against a real APIServer.
         .testTarget(
             name: "LockstepCommandsTests",
-            dependencies: ["LockstepCommands", "LockstepHTTP", "LockstepCore",
+            dependencies: ["APITestSupport", "LockstepCommands", "LockstepHTTP", "LockstepCore",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "Logging", package: "swift-log")],

@@ -1,3 +1,4 @@
+import APITestSupport
 import Foundation
 import LockstepCore
 import Testing
@@ -11,7 +12,7 @@ import Testing
 struct CredentialTests {
     /// Rejects run-dev-1 and returns the identity the server saw, or nil when nothing was accepted.
     private func actingIdentity(_ arguments: [String], home: Scratch, environment: [String: String] = [:],
-                                backend: TestBackend, sourceLocation: SourceLocation = #_sourceLocation) async throws -> (CLIResult, String?) {
+                                backend: CannedBackend, sourceLocation: SourceLocation = #_sourceLocation) async throws -> (CLIResult, String?) {
         let before = backend.calls.mutations.count
         let result = try await CLI.run(["reject", "run-dev-1", "--reason", "precedence"] + arguments, home: home,
                                        environment: environment, sourceLocation: sourceLocation)
@@ -22,7 +23,7 @@ struct CredentialTests {
     @Test("the token: --token-file over the environment over the client config")
     func tokenPrecedence() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         let alice = try home.tokenFile(Fixture.aliceToken, name: "alice.token")
         let bob = try home.tokenFile(Fixture.bobToken, name: "bob.token")
         let carol = try home.tokenFile(Fixture.carolToken, name: "carol.token")
@@ -65,7 +66,7 @@ struct CredentialTests {
     @Test("the server: --server over LOCKSTEP_SERVER over the client config")
     func serverPrecedence() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         let closed = try BoundSocket(listening: false)
         let dead = "http://127.0.0.1:\(closed.port)"
         let token = try home.tokenFile(Fixture.aliceToken)
@@ -145,7 +146,7 @@ struct CredentialTests {
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
         let zero = home.url.appendingPathComponent("zero.token").path
         try FileManager.default.createSymbolicLink(atPath: zero, withDestinationPath: "/dev/zero")
-        let backend = TestBackend()
+        let backend = CannedBackend()
         try await withServer(backend) { url in
             let linked = try await CLI.run(["status", "--server", url, "--token-file", link], home: home)
             #expect(linked.status == 0 && linked.stderr.isEmpty, "no warning about the link's own mode 777: \(linked.stderr)")

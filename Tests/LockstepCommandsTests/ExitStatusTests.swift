@@ -1,3 +1,4 @@
+import APITestSupport
 import Foundation
 import Hummingbird
 import LockstepCore
@@ -16,7 +17,7 @@ struct ExitStatusTests {
     @Test("refused (403 and 409) exits 3 with the server's code and message, and changes nothing")
     func refused() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         try await withServer(backend) { url in
             // carol may not approve prod: 403.
             let forbidden = try await VerbTests.run(["approve", "run-prod-1", "--digest", Fixture.planDigest.rawValue],
@@ -67,7 +68,7 @@ struct ExitStatusTests {
     @Test("a wrong token exits 6 and is never echoed")
     func unauthorized() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         try await withServer(backend) { url in
             for arguments in [["status"], ["approve", "run-dev-1", "--digest", Fixture.planDigest.rawValue], ["runs", "--json"]] {
                 let result = try await VerbTests.run(arguments, url: url, home: home, token: Fixture.strangerToken)
@@ -114,7 +115,7 @@ struct ExitStatusTests {
     @Test("usage errors exit 1 before anything is sent")
     func usage() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         try await withServer(backend) { url in
             let cases: [([String], String)] = [
                 (["show", "../etc"], "RUN: run id"),

@@ -1,3 +1,4 @@
+import APITestSupport
 import Foundation
 import Testing
 
@@ -73,7 +74,7 @@ struct HelpAndCompletionTests {
     @Test("TAB in bash completes run ids and environments from the daemon")
     func bashCompletesFromTheDaemon() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         let token = try home.tokenFile(Fixture.aliceToken)
         let bash = try await CLI.run(["--generate-completion-script", "bash"], home: home)
         let script = try home.write("lockstep.bash", bash.stdout, mode: 0o644)

@@ -1,3 +1,4 @@
+import APITestSupport
 import Foundation
 import Hummingbird
 import LockstepCore
@@ -9,7 +10,7 @@ import Testing
 
 /// Runs the real APIServer (the application the daemon runs) over `backend` on 127.0.0.1,
 /// port chosen by the kernel, for the duration of `body`.
-func withServer<T: Sendable>(_ backend: TestBackend = TestBackend(),
+func withServer<T: Sendable>(_ backend: CannedBackend = CannedBackend(),
                              _ body: (_ url: String) async throws -> T) async throws -> T {
     let tokens = try APITokenTable(Fixture.credentials)
     var logger = Logger(label: "lockstep.cli.test")

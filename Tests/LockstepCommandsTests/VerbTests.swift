@@ -1,3 +1,4 @@
+import APITestSupport
 import Foundation
 import LockstepCore
 import LockstepHTTP
@@ -61,7 +62,7 @@ struct VerbTests {
     @Test("status: an interrupted run is loud even when its target reports nothing pending")
     func statusAsksForInterruptedRuns() async throws {
         let home = try Scratch()
-        var backend = TestBackend()
+        var backend = CannedBackend()
         var stray = Fixture.run("run-net-7", environment: "dev", state: .interrupted, version: Fixture.v2_0_0, commit: "c")
         stray.project = Fixture.net
         backend.runDetails.append(stray)
@@ -80,7 +81,7 @@ struct VerbTests {
     @Test("runs: a table, filters passed to the API, and --json")
     func runs() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         try await withServer(backend) { url in
             let all = try await Self.run(["runs"], url: url, home: home)
             #expect(all.status == 0, "\(all.stderr)")
@@ -162,7 +163,7 @@ struct VerbTests {
     @Test("approve, reject, rollback and resolve: the change, said plainly, and the API's JSON")
     func changes() async throws {
         let home = try Scratch()
-        let backend = TestBackend()
+        let backend = CannedBackend()
         try await withServer(backend) { url in
             let approve = try await Self.run(["approve", "run-prod-1", "--digest", Fixture.planDigest.rawValue.uppercased()],
                                              url: url, home: home, token: Fixture.bobToken)

@@ -1,3 +1,4 @@
+import APITestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -27,7 +28,7 @@ struct RouteTests {
             let response = try await client.execute(uri: "/api/v1/targets", method: .get, headers: bearer(Fixture.aliceToken))
             #expect(response.status == .ok)
             let list = try decode(APITargetList.self, response)
-            #expect(list.targets == [Fixture.devTarget, Fixture.prodTarget])
+            #expect(list.targets == [Fixture.appDev, Fixture.prodTarget])
             #expect(list.targets.last?.pin == APIPin(version: Fixture.v1_1_0, ceiling: Fixture.v1_2_0))
         }
     }
