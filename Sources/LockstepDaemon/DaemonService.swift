@@ -123,6 +123,13 @@ public final class DaemonService: Service, Sendable {
     }
 
     private func pass() async {
+        let clock = ContinuousClock()
+        let started = clock.now
+        defer {
+            let elapsed = clock.now - started
+            logger.debug("pass ended", metadata: [
+                "pass.duration_ms": "\(elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000)"])
+        }
         do {
             let report = try await gate.reconcile()
             for problem in report.problems {

@@ -86,6 +86,9 @@ struct DaemonBenchmark: AsyncParsableCommand {
             // Alternate the order so neither side always runs right after the other.
             for side in n % 2 == 1 ? [0, 1] : [1, 0] {
                 if side == 0 {
+                    // A random pause first: the loop is otherwise periodic, so every tag would
+                    // reach the daemon at the same point of its poll cycle.
+                    try await Task.sleep(for: .milliseconds(Int.random(in: 0..<(pollInterval * 1_000))))
                     let tag = "dev/v1.0.\(n)"
                     try Self.sh(Self.releaseScript(repo: ex, version: "1.0.\(n)", tag: tag))
                     let start = ContinuousClock.now
