@@ -162,11 +162,25 @@ struct CredentialsAndVerifyTests {
         #expect(run.state == .failed)
         #expect(reason.contains("apply_timeout (2s)") && reason.contains("part of the plan may have been applied"), "\(reason)")
         #expect(world.planFilesOnDisk().isEmpty)
-        let leftovers = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).filter { entry in
-            guard Int32(entry) != nil, let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
-            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains("sleep 300")
+        // The runner SIGKILLs terraform's whole process group as it returns; a killed process
+        // can stay visible in /proc for a moment on a loaded machine, so allow it 10 s to go
+        // (a real leftover would live for the 300 s of its sleep).
+        let deadline = ContinuousClock.now + .seconds(10)
+        var leftovers = Self.processes(containing: "sleep 300")
+        while !leftovers.isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            leftovers = Self.processes(containing: "sleep 300")
         }
         #expect(leftovers.isEmpty, "the provisioner's process is gone")
+    }
+
+    /// Live processes whose command line contains `marker` (zombies have an empty one).
+    static func processes(containing marker: String) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.filter { entry in
+            guard Int32(entry) != nil, let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
+            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(marker)
+        }
     }
 
     @Test("a failed verify fails the run and blocks promotion, with the reason")
