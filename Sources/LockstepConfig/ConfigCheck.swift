@@ -1,5 +1,6 @@
 /// Everything `lockstep config check --config FILE [--repo DIR]` reports, in one list: the
-/// agent config's own errors, then (with a repo checkout) the repo config's errors, the
+/// agent config's own errors and what its confinement would grant unsafely, then (with a
+/// repo checkout) the repo config's errors, the
 /// cross-check between the two and every layout path resolved inside the checkout.
 ///
 /// Returns an empty list when both files are valid together. The command stays a thin
@@ -9,6 +10,7 @@ public func checkConfiguration(agentPath: String, repoRoot: String?) -> [ConfigE
     var agent: AgentConfig?
     do {
         agent = try AgentConfig.load(path: agentPath)
+        errors += agent?.confinementProblems(configPath: agentPath) ?? []
     } catch {
         errors += error.errors
     }

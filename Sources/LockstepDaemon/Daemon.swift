@@ -111,47 +111,24 @@ public enum Daemon {
         try? store.close()
     }
 
-    /// What terraform and verify commands are kept from (see ``Confinement``): the store's
-    /// folder (store, runs, the runner's tools), the git mirror, this config, every secret
-    /// file it names and systemd's credentials folder. Checked before anything runs: with
-    /// `confine: true` (the default) a kernel without Landlock stops the daemon here rather
-    /// than let plan-time code read apply credentials.
+    /// What terraform and verify commands are kept from (see ``Confinement`` and
+    /// `AgentConfig.confinementHiddenPaths`), plus systemd's credentials folder. Checked
+    /// before anything runs: with `confine: true` (the default) a kernel without Landlock,
+    /// or a grant that would expose a hidden path, stops the daemon here rather than let
+    /// plan-time code read apply credentials.
     static func confinement(_ agent: AgentConfig, configPath: String, storeFolder: URL, environment: [String: String],
                             logger: Logger) async throws -> Confinement? {
         guard agent.terraform.confine else {
             logger.warning("terraform runs unconfined (terraform.confine: false): plan-time code from the delivery repository can read every file this daemon can, apply credentials included")
             return nil
         }
-        let missing = agent.terraform.writablePaths.filter { path in
-            var isFolder: ObjCBool = false
-            return !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue
+        let problems = agent.confinementProblems(configPath: configPath)
+        guard problems.isEmpty else {
+            throw DaemonError(.config, "the agent config's confinement is unsafe or unusable:\n"
+                              + problems.map { "  \($0.description)" }.joined(separator: "\n"))
         }
-        guard missing.isEmpty else {
-            throw DaemonError(.config, "terraform.writable_paths: \(missing.joined(separator: ", ")) is not an existing folder")
-        }
-        var hidden = [storeFolder.path, agent.mirrorDir, URL(fileURLWithPath: configPath).standardizedFileURL.path]
-        hidden += agent.environments.values.flatMap { [$0.planCredentialsFile, $0.applyCredentialsFile].compactMap(\.self) }
-        switch agent.repository.credentials {
-        case .none: break
-        case .https(_, let tokenFile): hidden.append(tokenFile)
-        case .ssh(let keyFile, _): hidden.append(keyFile)
-        }
-        if let webhook = agent.webhookSecretFile { hidden.append(webhook) }
+        var hidden = agent.confinementHiddenPaths(configPath: configPath)
         if let systemd = environment["CREDENTIALS_DIRECTORY"], systemd.hasPrefix("/") { hidden.append(systemd) }
-        // A grant covers everything below it, hidden paths included: a writable path (or the
-        // provider mirror, or the plugin cache) that contains the store or a credentials file
-        // would hand it back to terraform.
-        let granted = [("terraform.writable_paths", agent.terraform.writablePaths),
-                       ("terraform.provider_mirror", agent.terraform.providerMirrorDir.map { [$0] } ?? []),
-                       ("terraform.plugin_cache_dir", agent.terraform.pluginCacheDir.map { [$0] } ?? [])]
-        for (key, paths) in granted {
-            for path in paths {
-                let folder = URL(fileURLWithPath: path).standardizedFileURL.path
-                if let exposed = hidden.first(where: { $0 == folder || $0.hasPrefix(folder == "/" ? "/" : folder + "/") }) {
-                    throw DaemonError(.config, "\(key): \(path) contains \(exposed), which terraform must never reach; choose a folder outside it")
-                }
-            }
-        }
         let confinement = Confinement(
             launcher: Confinement.launcherBesideExecutable(),
             hiddenPaths: hidden.map { URL(fileURLWithPath: $0) },
