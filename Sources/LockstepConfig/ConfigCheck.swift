@@ -10,7 +10,7 @@ public func checkConfiguration(agentPath: String, repoRoot: String?) -> [ConfigE
     var agent: AgentConfig?
     do {
         agent = try AgentConfig.load(path: agentPath)
-        errors += agent?.confinementProblems(configPath: agentPath) ?? []
+        errors += agent?.confinementProblems(configPath: agentPath, onThisMachine: false) ?? []
     } catch {
         errors += error.errors
     }

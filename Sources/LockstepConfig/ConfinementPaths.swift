@@ -24,12 +24,13 @@ extension AgentConfig {
         return hidden
     }
 
-    /// Every problem with what confinement grants, reported at once: a writable path that is
-    /// not an existing folder (the launcher could not grant it), and a writable path, provider
-    /// mirror or plugin cache that contains a hidden path. A Landlock grant covers everything
-    /// below it, so such a grant would hand the store or a credentials file back to terraform.
-    /// Empty when `terraform.confine` is false.
-    public func confinementProblems(configPath: String) -> [ConfigError] {
+    /// Every problem with what confinement grants, reported at once: a writable path, provider
+    /// mirror or plugin cache that contains a hidden path (a Landlock grant covers everything
+    /// below it, so it would hand the store or a credentials file back to terraform) and, with
+    /// `onThisMachine`, a writable path that is not an existing folder here (the launcher
+    /// could not grant it; the daemon checks this, `config check` may run elsewhere). Empty
+    /// when `terraform.confine` is false.
+    public func confinementProblems(configPath: String, onThisMachine: Bool) -> [ConfigError] {
         guard terraform.confine else { return [] }
         let hidden = confinementHiddenPaths(configPath: configPath)
         var problems: [ConfigError] = []
@@ -46,7 +47,7 @@ extension AgentConfig {
         }
         for (index, path) in terraform.writablePaths.enumerated() {
             var isFolder: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue {
+            if onThisMachine, !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue {
                 problems.append(ConfigError(file: file, keyPath: "terraform.writable_paths[\(index)]",
                                             expected: "an existing folder", code: .invalidValue))
             }

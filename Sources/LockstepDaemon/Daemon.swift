@@ -122,7 +122,7 @@ public enum Daemon {
             logger.warning("terraform runs unconfined (terraform.confine: false): plan-time code from the delivery repository can read every file this daemon can, apply credentials included")
             return nil
         }
-        let problems = agent.confinementProblems(configPath: configPath)
+        let problems = agent.confinementProblems(configPath: configPath, onThisMachine: true)
         guard problems.isEmpty else {
             throw DaemonError(.config, "the agent config's confinement is unsafe or unusable:\n"
                               + problems.map { "  \($0.description)" }.joined(separator: "\n"))

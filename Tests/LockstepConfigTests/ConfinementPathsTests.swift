@@ -29,10 +29,10 @@ struct ConfinementPathsTests {
         #expect(hidden.contains(base + "/var/mirror"))
         #expect(hidden.contains(base + "/agent.yaml"))
         #expect(hidden.contains(base + "/secrets/prod-apply.env"))
-        #expect(config.confinementProblems(configPath: base + "/agent.yaml").isEmpty)
+        #expect(config.confinementProblems(configPath: base + "/agent.yaml", onThisMachine: true).isEmpty)
     }
 
-    @Test("a grant that contains a hidden path, and a writable path that is not a folder, are reported with their keys")
+    @Test("a grant that contains a hidden path, and (on the daemon's machine) a writable path that is not a folder, are reported with their keys")
     func unsafeGrants() throws {
         let (config, base) = try agent(terraform: """
             terraform:
@@ -41,20 +41,22 @@ struct ConfinementPathsTests {
               provider_mirror: secrets
             """)
         defer { try? FileManager.default.removeItem(atPath: base) }
-        let problems = config.confinementProblems(configPath: base + "/agent.yaml")
+        let problems = config.confinementProblems(configPath: base + "/agent.yaml", onThisMachine: true)
         #expect(problems.map(\.keyPath) == ["terraform.writable_paths[1]", "terraform.writable_paths[2]", "terraform.provider_mirror"],
                 "\(problems)")
         #expect(problems.first?.code == .conflict)
         #expect(problems.allSatisfy { !$0.description.contains(base + "/secrets") && !$0.description.contains(base + "/missing") },
                 "no configured value is echoed")
-        // `lockstep config check` reports the same problems.
-        #expect(checkConfiguration(agentPath: base + "/agent.yaml", repoRoot: nil) == problems)
+        // `lockstep config check` reports the conflicts; whether a folder exists is the
+        // daemon's check on its own machine.
+        #expect(checkConfiguration(agentPath: base + "/agent.yaml", repoRoot: nil).map(\.keyPath)
+                == ["terraform.writable_paths[1]", "terraform.provider_mirror"])
     }
 
     @Test("confine: false grants nothing, so nothing is reported")
     func unconfined() throws {
         let (config, base) = try agent(terraform: "terraform: {binary: /usr/bin/terraform, confine: false, writable_paths: [.]}")
         defer { try? FileManager.default.removeItem(atPath: base) }
-        #expect(config.confinementProblems(configPath: base + "/agent.yaml").isEmpty)
+        #expect(config.confinementProblems(configPath: base + "/agent.yaml", onThisMachine: true).isEmpty)
     }
 }
