@@ -38,9 +38,7 @@ struct CrashTests {
         #expect(detail["digest"] is String)
         #expect(world.applyCount == 0)
 
-        let after = try await world.auditEntries()
-        #expect(Array(after.prefix(before.count)) == before, "every audit entry stored before the kill is still there")
-        #expect(AuditChain.verify(after).isIntact)
+        try await world.expectAuditKept(before)
     }
 
     @Test("kill -9 while applying: the run is interrupted, never applied again, loud until resolved; resolve is audited")
@@ -80,9 +78,7 @@ struct CrashTests {
         #expect(try world.runState(id) == "failed")
         #expect(world.applyCount == 0)
 
-        let after = try await world.auditEntries()
-        #expect(Array(after.prefix(before.count)) == before, "every audit entry stored before the kill is still there")
-        #expect(AuditChain.verify(after).isIntact)
+        let after = try await world.expectAuditKept(before)
         #expect(after.contains { $0.actor == "alice" && $0.runID == runID(id) && $0.kind == .transition },
                 "the resolution is audited with who did it")
     }
@@ -128,9 +124,7 @@ struct CrashTests {
         try await world.startReadyDaemon()
         #expect(world.applyCount == 1, "a later start does not apply the run again")
 
-        let after = try await world.auditEntries()
-        #expect(Array(after.prefix(before.count)) == before, "every audit entry stored before the kill is still there")
-        #expect(AuditChain.verify(after).isIntact)
+        try await world.expectAuditKept(before)
     }
 
     @Test("a second daemon on the same store refuses to start, naming the lock file and the holder's pid")

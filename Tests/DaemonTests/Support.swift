@@ -447,4 +447,14 @@ final class DaemonWorld: @unchecked Sendable {
         defer { try? store.close() }
         return try await store.auditEntries()
     }
+
+    /// Checks that every audit entry in `before` (read before a kill) is still there, in
+    /// order, and the chain is intact; returns the entries now.
+    @discardableResult
+    func expectAuditKept(_ before: [AuditEntry]) async throws -> [AuditEntry] {
+        let after = try await auditEntries()
+        #expect(Array(after.prefix(before.count)) == before, "every audit entry stored before the kill is still there")
+        #expect(AuditChain.verify(after).isIntact)
+        return after
+    }
 }

@@ -97,6 +97,19 @@ func processExists(_ pid: Int32) -> Bool {
 
 @Suite("Gate: concurrent and cancelled plans", .timeLimit(.minutes(3)))
 struct PlanSchedulingTests {
+    /// Tags `dev/v1.0.0` and starts a pass whose dev plan is held inside terraform plan;
+    /// returns the pass and the pid of the held terraform.
+    func startBlockedDevPlan(_ world: World, _ terraform: BlockingTerraform) async throws
+        -> (Task<ReconcileReport, any Error>, Int32) {
+        let commit = try world.mergeRelease("1.0.0")
+        try world.tag("dev/v1.0.0", at: commit)
+        try world.publish()
+        try terraform.blockPlans()
+        let gate = world.gate
+        let pass = Task { try await gate.reconcile() }
+        return (pass, try #require(try await terraform.waitForStarted(1).first))
+    }
+
     func makeWorld(_ terraform: BlockingTerraform, limit: Int) throws -> World {
         try World(environmentsYAML: twoTargets, environments: ["dev", "staging"], terraformBinary: terraform.wrapper,
                   agentExtraYAML: "max_concurrent_plans: \(limit)")
@@ -235,13 +248,8 @@ struct PlanSchedulingTests {
         defer { terraform.cleanup() }
         let world = try makeWorld(terraform, limit: 2)
         defer { world.cleanup() }
-        let commit = try world.mergeRelease("1.0.0")
-        try world.tag("dev/v1.0.0", at: commit)
-        try world.publish()
-        try terraform.blockPlans()
+        let (pass, pid) = try await startBlockedDevPlan(world, terraform)
         let gate = world.gate
-        let pass = Task { try await gate.reconcile() }
-        let pid = try #require(try await terraform.waitForStarted(1).first)
         let planning = try await world.run("dev", "1.0.0")
         #expect(planning.state == .planning)
         #expect(FileManager.default.fileExists(atPath: world.scratch.appendingPathComponent("runs/\(planning.id.rawValue)").path))
@@ -276,13 +284,8 @@ struct PlanSchedulingTests {
         defer { terraform.cleanup() }
         let world = try makeWorld(terraform, limit: 2)
         defer { world.cleanup() }
-        let commit = try world.mergeRelease("1.0.0")
-        try world.tag("dev/v1.0.0", at: commit)
-        try world.publish()
-        try terraform.blockPlans()
+        let (pass, pid) = try await startBlockedDevPlan(world, terraform)
         let gate = world.gate
-        let pass = Task { try await gate.reconcile() }
-        let pid = try #require(try await terraform.waitForStarted(1).first)
 
         // A whole second pass runs to its end while the first plan is blocked.
         let second = try await gate.reconcile()
