@@ -13,6 +13,11 @@ public enum RunEvent: Sendable, Hashable {
     case checksFailed(reasons: [String])
     /// An approval attempt, already judged by ``ApprovalRules``.
     case approvalRecorded(ApprovalDecision)
+    /// The approvals already stored for the run meet the policy, though the run is still
+    /// awaiting approval (found when an approver retries: a store written by an older
+    /// version could keep an approval without the transition it caused, or the policy now
+    /// asks for fewer). The run moves on without recording the approval again.
+    case approvalsAlreadySufficient(validApprovals: Int, required: Int)
     case rejected(by: IdentityName, reason: String)
     /// A newer accepted tag for the same target.
     case superseded(by: RunID?)
@@ -40,6 +45,7 @@ public enum RunEvent: Sendable, Hashable {
         case .checksPassed: "checks_passed"
         case .checksFailed: "checks_failed"
         case .approvalRecorded: "approval_recorded"
+        case .approvalsAlreadySufficient: "approvals_already_sufficient"
         case .rejected: "rejected"
         case .superseded: "superseded"
         case .tagMoved: "tag_moved"
@@ -190,6 +196,9 @@ public struct RunStateMachine: Sendable, Hashable {
 
         case (_, .approvalRecorded(let decision)):
             return approval(decision)
+        case (.awaitingApproval, .approvalsAlreadySufficient(let valid, let required)) where valid >= required && required >= 1:
+            return [move(to: .approved, .approvalsSatisfied, detail: "\(valid) of \(required), already recorded"),
+                    .checkApplyPreconditions]
 
         case (_, .rejected(let identity, let reason)) where state.isBeforeApply:
             return abandon(to: .rejected, .rejected, detail: "by \(identity): \(reason)")

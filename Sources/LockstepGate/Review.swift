@@ -22,8 +22,25 @@ extension Gate {
         let approvalPolicy = try approvalPolicy(for: run, policy)
         let context = ApprovalContext(runID: id, state: run.state, planDigest: planDigest,
                                       taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities)
-        let decision = ApprovalRules.decide(approval, for: context, existing: try await store.approvals(of: id),
-                                            policy: approvalPolicy, now: now())
+        let existing = try await store.approvals(of: id)
+        let decision = ApprovalRules.decide(approval, for: context, existing: existing, policy: approvalPolicy, now: now())
+        if case .refused(let refusal) = decision, refusal.code == .duplicateIdentity, run.state == .awaitingApproval {
+            // A retry by someone whose approval is already stored. If the stored approvals
+            // already meet the policy the run should have moved (a store written before an
+            // approval and its transition were one transaction could keep the approval
+            // alone after a crash): move it now rather than leave it stuck behind a refusal.
+            let valid = ApprovalRules.validApprovals(existing, for: context, policy: approvalPolicy, now: now()).count
+            if valid >= approvalPolicy.requiredApprovals {
+                let moved = try await drive(run, .approvalsAlreadySufficient(validApprovals: valid,
+                                                                            required: approvalPolicy.requiredApprovals),
+                                            actor: identity.rawValue)
+                if moved.state == .approved {
+                    logger.warning("run approved on a retry: its approvals were already stored",
+                                   metadata: ["run.id": "\(id)", "identity": "\(identity)"])
+                    return .approved
+                }
+            }
+        }
         let result = try await drive(run, .approvalRecorded(decision), actor: identity.rawValue)
         if let refusal = result.approvalRefusal {
             logger.info("approval refused", metadata: ["run.id": "\(id)", "identity": "\(identity)",

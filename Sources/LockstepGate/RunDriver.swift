@@ -34,7 +34,9 @@ extension Gate {
     /// Every ``RunAction/persist(_:)`` is committed with ``RunStore/transition(_:_:update:at:actor:)``
     /// (a compare-and-set on `from`) before the next action runs; a failed compare-and-set
     /// drops every remaining action. That ordering is what makes "stored before its side
-    /// effect starts" and "applied at most once" hold.
+    /// effect starts" and "applied at most once" hold. A ``RunAction/recordApproval(_:)``
+    /// directly followed by the persist it causes is committed together with it, in one
+    /// transaction (``RunStore/recordApproval(_:completing:at:actor:)``).
     func drive(_ loaded: StoredRun, _ first: RunEvent, actor: String) async throws -> DriveResult {
         var machine: RunStateMachine
         do {
@@ -49,32 +51,39 @@ extension Gate {
         var pendingUpdate = RunUpdate()
         let log = runLogger(loaded)
 
+        /// Notes a committed transition in the run as this drive sees it.
+        func committed(_ transition: RunTransition, _ update: RunUpdate) {
+            run.state = transition.to
+            if let digest = update.planDigest { run.planDigest = digest }
+            if let plan = update.plan { run.plan = plan }
+            run.lastReason = transition.reason.code
+            result.state = transition.to
+            result.committed.append(transition.to)
+            log.info("run moved", metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)",
+                                             "run.reason": "\(transition.reason.code)"])
+        }
+        func lost(_ transition: RunTransition) async -> DriveResult {
+            log.info("compare-and-set lost; dropping the remaining actions",
+                     metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)"])
+            result.lostRace = true
+            await afterLostRace(run, transition: transition)
+            return result
+        }
+
         while !events.isEmpty {
             let event = events.removeFirst()
-            for action in machine.handle(event) {
+            var actions = machine.handle(event)[...]
+            while let action = actions.popFirst() {
                 switch action {
                 case .persist(let transition):
                     let update = pendingUpdate
                     pendingUpdate = RunUpdate()
                     let (store, id, time) = (store, run.id, now())
-                    let committed = try await uncancelled {
+                    let stored = try await uncancelled {
                         try await store.transition(id, transition, update: update, at: time, actor: actor)
                     }
-                    guard committed else {
-                        log.info("compare-and-set lost; dropping the remaining actions",
-                                 metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)"])
-                        result.lostRace = true
-                        await afterLostRace(run, transition: transition)
-                        return result
-                    }
-                    run.state = transition.to
-                    if let digest = update.planDigest { run.planDigest = digest }
-                    if let plan = update.plan { run.plan = plan }
-                    run.lastReason = transition.reason.code
-                    result.state = transition.to
-                    result.committed.append(transition.to)
-                    log.info("run moved", metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)",
-                                                     "run.reason": "\(transition.reason.code)"])
+                    guard stored else { return await lost(transition) }
+                    committed(transition, update)
 
                 case .startPlan:
                     let (next, update) = await performPlan(run)
@@ -93,7 +102,24 @@ extension Gate {
                     log.info("plan awaiting approval", metadata: ["plan.digest": "\(digest)"])
 
                 case .recordApproval(let approval):
-                    try await store.recordApproval(approval, actor: actor)
+                    // The approval and the transition it completes are one store transaction:
+                    // stored apart, a crash between them would leave the run waiting with
+                    // enough approvals and its approver refused as a duplicate on retry.
+                    var next: RunTransition?
+                    if case .persist(let transition) = actions.first {
+                        next = transition
+                        actions.removeFirst()
+                    }
+                    let completing = next
+                    let (store, time) = (store, now())
+                    let stored = try await uncancelled {
+                        try await store.recordApproval(approval, completing: completing, at: time, actor: actor)
+                    }
+                    if let completing {
+                        guard stored else { return await lost(completing) }
+                        pendingUpdate = RunUpdate()
+                        committed(completing, RunUpdate())
+                    }
 
                 case .recordApprovalRefusal(let refusal):
                     try await store.recordApprovalRefusal(refusal, at: now(), actor: actor)

@@ -223,7 +223,17 @@ public protocol RunStore: Sendable {
 
     // MARK: Approvals
 
-    func recordApproval(_ approval: Approval, actor: String) async throws
+    /// Records an approval and, when `transition` is given, the transition it completes
+    /// (`awaiting_approval → approved`), in one transaction with both audit entries: no
+    /// crash can leave a run waiting with the approval that should have moved it stored
+    /// (the approver would then be refused as a duplicate). `transition` is a
+    /// compare-and-set on the run's state like ``transition(_:_:update:at:actor:)``: when
+    /// the run is no longer in `transition.from`, nothing at all is written (not even the
+    /// approval) and `false` is returned. Without a transition the approval alone is
+    /// recorded and `true` returned. The approval's audit entry carries `approval.time`,
+    /// the transition's carries `time`.
+    func recordApproval(_ approval: Approval, completing transition: RunTransition?, at time: Date,
+                        actor: String) async throws -> Bool
     func recordApprovalRefusal(_ refusal: ApprovalRefusal, at time: Date, actor: String) async throws
     func approvals(of runID: RunID) async throws -> [Approval]
     func approvalRefusals(of runID: RunID) async throws -> [ApprovalRefusal]
@@ -263,4 +273,11 @@ public protocol RunStore: Sendable {
                      actor: String) async throws
     /// Every audit entry in stored order.
     func auditEntries() async throws -> [AuditEntry]
+}
+
+extension RunStore {
+    /// Records an approval that completes nothing (more approvals are needed).
+    public func recordApproval(_ approval: Approval, actor: String) async throws {
+        _ = try await recordApproval(approval, completing: nil, at: approval.time, actor: actor)
+    }
 }

@@ -1,5 +1,8 @@
 import Foundation
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 public import LockstepCore
 
 /// The embedded store: one SQLite file (SPEC §6), through GRDB.
@@ -189,38 +192,47 @@ public final class SQLiteRunStore: RunStore {
     public func transition(_ runID: RunID, _ transition: RunTransition, update: RunUpdate, at time: Date,
                            actor: String) async throws -> Bool {
         try await write("move run \(runID) from \(transition.from) to \(transition.to)") { db in
-            let ms = Milliseconds.from(time)
-            // The compare-and-set: only the caller that finds the run in `from` changes it.
-            try db.execute(sql: """
-                UPDATE runs SET state = ?, last_reason = ?, updated_ms = ?, plan_digest = coalesce(?, plan_digest)
-                WHERE id = ? AND state = ?
-                """, arguments: [transition.to.rawValue, transition.reason.code.rawValue, ms,
-                                 update.planDigest?.rawValue, runID.rawValue, transition.from.rawValue])
-            guard db.changesCount == 1 else {
+            guard try Self.move(db, runID, transition, update: update, at: time, actor: actor) else {
                 guard try Self.runExists(db, runID) else { throw StoreError(.notFound, "run \(runID) does not exist") }
                 return false
             }
-            if let plan = update.plan {
-                try db.execute(sql: """
-                    INSERT INTO plans (run_id, summary_json, rendering, plan_json) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (run_id) DO UPDATE SET summary_json = excluded.summary_json,
-                        rendering = excluded.rendering, plan_json = excluded.plan_json
-                    """, arguments: [runID.rawValue, plan.summaryJSON, plan.rendering, plan.planJSON])
-            }
-            try db.execute(sql: """
-                INSERT INTO transitions (run_id, from_state, to_state, reason, detail, actor, time_ms)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [runID.rawValue, transition.from.rawValue, transition.to.rawValue,
-                                 transition.reason.code.rawValue, transition.reason.detail, actor, ms])
-            let target = try Self.target(of: runID, db)
-            var payload = ["from": transition.from.rawValue, "to": transition.to.rawValue,
-                           "reason": transition.reason.code.rawValue]
-            if let detail = transition.reason.detail { payload["detail"] = detail }
-            if let digest = update.planDigest { payload["digest"] = digest.rawValue }
-            try Self.appendAudit(db, time: time, actor: actor, kind: .transition, target: target, runID: runID,
-                                 payload: payload)
             return true
         }
+    }
+
+    /// The compare-and-set of a transition, inside the caller's transaction: moves the run
+    /// from `transition.from` and stores the transition, the update and its audit entry.
+    /// Returns `false`, having written nothing, when the run is not in `transition.from`.
+    private static func move(_ db: Database, _ runID: RunID, _ transition: RunTransition, update: RunUpdate,
+                             at time: Date, actor: String) throws -> Bool {
+        let ms = Milliseconds.from(time)
+        // Only the caller that finds the run in `from` changes it.
+        try db.execute(sql: """
+            UPDATE runs SET state = ?, last_reason = ?, updated_ms = ?, plan_digest = coalesce(?, plan_digest)
+            WHERE id = ? AND state = ?
+            """, arguments: [transition.to.rawValue, transition.reason.code.rawValue, ms,
+                             update.planDigest?.rawValue, runID.rawValue, transition.from.rawValue])
+        guard db.changesCount == 1 else { return false }
+        if let plan = update.plan {
+            try db.execute(sql: """
+                INSERT INTO plans (run_id, summary_json, rendering, plan_json) VALUES (?, ?, ?, ?)
+                ON CONFLICT (run_id) DO UPDATE SET summary_json = excluded.summary_json,
+                    rendering = excluded.rendering, plan_json = excluded.plan_json
+                """, arguments: [runID.rawValue, plan.summaryJSON, plan.rendering, plan.planJSON])
+        }
+        try db.execute(sql: """
+            INSERT INTO transitions (run_id, from_state, to_state, reason, detail, actor, time_ms)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [runID.rawValue, transition.from.rawValue, transition.to.rawValue,
+                             transition.reason.code.rawValue, transition.reason.detail, actor, ms])
+        let target = try Self.target(of: runID, db)
+        var payload = ["from": transition.from.rawValue, "to": transition.to.rawValue,
+                       "reason": transition.reason.code.rawValue]
+        if let detail = transition.reason.detail { payload["detail"] = detail }
+        if let digest = update.planDigest { payload["digest"] = digest.rawValue }
+        try Self.appendAudit(db, time: time, actor: actor, kind: .transition, target: target, runID: runID,
+                             payload: payload)
+        return true
     }
 
     public func run(_ id: RunID) async throws -> StoredRun? {
@@ -288,18 +300,32 @@ public final class SQLiteRunStore: RunStore {
 
     // MARK: Approvals
 
-    public func recordApproval(_ approval: Approval, actor: String) async throws {
-        try await write("record an approval of run \(approval.runID)") { db in
-            guard let target = try Self.targetIfExists(of: approval.runID, db) else {
-                throw StoreError(.notFound, "run \(approval.runID) does not exist")
+    public func recordApproval(_ approval: Approval, completing transition: RunTransition?, at time: Date,
+                               actor: String) async throws -> Bool {
+        let action = transition.map { "record an approval of run \(approval.runID) and move it to \($0.to)" }
+            ?? "record an approval of run \(approval.runID)"
+        do {
+            try await write(action) { db in
+                guard let target = try Self.targetIfExists(of: approval.runID, db) else {
+                    throw StoreError(.notFound, "run \(approval.runID) does not exist")
+                }
+                try db.execute(sql: """
+                    INSERT INTO approvals (run_id, identity, digest, time_ms, actor) VALUES (?, ?, ?, ?, ?)
+                    """, arguments: [approval.runID.rawValue, approval.identity.rawValue, approval.digest.rawValue,
+                                     Milliseconds.from(approval.time), actor])
+                try Self.appendAudit(db, time: approval.time, actor: actor, kind: .approval, target: target,
+                                     runID: approval.runID,
+                                     payload: ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue])
+                CrashPoint.reached(.approvalRecordedBeforeTransition)
+                // Thrown, not returned: the approval written above must be rolled back with it.
+                if let transition, try !Self.move(db, approval.runID, transition, update: RunUpdate(), at: time,
+                                                  actor: actor) {
+                    throw CompareAndSetLost()
+                }
             }
-            try db.execute(sql: """
-                INSERT INTO approvals (run_id, identity, digest, time_ms, actor) VALUES (?, ?, ?, ?, ?)
-                """, arguments: [approval.runID.rawValue, approval.identity.rawValue, approval.digest.rawValue,
-                                 Milliseconds.from(approval.time), actor])
-            try Self.appendAudit(db, time: approval.time, actor: actor, kind: .approval, target: target,
-                                 runID: approval.runID,
-                                 payload: ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue])
+            return true
+        } catch is CompareAndSetLost {
+            return false
         }
     }
 
@@ -756,5 +782,33 @@ enum RunLog {
         var start = min(max(count, 0), bytes.count)
         while start < bytes.count && (bytes[start] & 0xC0) == 0x80 { start += 1 }
         return String(decoding: bytes[start...], as: UTF8.self)
+    }
+}
+
+/// Thrown inside a write transaction to roll it back when its compare-and-set fails.
+private struct CompareAndSetLost: Error {}
+
+/// Places inside a store transaction where a crash test kills the process, to show on the
+/// real daemon that what the transaction writes is all-or-nothing.
+///
+/// Only debug builds (which the tests use) contain the check, and it is armed only by
+/// `LOCKSTEP_TEST_KILL_AT` in the daemon's own environment, read once at start: nothing a
+/// delivery repository or an API request sends can set it (terraform and verify commands
+/// get an environment built from nothing, and the daemon's environment is never read from
+/// input). A release build compiles it to nothing.
+enum CrashPoint: String {
+    /// An approval row and its audit entry are written; the transition it completes is not yet.
+    case approvalRecordedBeforeTransition = "approval-recorded-before-transition"
+
+    #if DEBUG
+    private static let armed: CrashPoint? = ProcessInfo.processInfo.environment["LOCKSTEP_TEST_KILL_AT"]
+        .flatMap(CrashPoint.init(rawValue:))
+    #endif
+
+    /// Kills the process with SIGKILL (as `kill -9` would) when this point is armed.
+    static func reached(_ point: CrashPoint) {
+        #if DEBUG
+        if armed == point { kill(getpid(), SIGKILL) }
+        #endif
     }
 }

@@ -237,4 +237,74 @@ struct RejectionTests {
         let refusals = try await world.store.auditEntries().filter { $0.kind == .refusal && $0.runID == run.id }
         #expect(refusals.count == 2)
     }
+
+    @Test("the approval that meets the policy and `approved` are stored in one transaction: adjacent audit entries, one actor")
+    func lastApprovalAndTransitionTogether() async throws {
+        let world = try World(environmentsYAML: prodOnly, environments: ["prod"])
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["prod"])
+        _ = try await world.gate.reconcile()
+        let run = try await world.run("prod", "1.0.0")
+        let digest = try #require(run.planDigest)
+        #expect(try await world.gate.approve(run: run.id, identity: identity("alice"), digest: digest) == .recorded(valid: 1, required: 2))
+        #expect(try await world.gate.approve(run: run.id, identity: identity("bob"), digest: digest) == .approved)
+        let entries = try await world.store.auditEntries().filter { $0.runID == run.id }
+        let last = try #require(entries.lastIndex { $0.kind == .approval })
+        #expect(entries[last].payload["identity"] == "bob")
+        let next = entries[entries.index(after: last)]
+        #expect(next.kind == .transition && next.payload["to"] == "approved" && next.actor == "bob")
+        #expect(try await world.store.run(run.id)?.state == .approved)
+    }
+
+    @Test("an approver retrying after a crash that kept their approval without its transition is not refused as a duplicate: the run moves, once")
+    func retryAfterApprovalStoredAlone() async throws {
+        let world = try World(environmentsYAML: prodOnly, environments: ["prod"])
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["prod"])
+        _ = try await world.gate.reconcile()
+        let run = try await world.run("prod", "1.0.0")
+        let digest = try #require(run.planDigest)
+        let gate = world.gate
+        #expect(try await gate.approve(run: run.id, identity: identity("alice"), digest: digest) == .recorded(valid: 1, required: 2))
+        // What a crash between two separate writes left behind in older versions: bob's
+        // approval stored, the run still awaiting approval.
+        try await world.store.recordApproval(Approval(runID: run.id, identity: identity("bob"), digest: digest,
+                                                      time: world.clock.now), actor: "bob")
+        #expect(try await world.store.run(run.id)?.state == .awaitingApproval)
+
+        // bob retries: his approval is stored and, with alice's, meets the policy.
+        #expect(try await gate.approve(run: run.id, identity: identity("bob"), digest: digest) == .approved)
+        #expect(try await world.store.run(run.id)?.state == .approved)
+        #expect(try await world.store.approvals(of: run.id).map(\.identity.rawValue) == ["alice", "bob"],
+                "nothing was recorded twice")
+        #expect(try await world.store.approvalRefusals(of: run.id).isEmpty, "the retry was not refused")
+        let last = try #require(try await world.store.transitions(of: run.id).last)
+        #expect(last.transition.to == .approved && last.actor == "bob")
+        #expect(last.transition.reason.detail == "2 of 2, already recorded")
+
+        // A second retry now finds the run approved: refused, nothing changes.
+        let again = try await gate.approve(run: run.id, identity: identity("bob"), digest: digest)
+        guard case .refused(let refusal) = again else { Issue.record("a retry on an approved run: \(again)"); return }
+        #expect(refusal.code == .runNotAwaitingApproval)
+        #expect(try await world.store.transitions(of: run.id).filter { $0.transition.to == .approved }.count == 1)
+
+        let outcome = try await gate.apply(run: run.id)
+        guard case .applied = outcome else { Issue.record("the healed run did not apply: \(outcome)"); return }
+    }
+
+    @Test("a retry by an approver whose stored approval is not enough on its own is still refused as a duplicate")
+    func retryWithoutEnoughIsDuplicate() async throws {
+        let world = try World(environmentsYAML: prodOnly, environments: ["prod"])
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["prod"])
+        _ = try await world.gate.reconcile()
+        let run = try await world.run("prod", "1.0.0")
+        let digest = try #require(run.planDigest)
+        #expect(try await world.gate.approve(run: run.id, identity: identity("alice"), digest: digest) == .recorded(valid: 1, required: 2))
+        let again = try await world.gate.approve(run: run.id, identity: identity("alice"), digest: digest)
+        guard case .refused(let refusal) = again else { Issue.record("counted twice: \(again)"); return }
+        #expect(refusal.code == .duplicateIdentity)
+        #expect(try await world.store.run(run.id)?.state == .awaitingApproval)
+        #expect(try await world.store.approvals(of: run.id).count == 1)
+    }
 }
