@@ -34,6 +34,11 @@ public struct ServeCommand: AsyncParsableCommand {
         } catch let error as DaemonError {
             FileHandle.standardError.write(Data("lockstep serve: \(error.description)\n".utf8))
             throw ExitCode(error.code == .storeLocked ? 3 : 2)
+        } catch {
+            // Whatever else ends the daemon ends it loudly too: one line, a non-zero exit,
+            // so systemd's restart policy sees the failure.
+            FileHandle.standardError.write(Data("lockstep serve: stopped on an error: \(error)\n".utf8))
+            throw ExitCode(2)
         }
     }
 }

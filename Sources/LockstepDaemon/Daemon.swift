@@ -25,6 +25,10 @@ import Musl
 ///    `planning` is re-queued, one found `applying` becomes `interrupted` and is never
 ///    applied again without an operator.
 /// 4. The API listens and the poll loop runs its first pass; `READY=1` follows both.
+///
+/// A service that fails (the API cannot listen, above all) stops the whole daemon: the
+/// group drains gracefully and `serve` throws the failure, so the process exits non-zero
+/// with one line saying why instead of living on half-started.
 public enum Daemon {
     /// Runs until SIGTERM or SIGINT, then drains (see ``DaemonService``).
     public static func serve(configPath: String, environment: [String: String], logger: Logger) async throws {
@@ -38,6 +42,7 @@ public enum Daemon {
             throw DaemonError(.config, "only a SQLite store is supported")
         }
         let storeFolder = URL(fileURLWithPath: storePath).deletingLastPathComponent()
+        let descriptors = DescriptorLimit.raise(logger: logger)
         try makeFolder(storeFolder)
         let lock = try StoreLock(storePath: storePath)
         let store: SQLiteRunStore
@@ -79,36 +84,45 @@ public enum Daemon {
         let service = DaemonService(gate: gate, store: store, pollInterval: agent.pollInterval, status: status,
                                     logger: logger)
         let backend = GateBackend(gate: gate, store: store, service: service)
-        let disk = DiskWatch(folders: [("store", storeFolder), ("runs", runs)], status: status, notifier: notifier,
-                             logger: logger)
+        let disk = DiskWatch(folders: [("store", storeFolder), ("runs", runs)], store: store, status: status,
+                             notifier: notifier, logger: logger)
+        await disk.checkStore()
+        let http = HTTPSettings.limits(descriptorLimit: descriptors)
+        let refusals = RefusalAudit(policy: http.refusals, store: store, logger: logger)
         let api = APIServer(
             backend: backend, tokens: tokens, readiness: { disk.readiness() },
-            onRefusal: { refusal in
-                var payload = ["event": "api_access", "status": "\(refusal.status)", "code": refusal.code.rawValue,
-                               "method": refusal.method, "path": refusal.path]
-                if let identity = refusal.identity { payload["identity"] = identity.rawValue }
-                do {
-                    try await store.appendAudit(kind: .refusal, target: nil, runID: nil, payload: payload, at: Date(),
-                                                actor: refusal.identity?.rawValue ?? "anonymous")
-                } catch {
-                    logger.error("could not audit a refused request", metadata: ["error": "\(error)"])
-                }
-            },
+            onRefusal: { refusal in await refusals.record(refusal) }, limiter: refusals.limiter,
             logger: logger)
         let address = agent.listen
+        let connections = ConnectionGuard(limits: http.connections, logger: logger)
+        logger.info("API limits", metadata: [
+            "http.connections.max": "\(http.connections.maximumConnections)",
+            "http.connections.reserved_for_health": "\(http.connections.reservedForHealthChecks)",
+            "http.header_timeout_s": "\(http.connections.headerTimeout.components.seconds)",
+            "http.idle_timeout_s": "\(http.connections.idleTimeout.components.seconds)",
+            "http.failed_auth_per_source": "\(http.refusals.perSourceLimit)/\(http.refusals.window.components.seconds)s"])
         let application = api.makeApplication(address: .hostname(address.host, port: address.port),
-                                              serverName: "lockstep") { port in
+                                              serverName: "lockstep", connections: connections) { port in
             logger.info("API listening", metadata: ["listen": "\(address.host):\(port ?? address.port)"])
             status.listening()
         }
+        let listener = APIListener(application: application, address: "\(address.host):\(address.port)")
         // Shut down in reverse order: the disk watch stops, the daemon drains while the API
-        // still answers (mutations with `shutting_down`), then the API stops.
+        // still answers (mutations with `shutting_down`), then the API stops, then the
+        // refusals counted last are written. Any service that fails shuts the group down the
+        // same graceful way (a running apply still finishes) and its error ends `serve`.
+        let onFailure = ServiceGroupConfiguration.ServiceConfiguration.TerminationBehavior.gracefullyShutdownGroup
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: application), .init(service: service), .init(service: disk)],
+            services: [.init(service: refusals, failureTerminationBehavior: onFailure),
+                       .init(service: listener, failureTerminationBehavior: onFailure),
+                       .init(service: service, failureTerminationBehavior: onFailure),
+                       .init(service: disk, failureTerminationBehavior: onFailure)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer {
+            withExtendedLifetime(lock) {}
+            try? store.close()
+        }
         try await group.run()
-        withExtendedLifetime(lock) {}
-        try? store.close()
     }
 
     /// What terraform and verify commands are kept from (see ``Confinement`` and
@@ -181,20 +195,32 @@ public enum Daemon {
 /// first in `STATUS=`, and `/readyz` answers 503 with it while it lasts, so a load
 /// balancer or a monitor sees the agent cannot take work. The daemon itself keeps running:
 /// freeing space is enough, no restart is needed.
+///
+/// The store is watched the same way: at start and every ``storeCheckInterval`` it must
+/// pass `PRAGMA quick_check` and take a write (``SQLiteRunStore/healthProblem()``); while it
+/// does not, the reason leads `STATUS=` and `/readyz` is 503 with it.
 final class DiskWatch: Service, Sendable {
     /// Below this, a plan is likely to fail half-way: an exported tree, terraform's
     /// `.terraform` folder and a plan file take a few MiB each.
     static let minimumFreeBytes: UInt64 = 16 << 20
 
+    /// How often the store's health is checked after the check at start.
+    static let storeCheckInterval: Duration = .seconds(30)
+
     private let folders: [(role: String, url: URL)]
+    private let store: SQLiteRunStore
+    /// The store's problem found by the last check, if any.
+    private let storeProblem = Mutex<String?>(nil)
     private let status: DaemonStatus
     private let notifier: SystemdNotifier
     private let logger: Logger
     /// The last problem logged and the last status line sent, to say each change once.
     private let last = Mutex<(problem: String?, sent: String?)>((nil, nil))
 
-    init(folders: [(String, URL)], status: DaemonStatus, notifier: SystemdNotifier, logger: Logger) {
+    init(folders: [(String, URL)], store: SQLiteRunStore, status: DaemonStatus, notifier: SystemdNotifier,
+         logger: Logger) {
         self.folders = folders.map { (role: $0.0, url: $0.1) }
+        self.store = store
         self.status = status
         self.notifier = notifier
         self.logger = logger
@@ -216,7 +242,25 @@ final class DiskWatch: Service, Sendable {
                 problems.append("the \(folder.role) folder has \(free >> 20) MiB free (at least \(Self.minimumFreeBytes >> 20) MiB needed)")
             }
         }
-        return problems.isEmpty ? nil : "DISK FULL: " + problems.joined(separator: ", ") + "; runs cannot be planned or stored"
+        let disk = problems.isEmpty ? nil : "DISK FULL: " + problems.joined(separator: ", ") + "; runs cannot be planned or stored"
+        let store = storeProblem.withLock { $0 }
+        let both = [store, disk].compactMap { $0 }
+        return both.isEmpty ? nil : both.joined(separator: "; ")
+    }
+
+    /// Checks the store now; the outcome is part of ``problem()`` until the next check.
+    func checkStore() async {
+        let found = await store.healthProblem()
+        let changed = storeProblem.withLock { old in
+            defer { old = found }
+            return old != found
+        }
+        guard changed else { return }
+        if let found {
+            logger.critical("the store is not usable: the daemon is not ready", metadata: ["problem": "\(found)"])
+        } else {
+            logger.notice("the store passes its checks again")
+        }
     }
 
     /// `/readyz`: the daemon's own readiness, not ready while the disk is full.
@@ -228,7 +272,13 @@ final class DiskWatch: Service, Sendable {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            let clock = ContinuousClock()
+            var lastStoreCheck = clock.now
             while !Task.isCancelled {
+                if clock.now - lastStoreCheck >= Self.storeCheckInterval {
+                    lastStoreCheck = clock.now
+                    await self.checkStore()
+                }
                 self.check()
                 do {
                     try await Task.sleep(for: .seconds(1))
@@ -260,11 +310,11 @@ final class DiskWatch: Service, Sendable {
         }
         if let logChange {
             if let problem = logChange {
-                logger.error("disk full: the daemon keeps running; free space to plan again",
+                logger.error("disk full or store unusable: the daemon keeps running; it is not ready until this is fixed",
                              metadata: ["problem": "\(problem)",
                                         "folders": "\(folders.map(\.url.path).joined(separator: ", "))"])
             } else {
-                logger.notice("disk space is back")
+                logger.notice("disk space is back; the store passes its checks")
             }
         }
         if let send {

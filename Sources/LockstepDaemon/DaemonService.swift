@@ -90,28 +90,49 @@ public final class DaemonService: Service, Sendable {
 
     // MARK: Poll loop
 
+    /// Polls every `poll_interval` while passes succeed; after a failed pass the wait grows
+    /// (``Backoff``, up to ``maximumFailureWait``) so a remote that stays down costs a few
+    /// log lines a minute, not a busy loop. It ends on a drain *and* on cancellation: the
+    /// ServiceGroup cancels every service when one of them fails, and a loop that only
+    /// watched for the drain would then spin forever with every sleep cut short, keep the
+    /// group from ending and so leave SIGTERM unanswered.
     private func pollLoop() async {
-        while !status.isDraining {
-            await passUnlessDraining()
-            if status.isDraining { break }
-            await firstOf({ try? await Task.sleep(for: self.pollInterval) }, { await self.status.waitForDrain() })
+        var backoff = Backoff(initial: pollInterval, maximum: max(pollInterval, Self.maximumFailureWait))
+        while !status.isDraining && !Task.isCancelled {
+            let succeeded = await passUnlessDraining()
+            if status.isDraining || Task.isCancelled { break }
+            let wait: Duration
+            if succeeded {
+                backoff.succeeded()
+                wait = pollInterval
+            } else {
+                wait = backoff.failed()
+                logger.debug("next pass after a failure", metadata: ["retry.in_ms": "\(wait.components.seconds * 1_000 + wait.components.attoseconds / 1_000_000_000_000_000)",
+                                                                      "retry.failures": "\(backoff.failures)"])
+            }
+            await firstOf({ try? await Task.sleep(for: wait) }, { await self.status.waitForDrain() })
         }
     }
 
-    /// Runs one pass. When a drain starts during it, the pass is cancelled unless an apply
-    /// runs in it (then it is let finish).
-    private func passUnlessDraining() async {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await self.pass(); return true }
-            group.addTask { await self.status.waitForDrain(); return false }
-            while let passEnded = await group.next() {
-                if passEnded { group.cancelAll(); return }
+    /// The longest wait between passes while they keep failing.
+    static let maximumFailureWait: Duration = .seconds(30)
+
+    /// Runs one pass; true when it succeeded. When a drain starts during it, the pass is
+    /// cancelled unless an apply runs in it (then it is let finish).
+    private func passUnlessDraining() async -> Bool {
+        await withTaskGroup(of: Bool?.self) { group in
+            group.addTask { await self.pass() }
+            group.addTask { await self.status.waitForDrain(); return nil }
+            while let result = await group.next() {
+                if let succeeded = result { group.cancelAll(); return succeeded }
+                if Task.isCancelled { group.cancelAll(); continue }
                 if await applyRunningInPass() {
                     logger.notice("waiting for the running apply to finish before stopping")
                 } else {
                     group.cancelAll()
                 }
             }
+            return false
         }
     }
 
@@ -122,7 +143,8 @@ public final class DaemonService: Service, Sendable {
         return running.contains { $0.id != worker }
     }
 
-    private func pass() async {
+    @discardableResult
+    private func pass() async -> Bool {
         let clock = ContinuousClock()
         let started = clock.now
         defer {
@@ -142,18 +164,21 @@ public final class DaemonService: Service, Sendable {
             }
             status.fetchSucceeded()
             await refreshStatus(problem: report.problems.first)
+            status.firstPassDone()
+            return true
         } catch is CancellationError {
-            return
+            return false
         } catch let error as GateError where error.code == .repository {
             status.fetchFailed(error.description)
             logger.error("delivery repository unreachable", metadata: ["error": "\(error.description)"])
             await refreshStatus(problem: error.description)
         } catch {
-            if Task.isCancelled { return }
+            if Task.isCancelled { return false }
             logger.error("reconcile pass failed", metadata: ["error": "\(error)"])
             await refreshStatus(problem: "reconcile failed: \(error)")
         }
         status.firstPassDone()
+        return false
     }
 
     /// One status line: what needs a human first, then what the daemon waits for.

@@ -73,6 +73,8 @@ public struct DaemonError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let fileSystem = Code(rawValue: "file_system")
         /// The API tokens in the config cannot be used.
         public static let tokens = Code(rawValue: "tokens")
+        /// The API cannot listen on its address (taken, not permitted, not an address here).
+        public static let listen = Code(rawValue: "listen")
     }
 
     public let code: Code

@@ -1,5 +1,7 @@
 public import Hummingbird
+import HummingbirdCore
 import HTTPTypes
+import NIOCore
 public import LockstepCore
 public import Logging
 
@@ -10,11 +12,14 @@ public struct APIRequestContext: RequestContext {
     public internal(set) var identity: IdentityName?
     /// The peer, for refusal reports (nil when not on a socket, as in router tests).
     public let remoteAddress: String?
+    /// The peer's IP address alone: what failed authentications are counted by.
+    public let remoteHost: String?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.identity = nil
         self.remoteAddress = source.channel.remoteAddress?.description
+        self.remoteHost = source.channel.remoteAddress?.ipAddress
     }
 }
 
@@ -40,28 +45,33 @@ public struct APILimits: Sendable, Hashable {
 /// The HTTP face of the daemon: `/api/v1` (authenticated), `/healthz` and `/readyz`.
 ///
 /// Every response is JSON; every error is `{"error":{"code","message"}}` with a stable
-/// code. Every 401 and 403 is reported to `onRefusal` before the response is sent, so the
-/// daemon can audit it (SPEC §8: every refusal audited).
+/// code. Every 401, 403 and 429 is reported to `onRefusal` before the response is sent, so
+/// the daemon can account for it in the audit log (aggregated: see ``RefusalLedger``).
+/// Failed authentication past ``FailedAuthenticationLimiter``'s limits is answered 429.
 public struct APIServer: Sendable {
     let backend: any APIBackend
     let tokens: APITokenTable
     let limits: APILimits
     let readiness: @Sendable () async -> APIReadiness
     let onRefusal: @Sendable (APIAccessRefusal) async -> Void
+    let limiter: FailedAuthenticationLimiter
     let logger: Logger
 
     /// - Parameters:
     ///   - tokens: the identities allowed in; replace its contents to revoke.
     ///   - readiness: asked on every `/readyz` (the daemon: store open and first fetch done).
-    ///   - onRefusal: called for every 401 and 403; it never receives a token.
+    ///   - onRefusal: called for every 401, 403 and 429; it never receives a token.
+    ///   - limiter: counts failed authentications and says when to answer 429.
     public init(backend: any APIBackend, tokens: APITokenTable, limits: APILimits = APILimits(),
                 readiness: @escaping @Sendable () async -> APIReadiness,
-                onRefusal: @escaping @Sendable (APIAccessRefusal) async -> Void, logger: Logger) {
+                onRefusal: @escaping @Sendable (APIAccessRefusal) async -> Void,
+                limiter: FailedAuthenticationLimiter = FailedAuthenticationLimiter(), logger: Logger) {
         self.backend = backend
         self.tokens = tokens
         self.limits = limits
         self.readiness = readiness
         self.onRefusal = onRefusal
+        self.limiter = limiter
         self.logger = logger
     }
 
@@ -91,7 +101,7 @@ public struct APIServer: Sendable {
             return JSONResponse.make(report, status: report.ready ? .ok : .serviceUnavailable)
         }
 
-        let api = router.group("api/v1").add(middleware: BearerAuthentication(tokens: tokens, onRefusal: onRefusal))
+        let api = router.group("api/v1").add(middleware: BearerAuthentication(tokens: tokens, limiter: limiter, onRefusal: onRefusal))
         api.get("environments") { request, _ in
             try rejectQuery(request, allowing: [])
             return JSONResponse.make(APIEnvironmentList(environments: try await backend.environments()))
@@ -153,13 +163,20 @@ public struct APIServer: Sendable {
     }
 
     /// An application serving the API on `address`, to run in the daemon's ServiceGroup.
-    /// - Parameter onListening: called once the socket is bound, with its port (nil for a unix
-    ///   socket): the daemon sends `READY=1` after it, and tests that bind port 0 learn the port.
-    public func makeApplication(address: BindAddress, serverName: String? = nil,
+    /// - Parameters:
+    ///   - connections: the connection cap and timeouts (``HTTPConnectionLimits``).
+    ///   - onListening: called once the socket is bound, with its port (nil for a unix
+    ///     socket): the daemon sends `READY=1` after it, and tests that bind port 0 learn the port.
+    public func makeApplication(address: BindAddress, serverName: String? = nil, connections: ConnectionGuard? = nil,
                                 onListening: @escaping @Sendable (_ port: Int?) async -> Void = { _ in })
         -> some ApplicationProtocol {
-        Application(router: buildRouter(), configuration: ApplicationConfiguration(address: address, serverName: serverName),
-                    onServerRunning: { channel in await onListening(channel.localAddress?.port) }, logger: logger)
+        let connectionGuard = connections ?? ConnectionGuard(logger: logger)
+        let server = HTTPServerBuilder { responder in
+            GuardedHTTP1Channel(responder: responder, connectionGuard: connectionGuard)
+        }
+        return Application(router: buildRouter(), server: server,
+                           configuration: ApplicationConfiguration(address: address, serverName: serverName),
+                           onServerRunning: { channel in await onListening(channel.localAddress?.port) }, logger: logger)
     }
 
     // MARK: Helpers
@@ -264,7 +281,7 @@ public struct APIServer: Sendable {
                 await onRefusal(APIAccessRefusal(
                     status: 403, code: failure.code, authenticationFailure: nil, identity: context.identity,
                     method: request.method.rawValue, path: displaySafe(request.uri.path, limit: 200),
-                    remoteAddress: context.remoteAddress, message: failure.message))
+                    remoteAddress: context.remoteAddress, remoteHost: context.remoteHost, message: failure.message))
             }
             throw failure
         }
@@ -302,9 +319,15 @@ struct RouteSpec: Sendable {
 }
 
 /// Authenticates every request under `/api/v1` by its bearer token; see ``APITokenTable``.
+///
+/// A failed authentication is counted by the client's address; past the limiter's limits it
+/// is answered 429 with `Retry-After` (still reported to `onRefusal`, to be counted in the
+/// audit log's summary), so a flood costs neither a store write nor a log line per request.
+/// The token is checked first whatever the count, so a valid token is always served.
 struct BearerAuthentication: RouterMiddleware {
     typealias Context = APIRequestContext
     let tokens: APITokenTable
+    let limiter: FailedAuthenticationLimiter
     let onRefusal: @Sendable (APIAccessRefusal) async -> Void
 
     func handle(_ request: Request, context: APIRequestContext,
@@ -321,11 +344,20 @@ struct BearerAuthentication: RouterMiddleware {
         case .failure(let reason):
             failure = reason
         }
+        let retryAfter = limiter.recordFailure(source: context.remoteHost ?? "local")
+        let answer: APIFailure
+        if let retryAfter {
+            answer = APIFailure(status: .tooManyRequests, code: .rateLimited,
+                                message: "too many failed authentications from this address; retry after \(retryAfter) s",
+                                headers: [.retryAfter: "\(retryAfter)"])
+        } else {
+            answer = APIFailure.unauthorized(failure.description)
+        }
         await onRefusal(APIAccessRefusal(
-            status: 401, code: .unauthorized, authenticationFailure: failure.code, identity: nil,
+            status: Int(answer.status.code), code: answer.code, authenticationFailure: failure.code, identity: nil,
             method: request.method.rawValue, path: displaySafe(request.uri.path, limit: 200),
-            remoteAddress: context.remoteAddress, message: failure.description))
-        throw APIFailure.unauthorized(failure.description)
+            remoteAddress: context.remoteAddress, remoteHost: context.remoteHost, message: answer.message))
+        throw answer
     }
 }
 

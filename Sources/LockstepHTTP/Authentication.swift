@@ -174,7 +174,7 @@ enum BearerToken {
 /// A refused request, handed to the server's `onRefusal` closure so the daemon can audit it
 /// (SPEC §8: every refusal audited). It never carries the token.
 public struct APIAccessRefusal: Sendable, Hashable {
-    /// 401 or 403.
+    /// 401, 403 or 429.
     public var status: Int
     /// The error code the client received (`unauthorized`, `refused_identity_not_allowed`, …).
     public var code: APIErrorCode
@@ -187,11 +187,16 @@ public struct APIAccessRefusal: Sendable, Hashable {
     public var path: String
     /// The peer's address, when the request came over a socket.
     public var remoteAddress: String?
+    /// The peer's IP address alone (no port): what refusals are counted by.
+    public var remoteHost: String?
     /// Client-safe message, as sent in the response.
     public var message: String
 
+    /// - Parameter status: 401 or 403, or 429 for a failed authentication past the limit
+    ///   (``FailedAuthenticationLimiter``).
     public init(status: Int, code: APIErrorCode, authenticationFailure: APIAuthenticationFailure.Code?,
-                identity: IdentityName?, method: String, path: String, remoteAddress: String?, message: String) {
+                identity: IdentityName?, method: String, path: String, remoteAddress: String?,
+                remoteHost: String? = nil, message: String) {
         self.status = status
         self.code = code
         self.authenticationFailure = authenticationFailure
@@ -199,6 +204,7 @@ public struct APIAccessRefusal: Sendable, Hashable {
         self.method = method
         self.path = path
         self.remoteAddress = remoteAddress
+        self.remoteHost = remoteHost
         self.message = message
     }
 }
