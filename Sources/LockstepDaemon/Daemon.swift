@@ -87,7 +87,7 @@ public enum Daemon {
         let disk = DiskWatch(folders: [("store", storeFolder), ("runs", runs)], store: store, status: status,
                              notifier: notifier, logger: logger)
         await disk.checkStore()
-        let http = HTTPSettings.limits(descriptorLimit: descriptors)
+        let http = HTTPSettings.limits(agent.http, descriptorLimit: descriptors)
         let refusals = RefusalAudit(policy: http.refusals, store: store, logger: logger)
         let api = APIServer(
             backend: backend, tokens: tokens, readiness: { disk.readiness() },

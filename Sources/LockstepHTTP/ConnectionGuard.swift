@@ -12,6 +12,13 @@ import Synchronization
 /// So a connection must finish its request head within ``headerTimeout``, a keep-alive
 /// connection may sit idle for ``idleTimeout``, a request body must arrive within
 /// ``requestReadTimeout``, and at most ``maximumConnections`` are open at once.
+///
+/// At the cap a new connection is not simply turned away, which would let slow clients
+/// lock out health checks and operators: the oldest connection that the daemon is not
+/// working on (still sending its request, or idle between requests) is closed to make room.
+/// A client that sends its request at once is served before it can become the oldest; a
+/// slow one loses its place. Only when every connection is a request being handled is the
+/// new one limited to health checks, and past that reserve closed at once.
 public struct HTTPConnectionLimits: Sendable, Hashable {
     /// Connections served normally at once.
     public var maximumConnections: Int
@@ -44,15 +51,18 @@ public struct HTTPConnectionLimits: Sendable, Hashable {
 public final class ConnectionGuard: Sendable {
     public let limits: HTTPConnectionLimits
     let logger: Logger
-    private let open = Atomic<Int>(0)
-    private struct Counters {
+    private struct Registry {
+        var nextID = 0
+        /// Open connections by age (ids grow).
+        var open: [Int: TrackedConnection] = [:]
         var accepted = 0
+        var evicted = 0
         var healthOnly = 0
         var refused = 0
         var timedOut = 0
         var lastCapWarning: ContinuousClock.Instant?
     }
-    private let counters = Mutex(Counters())
+    private let registry = Mutex(Registry())
 
     public init(limits: HTTPConnectionLimits = HTTPConnectionLimits(), logger: Logger) {
         self.limits = limits
@@ -60,50 +70,96 @@ public final class ConnectionGuard: Sendable {
     }
 
     /// Connections open now.
-    public var openConnections: Int { open.load(ordering: .relaxed) }
+    public var openConnections: Int { registry.withLock { $0.open.count } }
 
-    /// Since start: connections accepted, those served health checks only (past the cap),
-    /// those closed at once (past the reserve), and those closed by a timeout.
-    public var totals: (accepted: Int, healthOnly: Int, refused: Int, timedOut: Int) {
-        counters.withLock { ($0.accepted, $0.healthOnly, $0.refused, $0.timedOut) }
+    /// Since start: connections accepted, those closed to make room at the cap, those
+    /// served health checks only, those closed at once (past the reserve), and those closed
+    /// by a timeout.
+    public var totals: (accepted: Int, evicted: Int, healthOnly: Int, refused: Int, timedOut: Int) {
+        registry.withLock { ($0.accepted, $0.evicted, $0.healthOnly, $0.refused, $0.timedOut) }
     }
 
     enum Admission { case normal, healthOnly, refused }
 
-    func admit() -> Admission {
-        let count = open.add(1, ordering: .relaxed).newValue
-        let admission: Admission
-        if count <= limits.maximumConnections {
-            admission = .normal
-        } else if count <= limits.maximumConnections + limits.reservedForHealthChecks {
-            admission = .healthOnly
-        } else {
-            admission = .refused
-        }
-        let warn: Bool = counters.withLock { c in
-            c.accepted += 1
-            switch admission {
-            case .normal: return false
-            case .healthOnly: c.healthOnly += 1
-            case .refused: c.refused += 1
+    func admit(_ channel: any Channel) -> (Admission, TrackedConnection) {
+        let maximum = limits.maximumConnections
+        let reserve = limits.reservedForHealthChecks
+        let (admission, connection, victim, warn): (Admission, TrackedConnection, TrackedConnection?, Bool) =
+            registry.withLock { r in
+                r.accepted += 1
+                let connection = TrackedConnection(id: r.nextID, channel: channel)
+                r.nextID += 1
+                var victim: TrackedConnection?
+                var admission = Admission.normal
+                let normal = r.open.values.filter { !$0.healthOnly }.count
+                if normal >= maximum {
+                    // The oldest connection the daemon is not working on makes room.
+                    victim = r.open.values.filter { !$0.healthOnly && !$0.isBusy }.min { $0.id < $1.id }
+                    if let victim {
+                        r.open.removeValue(forKey: victim.id)
+                        r.evicted += 1
+                    } else if r.open.count - normal < reserve {
+                        admission = .healthOnly
+                        r.healthOnly += 1
+                    } else {
+                        admission = .refused
+                        r.refused += 1
+                    }
+                }
+                connection.healthOnly = admission != .normal
+                if admission != .refused { r.open[connection.id] = connection }
+                var warn = false
+                if normal >= maximum {
+                    // One line a minute at most: a flood must not turn into a log flood.
+                    let now = ContinuousClock.now
+                    if r.lastCapWarning.map({ now - $0 >= .seconds(60) }) ?? true {
+                        r.lastCapWarning = now
+                        warn = true
+                    }
+                }
+                return (admission, connection, victim, warn)
             }
-            // One line a minute at most: a flood must not turn into a log flood.
-            let now = ContinuousClock.now
-            guard c.lastCapWarning.map({ now - $0 >= .seconds(60) }) ?? true else { return false }
-            c.lastCapWarning = now
-            return true
-        }
+        victim?.channel.close(promise: nil)
         if warn {
-            logger.warning("API connection cap reached: new connections get health checks only, then are closed at once",
-                           metadata: ["http.connections.max": "\(limits.maximumConnections)",
+            let totals = self.totals
+            logger.warning("API connection cap reached: the oldest connections not being served are closed to make room",
+                           metadata: ["http.connections.max": "\(maximum)",
+                                      "http.connections.evicted_total": "\(totals.evicted)",
                                       "http.connections.refused_total": "\(totals.refused)"])
         }
-        return admission
+        return (admission, connection)
     }
 
-    func closed() { open.subtract(1, ordering: .relaxed) }
+    func closed(_ connection: TrackedConnection) {
+        _ = registry.withLock { $0.open.removeValue(forKey: connection.id) }
+    }
 
-    func timedOut() { counters.withLock { $0.timedOut += 1 } }
+    func timedOut() { registry.withLock { $0.timedOut += 1 } }
+}
+
+/// One open connection as the guard sees it.
+final class TrackedConnection: Sendable {
+    let id: Int
+    let channel: any Channel
+    private let state = Mutex<(busy: Bool, healthOnly: Bool)>((false, false))
+
+    init(id: Int, channel: any Channel) {
+        self.id = id
+        self.channel = channel
+    }
+
+    /// A request was read completely and its response is not finished: the daemon is
+    /// working on it, so it is never closed to make room.
+    var isBusy: Bool {
+        get { state.withLock { $0.busy } }
+        set { state.withLock { $0.busy = newValue } }
+    }
+
+    /// Accepted past the cap, for a health check only.
+    var healthOnly: Bool {
+        get { state.withLock { $0.healthOnly } }
+        set { state.withLock { $0.healthOnly = newValue } }
+    }
 }
 
 /// HTTP/1.1 as Hummingbird serves it, with the connection cap and the timeouts added.
@@ -114,8 +170,9 @@ struct GuardedHTTP1Channel: ServerChildChannel {
 
     init(responder: @escaping HTTPChannelHandler.Responder, connectionGuard: ConnectionGuard) {
         let limits = connectionGuard.limits
+        _ = limits
         var configuration = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [RequestTimeoutHandler(limits: limits, connectionGuard: connectionGuard)],
+            additionalChannelHandlers: [],
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024,
                                             maxHeaderFieldCount: 100))
         configuration.idleTimeout = nil
@@ -124,15 +181,21 @@ struct GuardedHTTP1Channel: ServerChildChannel {
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let admission = connectionGuard.admit()
+        let (admission, connection) = connectionGuard.admit(channel)
         let connectionGuard = self.connectionGuard
-        channel.closeFuture.whenComplete { _ in connectionGuard.closed() }
+        channel.closeFuture.whenComplete { _ in connectionGuard.closed(connection) }
         // A failed setup would be reported on the listening channel and could end the
         // server: a refused connection is set up like any other and closed at once.
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             try channel.pipeline.syncOperations.addHandler(
                 AdmissionHandler(admission: admission, lifetime: connectionGuard.limits.healthCheckLifetime),
                 position: .first)
+            // Right after the HTTP codec, where request and response parts pass.
+            let state = try channel.pipeline.syncOperations.handler(type: HTTPConnectionStateHandler.self)
+            try channel.pipeline.syncOperations.addHandler(
+                RequestTimeoutHandler(limits: connectionGuard.limits, connectionGuard: connectionGuard,
+                                      connection: connection),
+                position: .before(state))
             return value
         }
     }
@@ -256,14 +319,16 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private let limits: HTTPConnectionLimits
     private let connectionGuard: ConnectionGuard
+    private let connection: TrackedConnection
     private var started = false
     private var readingRequest = false
     private var inFlight = 0
     private var timer: Scheduled<Void>?
 
-    init(limits: HTTPConnectionLimits, connectionGuard: ConnectionGuard) {
+    init(limits: HTTPConnectionLimits, connectionGuard: ConnectionGuard, connection: TrackedConnection) {
         self.limits = limits
         self.connectionGuard = connectionGuard
+        self.connection = connection
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -298,6 +363,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
             break
         case .end:
             readingRequest = false
+            connection.isBusy = true
             cancel()
         }
         context.fireChannelRead(data)
@@ -306,7 +372,10 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
             inFlight = max(0, inFlight - 1)
-            if inFlight == 0 && !readingRequest { arm(context, limits.idleTimeout) }
+            if inFlight == 0 {
+                connection.isBusy = false
+                if !readingRequest { arm(context, limits.idleTimeout) }
+            }
         }
         context.write(data, promise: promise)
     }
