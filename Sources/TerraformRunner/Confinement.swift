@@ -20,7 +20,15 @@ import Foundation
 ///   paths (its run's tree and plan file), its HOME and ``writablePaths`` (for example a
 ///   local backend's state folder); the rest of the system is read-only;
 /// - on kernels with Landlock ABI ≥ 6 the process cannot signal anything outside its
-///   sandbox (so not the daemon).
+///   sandbox (so not the daemon);
+/// - no process the command starts outlives it: the launcher runs it in a PID namespace of
+///   its own, which the kernel empties (SIGKILL) when the command exits, whatever the
+///   leftovers did (`setsid`, double forks, ignoring SIGTERM). Without that, plan-time code
+///   could leave a process that rewrites the plan file after it was hashed, or holds the
+///   daemon's output pipes open and stalls the run.
+///
+/// ``processesOnly(launcher:)`` keeps the last guarantee without the file-system sandbox:
+/// what an operator who turned Landlock off (`terraform.confine: false`) still gets.
 ///
 /// What it does not do: limit the network (terraform must reach the clouds), or hide files
 /// that are not listed (a hidden path must be named).
@@ -33,12 +41,26 @@ public struct Confinement: Sendable, Hashable {
     public var readablePaths: [URL]
     /// Writable by every command besides its own run paths and HOME.
     public var writablePaths: [URL]
+    /// False for ``processesOnly(launcher:)``: no Landlock, so no path is hidden or
+    /// read-only; descendants are still contained.
+    public private(set) var confinesFiles: Bool
 
     public init(launcher: URL, hiddenPaths: [URL], readablePaths: [URL] = [], writablePaths: [URL] = []) {
         self.launcher = launcher
         self.hiddenPaths = hiddenPaths
         self.readablePaths = readablePaths
         self.writablePaths = writablePaths
+        self.confinesFiles = true
+    }
+
+    /// Every command still runs through the launcher in its own PID namespace, so nothing it
+    /// starts outlives it, but without the Landlock file-system sandbox (`--no-landlock`):
+    /// the command reads and writes whatever the daemon's user may. For an agent configured
+    /// with `terraform.confine: false`; never silently chosen when Landlock fails.
+    public static func processesOnly(launcher: URL) -> Confinement {
+        var confinement = Confinement(launcher: launcher, hiddenPaths: [])
+        confinement.confinesFiles = false
+        return confinement
     }
 
     /// The `lockstep-confine` next to the running executable (how the daemon is installed).
@@ -47,21 +69,23 @@ public struct Confinement: Sendable, Hashable {
         return executable.deletingLastPathComponent().appendingPathComponent("lockstep-confine")
     }
 
-    /// Asks the launcher whether this kernel can confine (`--check`); returns its answer,
-    /// e.g. `landlock abi 7`. Throws ``TerraformRunnerError/Code/confinementUnavailable``
-    /// with the launcher's reason when it cannot: the daemon then refuses to start rather
-    /// than run repository code unconfined.
+    /// Asks the launcher whether this kernel can confine (`--check`, with `--no-landlock` for
+    /// ``processesOnly(launcher:)``); returns its answer, e.g. `landlock abi 7, pid namespace`.
+    /// Throws ``TerraformRunnerError/Code/confinementUnavailable`` with the launcher's reason
+    /// when it cannot (no Landlock, or user and PID namespaces not allowed): the daemon then
+    /// refuses to start rather than run repository code unconfined.
     public func check() async throws -> String {
         guard FileManager.default.isExecutableFile(atPath: launcher.path) else {
             throw TerraformRunnerError(.confinementUnavailable, "the confinement launcher \(launcher.path) is missing or not executable")
         }
         let result = try await ProcessExecution.run(ProcessRequest(
-            executable: launcher.path, arguments: ["--check"], directory: URL(fileURLWithPath: "/"),
+            executable: launcher.path, arguments: (confinesFiles ? [] : ["--no-landlock"]) + ["--check"], directory: URL(fileURLWithPath: "/"),
             environment: ["PATH": "/usr/bin:/bin"], timeout: .seconds(30), gracePeriod: .seconds(1),
             captureStdoutLimit: 4_096, retainedBytes: 4_096, maxLineBytes: 4_096, redactor: Redactor(secrets: []),
             sink: DiscardingOutputSink()))
         let answer = String(decoding: result.stdout ?? Data(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard result.exitCode == 0, answer.hasPrefix("landlock abi") else {
+        let expected = confinesFiles ? "landlock abi" : "no landlock"
+        guard result.exitCode == 0, answer.hasPrefix(expected), answer.hasSuffix("pid namespace") else {
             let reason = result.tail.trimmingCharacters(in: .whitespacesAndNewlines)
             throw TerraformRunnerError(.confinementUnavailable,
                                        "terraform cannot be confined on this machine: \(reason.isEmpty ? "exit \(result.exitCode)" : reason)")
@@ -71,8 +95,10 @@ public struct Confinement: Sendable, Hashable {
 
     /// The launcher's arguments for one program, ending with `--` and the program:
     /// `readable` and `writable` are granted on top of ``readablePaths`` and ``writablePaths``;
-    /// `hidden` adds to ``hiddenPaths``.
+    /// `hidden` adds to ``hiddenPaths``. Without ``confinesFiles`` the paths are meaningless
+    /// and left out.
     func arguments(program: String, hidden: [URL] = [], readable: [URL], writable: [URL]) -> [String] {
+        guard confinesFiles else { return ["--no-landlock", "--", program] }
         var arguments: [String] = []
         for path in hiddenPaths + hidden { arguments += ["--hide", path.path] }
         for path in readablePaths + readable { arguments += ["--read", path.path] }

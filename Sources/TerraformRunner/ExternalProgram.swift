@@ -4,7 +4,8 @@ import Foundation
 /// through the same process edge as terraform: an argv array (never a shell string), an
 /// environment built from nothing but what the caller passes, its own process group
 /// interrupted with SIGINT then SIGKILL on timeout, output redacted line by line and
-/// bounded in memory.
+/// bounded in memory, only stdin (/dev/null), stdout and stderr inherited, and reading its
+/// output bounded once it exited. With a ``Confinement`` nothing it starts outlives it.
 ///
 /// Why it lives here: the rules that keep terraform from being steered by the daemon's
 /// environment and from leaking secrets apply to every child Lockstep starts, so there
@@ -26,8 +27,9 @@ public enum ExternalProgram {
         /// Values replaced in every line of output.
         public var redactor: Redactor
         public var output: any TerraformOutputSink
-        /// When set, the program runs confined (``Confinement``): it reads `readable` even
-        /// inside hidden paths, and writes only `writable`.
+        /// When set, the program runs through the launcher (``Confinement``): it reads
+        /// `readable` even inside hidden paths, writes only `writable`, and every process it
+        /// starts is killed when it exits.
         public var confinement: Confinement?
         public var readable: [URL]
         public var writable: [URL]

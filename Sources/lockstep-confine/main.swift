@@ -1,14 +1,18 @@
-/// lockstep-confine: starts one program (terraform) inside a Landlock file-system sandbox.
+/// lockstep-confine: starts one program (terraform) inside a Landlock file-system sandbox and a
+/// PID namespace of its own, so that nothing it starts outlives it.
 ///
 /// Why: `terraform plan` runs code from the delivery repository before anyone approved it
 /// (`external` data sources, providers, `local-exec`). Unconfined it runs as the daemon's user and
 /// can read the apply credentials (SPEC §8), forge approvals in the SQLite store, poison the shared
 /// plugin cache or read other runs' directories. The daemon starts every terraform through this
-/// launcher with those paths hidden and only the run's own directory writable.
+/// launcher with those paths hidden and only the run's own directory writable. The same code can
+/// also leave a process behind (`setsid`, a double fork) that rewrites files after the command
+/// ended or holds the daemon's output pipes open; the PID namespace stops that.
 ///
 /// Usage:
 ///     lockstep-confine [--hide PATH]... [--read PATH]... [--write PATH]... -- /abs/program [ARG...]
-///     lockstep-confine --check
+///     lockstep-confine --no-landlock -- /abs/program [ARG...]
+///     lockstep-confine [--no-landlock] --check
 ///
 /// What it guarantees, for the program and every process it starts (Landlock is inherited
 /// and cannot be removed):
@@ -18,15 +22,34 @@
 /// - nothing is writable except `--write` paths and the sinks `/dev/null`, `/dev/zero`, `/dev/full`
 ///   (shells and terraform open `/dev/null` for writing);
 /// - with Landlock ABI 6 or newer it cannot signal processes outside the sandbox (the daemon);
+/// - no process it starts outlives it: the program runs in a new PID namespace (inside a user
+///   namespace that maps only the caller's own uid and gid, so no privilege is gained) whose
+///   PID 1 is a small init of this launcher's. The init reaps orphans and exits with the
+///   program's status as soon as the program exits; the kernel then kills everything still in
+///   the namespace, whatever it did (`setsid`, double forks, ignoring SIGTERM, closing its
+///   descriptors). Killing the launcher (SIGKILL) kills the init (parent-death signal) and so
+///   the whole namespace;
 /// - if any of that cannot be set up, the program is not started (exit 126): never unconfined.
+///
+/// `--no-landlock` skips the file-system sandbox and keeps the PID namespace: the daemon's
+/// `terraform.confine: false` still gets descendants contained. It cannot be combined with
+/// `--hide`, `--read` or `--write` (a caller must not believe paths are hidden when they are not).
+///
+/// Signals: the launcher, the init and the program share the caller's process group. The caller
+/// interrupts the program by signalling that group (SIGINT, then SIGKILL); the launcher and the
+/// init ignore SIGINT, SIGTERM, SIGHUP and SIGQUIT and forward nothing, so the program receives
+/// the group's signal exactly once (a second SIGINT makes terraform abort without cleaning up).
+/// The program starts with the signal mask the launcher was started with.
 ///
 /// What it does not do: network access is untouched (terraform must reach clouds); before ABI 6
 /// signals are not restricted; abstract unix sockets are not scoped and connecting to a named
 /// unix socket is not a file access Landlock controls; every file outside the hidden paths stays
 /// readable; processes of the same user that run outside the sandbox are unaffected (it confines
-/// the program, not the user); files opened before the exec (inherited descriptors) stay usable;
-/// whether a hidden file exists, and its metadata (`stat`), stays visible: Landlock controls
-/// opening, not looking up, so hide directories rather than rely on unguessable names.
+/// the program, not the user); files opened before the exec (inherited descriptors) stay usable
+/// (the caller passes only stdin, stdout and stderr); whether a hidden file exists, and its
+/// metadata (`stat`), stays visible: Landlock controls opening, not looking up, so hide
+/// directories rather than rely on unguessable names. `/proc` is the caller's, so the program
+/// sees the namespace's processes under their outer process ids.
 ///
 /// Grants only add: a `--hide` inside a `--read` or `--write` path is overridden by that grant,
 /// so the caller must keep hidden paths out of the granted ones.
@@ -39,8 +62,11 @@
 /// cannot be listed, only their entries opened by name, and an entry created in one of them after
 /// the launch is not readable (the rules are a snapshot; this fails closed).
 ///
-/// Exit codes: 125 usage error, 126 Landlock unavailable or a rule could not be added,
-/// 127 the program could not be executed; otherwise the program's own status.
+/// Exit codes: 125 usage error, 126 Landlock or the PID namespace unavailable, or a rule could not
+/// be added, 127 the program could not be executed; otherwise the program's own status, or
+/// 128 + N when a signal N ended it (as a shell reports it).
+///
+/// Under systemd the unit must allow user and PID namespaces (`RestrictNamespaces=user pid`).
 ///
 /// No Foundation on purpose: the launcher is small enough to audit in one sitting.
 
@@ -143,6 +169,8 @@ func resolveHidden(_ components: Components) throws(ConfineError) -> Components 
 // MARK: - Arguments
 
 struct Request {
+    /// False only with `--no-landlock`: the PID namespace without the file-system sandbox.
+    var landlock = true
     var hide: [Components] = []
     var read: [Components] = []
     var write: [Components] = []
@@ -156,14 +184,19 @@ func bytes(_ argument: UnsafeMutablePointer<CChar>) -> [UInt8] {
 }
 
 enum Mode {
-    case check
+    case check(landlock: Bool)
     case run(Request)
 }
 
 func parse(_ argv: [UnsafeMutablePointer<CChar>]) throws(ConfineError) -> Mode {
-    let arguments = argv.dropFirst()
+    var arguments = argv.dropFirst()
+    var landlock = true
+    if let first = arguments.first, bytes(first) == Array("--no-landlock".utf8) {
+        landlock = false
+        arguments = arguments.dropFirst()
+    }
     if arguments.count == 1, let only = arguments.first, bytes(only) == Array("--check".utf8) {
-        return .check
+        return .check(landlock: landlock)
     }
     var hide: [Components] = []
     var read: [Components] = []
@@ -173,6 +206,7 @@ func parse(_ argv: [UnsafeMutablePointer<CChar>]) throws(ConfineError) -> Mode {
         let option = String(decoding: bytes(arguments[index]), as: UTF8.self)
         switch option {
         case "--hide", "--read", "--write":
+            guard landlock else { throw ConfineError(.usage, "\(option) cannot be combined with --no-landlock") }
             let valueIndex = index + 1
             guard valueIndex < arguments.endIndex else { throw ConfineError(.usage, "\(option) needs a PATH") }
             let path = try normalise(bytes(arguments[valueIndex]), option: option)
@@ -186,11 +220,14 @@ func parse(_ argv: [UnsafeMutablePointer<CChar>]) throws(ConfineError) -> Mode {
                 throw ConfineError(.usage, "program \(String(decoding: bytes(program), as: UTF8.self)): must be an absolute path")
             }
             let programArguments = arguments[programIndex...].map { Optional($0) } + [nil]
-            return .run(Request(hide: hide, read: read, write: write, program: program, programArguments: programArguments))
+            return .run(Request(landlock: landlock, hide: hide, read: read, write: write, program: program,
+                                programArguments: programArguments))
         case "--check":
-            throw ConfineError(.usage, "--check takes no other arguments")
+            throw ConfineError(.usage, "--check takes no other arguments (but a leading --no-landlock)")
+        case "--no-landlock":
+            throw ConfineError(.usage, "--no-landlock must come first")
         default:
-            throw ConfineError(.usage, "unknown argument '\(option)' (expected --hide, --read, --write or -- /abs/program)")
+            throw ConfineError(.usage, "unknown argument '\(option)' (expected --hide, --read, --write, --no-landlock or -- /abs/program)")
         }
     }
     throw ConfineError(.usage, "missing '-- /abs/program'")
@@ -317,6 +354,118 @@ struct Ruleset {
     }
 }
 
+// MARK: - Containment
+
+/// The signals a caller or a service manager sends to a whole process group to stop it. The
+/// launcher and the init ignore them: they are delivered to the program through the group
+/// already, and forwarding one would deliver it twice.
+let groupSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+
+func blockGroupSignals() -> sigset_t {
+    var blocked = sigset_t()
+    var original = sigset_t()
+    sigemptyset(&blocked)
+    for signal in groupSignals { sigaddset(&blocked, signal) }
+    sigprocmask(SIG_BLOCK, &blocked, &original)
+    return original
+}
+
+/// Ignores the group signals, then restores `mask`. Blocked first, so one that arrived in
+/// between is discarded, never acted upon.
+func ignoreGroupSignals(restoring mask: sigset_t) {
+    for signal in groupSignals { _ = Glibc.signal(signal, SIG_IGN) }
+    var mask = mask
+    sigprocmask(SIG_SETMASK, &mask, nil)
+}
+
+/// Waits for `pid` and returns its waitpid() status.
+func waitFor(_ pid: pid_t) -> Int32? {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+        if errno != EINTR { return nil }
+    }
+    return status
+}
+
+/// Moves into a new user and PID namespace; the next fork is its PID 1.
+func enterNamespace() throws(ConfineError) {
+    guard ls_enter_pid_namespace() == 0 else {
+        throw ConfineError(.sandbox, "cannot create a PID namespace (user namespaces disabled, or not allowed by the service's RestrictNamespaces=): \(errorText(errno))")
+    }
+}
+
+/// Starts the init of the namespace and waits for it; exits with the program's status.
+///
+/// Processes: this launcher (outside the namespace, waits) → the init (PID 1, reaps) → the
+/// program. When the program exits the init exits with its status, and the kernel kills
+/// whatever is left in the namespace before this launcher's wait returns.
+func supervise(_ request: Request) throws(ConfineError) -> Never {
+    let originalMask = blockGroupSignals()
+    // The init learns that the launcher died before it could arm its parent-death signal
+    // from this pipe: the launcher never writes to it, so it reads as closed only then.
+    var lifeline: [Int32] = [-1, -1]
+    guard pipe(&lifeline) == 0 else { throw ConfineError(.sandbox, "cannot create a pipe: \(errorText(errno))") }
+    let initPID = fork()
+    guard initPID >= 0 else { throw ConfineError(.sandbox, "cannot start the namespace's init: \(errorText(errno))") }
+    if initPID == 0 {
+        close(lifeline[1])
+        runInit(request, lifeline: lifeline[0], originalMask: originalMask)
+    }
+    close(lifeline[0])
+    ignoreGroupSignals(restoring: originalMask)
+    guard let status = waitFor(initPID) else {
+        // Not expected; exiting kills the init (parent-death signal) and so the namespace.
+        report(ConfineError(.sandbox, "cannot wait for the namespace's init: \(errorText(errno))"))
+        _exit(1)
+    }
+    _exit(ls_exit_status(status))
+}
+
+/// PID 1 of the namespace: starts the program, reaps every process that ends up here and exits
+/// with the program's status once the program has exited.
+func runInit(_ request: Request, lifeline: Int32, originalMask: sigset_t) -> Never {
+    // Killing the launcher (SIGKILL to the caller's group, or to it alone) takes the init and
+    // with it the whole namespace down.
+    guard ls_set_parent_death_signal(SIGKILL) == 0 else {
+        report(ConfineError(.sandbox, "cannot set the parent-death signal: \(errorText(errno))"))
+        _exit(ConfineError.Code.sandbox.rawValue)
+    }
+    var probe = pollfd(fd: lifeline, events: Int16(POLLIN), revents: 0)
+    if poll(&probe, 1, 0) != 0 { _exit(ConfineError.Code.sandbox.rawValue) }  // the launcher is gone
+    close(lifeline)
+    let programPID = fork()
+    guard programPID >= 0 else {
+        report(ConfineError(.sandbox, "cannot start the program: \(errorText(errno))"))
+        _exit(ConfineError.Code.sandbox.rawValue)
+    }
+    if programPID == 0 {
+        var mask = originalMask
+        sigprocmask(SIG_SETMASK, &mask, nil)
+        // execv passes our environment on unchanged (the caller decides what terraform sees).
+        execv(request.program, request.programArguments)
+        report(ConfineError(.exec, "cannot execute \(String(decoding: bytes(request.program), as: UTF8.self)): \(errorText(errno))"))
+        _exit(ConfineError.Code.exec.rawValue)
+    }
+    ignoreGroupSignals(restoring: originalMask)
+    while true {
+        var status: Int32 = 0
+        let reaped = waitpid(-1, &status, 0)
+        if reaped == programPID { _exit(ls_exit_status(status)) }
+        if reaped < 0 && errno != EINTR { _exit(1) }  // ECHILD: cannot happen while the program is unreaped
+    }
+}
+
+/// `--check`: the namespace can be created and its first process is PID 1.
+func checkNamespace() throws(ConfineError) {
+    try enterNamespace()
+    let child = fork()
+    guard child >= 0 else { throw ConfineError(.sandbox, "cannot fork: \(errorText(errno))") }
+    if child == 0 { _exit(getpid() == 1 ? 0 : 1) }
+    guard let status = waitFor(child), ls_exit_status(status) == 0 else {
+        throw ConfineError(.sandbox, "the PID namespace did not start its first process as PID 1")
+    }
+}
+
 // MARK: - Main
 
 func landlockABI() throws(ConfineError) -> Int32 {
@@ -325,38 +474,47 @@ func landlockABI() throws(ConfineError) -> Int32 {
     return abi
 }
 
-/// Confines this process and becomes the program; returns only by throwing.
+/// Confines this process, starts the program in its namespace and exits with its status;
+/// returns only by throwing, before the program was started.
 func launch() throws(ConfineError) -> Never {
     let argv = (0..<Int(CommandLine.argc)).compactMap { CommandLine.unsafeArgv[$0] }
     switch try parse(argv) {
-    case .check:
-        let line = Array("landlock abi \(try landlockABI())\n".utf8)
+    case .check(let landlock):
+        let files = landlock ? "landlock abi \(try landlockABI()), " : "no landlock, "
+        try checkNamespace()
+        let line = Array("\(files)pid namespace\n".utf8)
         _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
         exit(0)
     case .run(let request):
-        let abi = try landlockABI()
-        let handled = handledRights(abi: abi)
-        // ABI 6: the program cannot signal (kill, SIGSTOP, …) the daemon or other runs.
-        let scoped: UInt64 = abi >= 6 ? LS_SCOPE_SIGNAL : 0
-        let rulesetFD = ls_landlock_create_ruleset(handled, scoped)
-        guard rulesetFD >= 0 else { throw ConfineError(.sandbox, "cannot create a Landlock ruleset: \(errorText(errno))") }
-        let ruleset = Ruleset(fd: rulesetFD, handled: handled)
-        try ruleset.allowAllExcept(request.hide.map(resolveHidden))
-        for path in request.read { try ruleset.allow(readRights, on: path, option: "--read") }
-        for path in request.write { try ruleset.allow(writeRights, on: path, option: "--write") }
-        for sink in sinks {
-            let sinkFD = open(cPath(sink), ls_o_path() | O_CLOEXEC)
-            if sinkFD < 0 { continue }  // a minimal /dev without it: nothing to grant
-            try ruleset.allow(sinkRights, on: sinkFD, named: sink)
-            close(sinkFD)
+        var rulesetFD: Int32 = -1
+        if request.landlock {
+            let abi = try landlockABI()
+            let handled = handledRights(abi: abi)
+            // ABI 6: the program cannot signal (kill, SIGSTOP, …) the daemon or other runs.
+            let scoped: UInt64 = abi >= 6 ? LS_SCOPE_SIGNAL : 0
+            rulesetFD = ls_landlock_create_ruleset(handled, scoped)
+            guard rulesetFD >= 0 else { throw ConfineError(.sandbox, "cannot create a Landlock ruleset: \(errorText(errno))") }
+            let ruleset = Ruleset(fd: rulesetFD, handled: handled)
+            try ruleset.allowAllExcept(request.hide.map(resolveHidden))
+            for path in request.read { try ruleset.allow(readRights, on: path, option: "--read") }
+            for path in request.write { try ruleset.allow(writeRights, on: path, option: "--write") }
+            for sink in sinks {
+                let sinkFD = open(cPath(sink), ls_o_path() | O_CLOEXEC)
+                if sinkFD < 0 { continue }  // a minimal /dev without it: nothing to grant
+                try ruleset.allow(sinkRights, on: sinkFD, named: sink)
+                close(sinkFD)
+            }
         }
-        guard ls_landlock_restrict_self(rulesetFD) == 0 else {
-            throw ConfineError(.sandbox, "cannot enforce the Landlock ruleset: \(errorText(errno))")
+        // Before the ruleset is enforced: writing the id maps under /proc/self is a write the
+        // sandbox would refuse.
+        try enterNamespace()
+        if rulesetFD >= 0 {
+            guard ls_landlock_restrict_self(rulesetFD) == 0 else {
+                throw ConfineError(.sandbox, "cannot enforce the Landlock ruleset: \(errorText(errno))")
+            }
+            close(rulesetFD)
         }
-        close(rulesetFD)
-        // execv passes our environment on unchanged (the caller decides what terraform sees).
-        execv(request.program, request.programArguments)
-        throw ConfineError(.exec, "cannot execute \(String(decoding: bytes(request.program), as: UTF8.self)): \(errorText(errno))")
+        try supervise(request)
     }
 }
 

@@ -94,7 +94,9 @@ func unconfinedShell(_ script: String, in scratch: Scratch) throws -> Outcome {
 func landlockABI() throws -> Int {
     let check = try run(try Paths.confine(), ["--check"], in: "/")
     try #require(check.status == 0, "Landlock unavailable: \(check.stderr)")
-    let number = check.stdout.split(separator: " ").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    // "landlock abi 7, pid namespace"
+    let fields = check.stdout.split(whereSeparator: { $0 == " " || $0 == "," })
+    let number = fields.firstIndex(of: "abi").flatMap { fields.index(after: $0) < fields.endIndex ? Int(fields[fields.index(after: $0)]) : nil }
     return try #require(number)
 }
 
@@ -267,12 +269,16 @@ struct ConfineTests {
         #expect(!scratch.exists("marker"))
     }
 
-    @Test("--check reports the Landlock ABI and exits 0")
+    @Test("--check reports the Landlock ABI and the PID namespace and exits 0; --no-landlock --check only the namespace")
     func check() throws {
         let outcome = try run(try Paths.confine(), ["--check"], in: "/")
         #expect(outcome.status == 0)
         #expect(outcome.stdout.hasPrefix("landlock abi "))
+        #expect(outcome.stdout.hasSuffix(", pid namespace\n"))
         #expect(try landlockABI() >= 1)
+        let processesOnly = try run(try Paths.confine(), ["--no-landlock", "--check"], in: "/")
+        #expect(processesOnly.status == 0)
+        #expect(processesOnly.stdout == "no landlock, pid namespace\n")
     }
 
     @Test("a program that cannot be executed exits 127 and is named")

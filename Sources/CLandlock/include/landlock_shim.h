@@ -50,4 +50,20 @@ int ls_landlock_add_path_rule(int ruleset_fd, int parent_fd, uint64_t allowed);
 /// 0, or -1 with errno.
 int ls_landlock_restrict_self(int ruleset_fd);
 
+
+// --- Process containment (used by lockstep-confine; unshare and prctl are not visible to Swift)
+
+/// Moves this process into a new user namespace that maps only its own uid and gid (to
+/// themselves, so files keep their owners and no privilege is gained outside) and makes the
+/// next child it forks PID 1 of a new PID namespace. When that child exits, the kernel kills
+/// every process left in the namespace. Needs unprivileged user namespaces. The process must be
+/// single-threaded. 0, or -1 with errno.
+int ls_enter_pid_namespace(void);
+
+/// PR_SET_PDEATHSIG: `signal` is sent to this process when its parent dies. 0, or -1 with errno.
+int ls_set_parent_death_signal(int signal);
+
+/// A status to exit with for a waitpid() status: the exit code, or 128 + the signal number.
+int ls_exit_status(int wait_status);
+
 #endif
