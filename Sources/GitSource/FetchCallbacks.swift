@@ -2,7 +2,7 @@ internal import CLibgit2
 import Foundation
 
 /// State shared with libgit2's fetch callbacks through their `payload` pointer. It lives for
-/// exactly one `git_remote_fetch` call, on the mirror actor's executor.
+/// exactly one connect and download, on the mirror actor's executor.
 final class FetchContext {
     let remote: Remote
     let host: String?
@@ -13,7 +13,6 @@ final class FetchContext {
     var token: String?
     /// A precise error set by a callback; preferred over libgit2's generic one.
     var failure: GitError?
-    var changes: [(name: String, old: ObjectID?, new: ObjectID?)] = []
 
     init(remote: Remote, host: String?, port: Int?) {
         self.remote = remote
@@ -26,42 +25,10 @@ final class FetchContext {
         git_error_set_str(Int32(GIT_ERROR_CALLBACK.rawValue), error.message)
         return code
     }
-
-    func report() -> FetchReport {
-        var report = FetchReport(initialClone: false)
-        for change in changes {
-            let item = FetchReport.Change(name: "", old: change.old, new: change.new)
-            if change.name.hasPrefix("refs/tags/") {
-                let name = String(change.name.dropFirst("refs/tags/".count))
-                if let problem = RefName.problem(with: name) {
-                    report.refusedRefs.append(RefusedTag(displayName: RefName.displayable(name), reason: problem))
-                }
-                let tag = FetchReport.Change(name: name, old: item.old, new: item.new)
-                switch (change.old, change.new) {
-                case (nil, _): report.createdTags.append(tag)
-                case (_, nil): report.deletedTags.append(tag)
-                default: report.movedTags.append(tag)
-                }
-            } else if change.name.hasPrefix("refs/heads/") {
-                report.branches.append(FetchReport.Change(name: String(change.name.dropFirst("refs/heads/".count)),
-                                                          old: change.old, new: change.new))
-            }
-        }
-        return report
-    }
 }
 
 private func context(_ payload: UnsafeMutableRawPointer?) -> FetchContext? {
     payload.map { Unmanaged<FetchContext>.fromOpaque($0).takeUnretainedValue() }
-}
-
-/// Records every ref the fetch created, moved or deleted (a zero id stands for "none").
-let fetchUpdateTipsCallback: @convention(c) (UnsafePointer<CChar>?, UnsafePointer<git_oid>?, UnsafePointer<git_oid>?, UnsafeMutableRawPointer?) -> Int32 = { name, old, new, payload in
-    guard let context = context(payload), let name else { return 0 }
-    let oldID = old.map { ObjectID($0) }.flatMap { $0.isZero ? nil : $0 }
-    let newID = new.map { ObjectID($0) }.flatMap { $0.isZero ? nil : $0 }
-    context.changes.append((String(cString: name), oldID, newID))
-    return 0
 }
 
 /// Offers the configured credentials, at most `maxAuthAttempts` times: libgit2 asks again after

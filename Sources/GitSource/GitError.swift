@@ -43,6 +43,15 @@ public struct GitError: Error, Sendable, CustomStringConvertible, CustomDebugStr
         public static let exportTarget = Code("export_target")
         /// A filesystem operation failed.
         public static let io = Code("io")
+        /// A write failed because the disk (or the quota) is full: free space, then sync again.
+        public static let diskFull = Code("disk_full")
+        /// The process ran out of file descriptors: a leak or a limit too low, not the remote.
+        public static let descriptorsExhausted = Code("descriptors_exhausted")
+        /// A local file or folder could not be read or written (permissions, a read-only
+        /// filesystem, a path that is not a folder): the mirror's storage, not the remote.
+        public static let filesystem = Code("filesystem")
+        /// An object, pack or ref of a repository is damaged or unreadable.
+        public static let corruptRepository = Code("corrupt_repository")
         /// Any other libgit2 failure.
         public static let libgit2 = Code("libgit2")
     }
@@ -56,7 +65,9 @@ public struct GitError: Error, Sendable, CustomStringConvertible, CustomDebugStr
     public var ref: String?
     /// The path (inside an exported tree) involved.
     public var path: String?
-    /// libgit2's own message and error class, for logs only (already redacted).
+    /// libgit2's own error class and message (redacted of credentials like every text here):
+    /// part of `description`, so that a full disk, a broken mirror and an unreachable remote
+    /// never read the same.
     public var underlying: String?
 
     public init(_ code: Code, _ message: String, repository: String? = nil, ref: String? = nil,
@@ -74,13 +85,12 @@ public struct GitError: Error, Sendable, CustomStringConvertible, CustomDebugStr
         if let ref { parts.append("ref \(ref)") }
         if let path { parts.append("path \(path)") }
         if let repository { parts.append("repository \(repository)") }
+        if let underlying { parts.append(underlying) }
         return parts.joined(separator: "; ")
     }
 
     public var debugDescription: String {
-        var text = "GitError(\(code)): \(description)"
-        if let underlying { text += " [\(underlying)]" }
-        return text
+        "GitError(\(code)): \(description)"
     }
 
     /// A copy of this error with `repository` filled in (when not already set) and every known

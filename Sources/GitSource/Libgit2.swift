@@ -1,4 +1,5 @@
 internal import CLibgit2
+import Foundation
 
 /// libgit2 is initialised once per process; a global `let` is initialised lazily and exactly once.
 private let libgit2Initialisation: Int32 = lockstep_git_init()
@@ -22,27 +23,98 @@ func check(_ rc: Int32, _ what: @autoclosure () -> String, ref: String? = nil) t
 }
 
 /// The error libgit2 recorded for the call that just returned `rc`.
+///
+/// The code says whose problem it is, because the operator's next step differs: the network
+/// or the remote (`network`, `authentication`, `untrustedRemote`), this machine's storage
+/// (`diskFull`, `filesystem`), the process (`descriptorsExhausted`), or damaged data
+/// (`corruptRepository`). libgit2's class and message travel in `underlying`.
 func lastError(_ rc: Int32, _ what: String, ref: String? = nil) -> GitError {
-    var detail = "libgit2 error \(rc)"
-    if let last = git_error_last(), let message = last.pointee.message {
-        detail += " (class \(last.pointee.klass)): " + String(cString: message)
+    let savedErrno = errno
+    var klass: Int32 = -1
+    var message = ""
+    if let last = git_error_last() {
+        klass = last.pointee.klass
+        message = last.pointee.message.map { String(cString: $0) } ?? ""
     }
-    let code: GitError.Code
+    let detail = "libgit2 \(libgit2ClassName(klass)) error \(rc): " + escapedMessage(message)
+    return GitError(classify(rc: rc, klass: klass, message: message, errno: savedErrno), what, ref: ref, underlying: detail)
+}
+
+/// The code for a libgit2 failure; see `lastError`.
+func classify(rc: Int32, klass: Int32, message: String, errno savedErrno: Int32) -> GitError.Code {
     switch rc {
-    case GIT_ENOTFOUND.rawValue: code = .notFound
-    case GIT_EAUTH.rawValue: code = .authentication
-    case GIT_ECERTIFICATE.rawValue: code = .untrustedRemote
-    case GIT_EINVALIDSPEC.rawValue: code = .invalidRefName
-    default:
-        if let last = git_error_last(), last.pointee.klass == GIT_ERROR_NET.rawValue
-            || last.pointee.klass == GIT_ERROR_SSH.rawValue || last.pointee.klass == GIT_ERROR_HTTP.rawValue
-            || last.pointee.klass == GIT_ERROR_SSL.rawValue {
-            code = .network
-        } else {
-            code = .libgit2
-        }
+    case GIT_ENOTFOUND.rawValue: return .notFound
+    case GIT_EAUTH.rawValue: return .authentication
+    case GIT_ECERTIFICATE.rawValue: return .untrustedRemote
+    case GIT_EINVALIDSPEC.rawValue: return .invalidRefName
+    default: break
     }
-    return GitError(code, what, ref: ref, underlying: detail)
+    // libgit2 ends the message of a failed system call with strerror(errno); errno itself may
+    // have been overwritten by the cleanup that followed, so the message is read first.
+    if let failure = systemFailure(message: message) ?? (klass == GIT_ERROR_OS.rawValue ? systemFailure(errno: savedErrno) : nil) {
+        return failure
+    }
+    switch UInt32(bitPattern: klass) {
+    case GIT_ERROR_NET.rawValue, GIT_ERROR_SSH.rawValue, GIT_ERROR_HTTP.rawValue, GIT_ERROR_SSL.rawValue:
+        return .network
+    case GIT_ERROR_OS.rawValue, GIT_ERROR_FILESYSTEM.rawValue:
+        return .filesystem
+    case GIT_ERROR_ODB.rawValue, GIT_ERROR_ZLIB.rawValue, GIT_ERROR_OBJECT.rawValue, GIT_ERROR_REPOSITORY.rawValue,
+         GIT_ERROR_INDEXER.rawValue, GIT_ERROR_SHA.rawValue:
+        return .corruptRepository
+    default:
+        return .libgit2
+    }
+}
+
+private let systemErrnoCodes: [(Int32, GitError.Code)] = [
+    (ENOSPC, .diskFull), (EDQUOT, .diskFull), (EMFILE, .descriptorsExhausted), (ENFILE, .descriptorsExhausted),
+    (EROFS, .filesystem), (EACCES, .filesystem), (EPERM, .filesystem), (ENOTDIR, .filesystem), (EIO, .filesystem),
+    (ECONNREFUSED, .network), (ECONNRESET, .network), (ECONNABORTED, .network), (EHOSTUNREACH, .network),
+    (ENETUNREACH, .network), (ENETDOWN, .network), (ETIMEDOUT, .network), (EPIPE, .network), (EADDRNOTAVAIL, .network),
+]
+
+private func systemFailure(message: String) -> GitError.Code? {
+    for (number, code) in systemErrnoCodes where message.hasSuffix(String(cString: strerror(number))) {
+        return code
+    }
+    return nil
+}
+
+private func systemFailure(errno number: Int32) -> GitError.Code? {
+    systemErrnoCodes.first { $0.0 == number }?.1
+}
+
+/// libgit2's error class as a word, for messages.
+func libgit2ClassName(_ klass: Int32) -> String {
+    let names: [UInt32: String] = [
+        GIT_ERROR_NOMEMORY.rawValue: "memory", GIT_ERROR_OS.rawValue: "os", GIT_ERROR_INVALID.rawValue: "invalid",
+        GIT_ERROR_REFERENCE.rawValue: "reference", GIT_ERROR_ZLIB.rawValue: "zlib", GIT_ERROR_REPOSITORY.rawValue: "repository",
+        GIT_ERROR_CONFIG.rawValue: "config", GIT_ERROR_REGEX.rawValue: "regex", GIT_ERROR_ODB.rawValue: "odb",
+        GIT_ERROR_INDEX.rawValue: "index", GIT_ERROR_OBJECT.rawValue: "object", GIT_ERROR_NET.rawValue: "net",
+        GIT_ERROR_TAG.rawValue: "tag", GIT_ERROR_TREE.rawValue: "tree", GIT_ERROR_INDEXER.rawValue: "indexer",
+        GIT_ERROR_SSL.rawValue: "ssl", GIT_ERROR_SUBMODULE.rawValue: "submodule", GIT_ERROR_THREAD.rawValue: "thread",
+        GIT_ERROR_STASH.rawValue: "stash", GIT_ERROR_CHECKOUT.rawValue: "checkout", GIT_ERROR_FETCHHEAD.rawValue: "fetchhead",
+        GIT_ERROR_MERGE.rawValue: "merge", GIT_ERROR_SSH.rawValue: "ssh", GIT_ERROR_FILTER.rawValue: "filter",
+        GIT_ERROR_REVERT.rawValue: "revert", GIT_ERROR_CALLBACK.rawValue: "callback", GIT_ERROR_CHERRYPICK.rawValue: "cherrypick",
+        GIT_ERROR_DESCRIBE.rawValue: "describe", GIT_ERROR_REBASE.rawValue: "rebase", GIT_ERROR_FILESYSTEM.rawValue: "filesystem",
+        GIT_ERROR_PATCH.rawValue: "patch", GIT_ERROR_WORKTREE.rawValue: "worktree", GIT_ERROR_SHA.rawValue: "sha",
+        GIT_ERROR_HTTP.rawValue: "http", GIT_ERROR_INTERNAL.rawValue: "internal",
+    ]
+    return klass < 0 ? "unknown" : names[UInt32(klass)] ?? "class \(klass)"
+}
+
+/// libgit2's message made safe for one line of a log or an API answer: it can quote a ref
+/// name or a server's words, so control characters are escaped and the length is capped.
+func escapedMessage(_ message: String, limit: Int = 300) -> String {
+    var out = ""
+    var count = 0
+    for scalar in message.unicodeScalars {
+        if count >= limit { out += "…"; break }
+        if scalar.value >= 0x20 && scalar.value != 0x7F { out.unicodeScalars.append(scalar) } else { out += scalar.escaped(asASCII: true) }
+        count += 1
+    }
+    return out
 }
 
 /// Owns one libgit2 object and frees it exactly once, when the last Swift reference goes.

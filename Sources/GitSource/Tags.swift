@@ -58,12 +58,68 @@ public struct FetchReport: Sendable, Equatable {
     public var deletedTags: [Change] = []
     /// Branches created, moved or deleted.
     public var branches: [Change] = []
-    /// Refs whose names Lockstep refuses to use (escaped for display), with the reason.
-    public var refusedRefs: [RefusedTag] = []
+    /// Refs the remote offers that this sync skipped for the first time (or whose target or
+    /// reason changed since they were last skipped), each with its reason. A ref that stays
+    /// skipped is not listed again by later syncs: `GitMirror.skippedRefs()` lists every ref
+    /// skipped now. Every other ref was still fetched.
+    public var skippedRefs: [SkippedRef] = []
+    /// Refs skipped before that are no longer skipped: deleted upstream, or fixed (a fixed
+    /// one also appears in `createdTags` or `branches`).
+    public var clearedSkippedRefs: [SkippedRef] = []
 
     public var changed: Bool {
         !(createdTags.isEmpty && movedTags.isEmpty && deletedTags.isEmpty && branches.isEmpty)
     }
+}
+
+/// A ref the remote offers that the mirror does not take, with the reason.
+///
+/// One unusable ref must never stop the others from being fetched (a tag on a tree or a blob,
+/// a name libgit2 cannot store, a name Lockstep refuses, a tag whose object is missing): it is
+/// skipped, the mirror keeps no copy of it, and removing it upstream needs no manual step.
+/// See docs/THREAT-MODEL.md, "one unusable ref".
+public struct SkippedRef: Sendable, Hashable, CustomStringConvertible {
+    /// Why a ref was skipped. A struct rather than an enum so that new reasons never break callers.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The name is longer than Lockstep (and libgit2) can store.
+        public static let nameTooLong = Code("name_too_long")
+        /// The name is one Lockstep refuses (control or non-ASCII bytes, shell characters, `..`, …)
+        /// or one libgit2 refuses.
+        public static let invalidName = Code("invalid_name")
+        /// The ref points (directly or through tag objects) at a tree or a blob, not a commit.
+        public static let notACommit = Code("not_a_commit")
+        /// The object the ref or one of its tag objects points at does not exist.
+        public static let missingObject = Code("missing_object")
+        /// The name collides with another ref (`a` and `a/b` cannot both exist), or the chain of
+        /// tag objects is too deep, or libgit2 refused to store the ref for another ref-specific
+        /// reason.
+        public static let unstorable = Code("unstorable")
+    }
+
+    /// The full ref name (`refs/tags/…`), quoted, control and non-ASCII characters escaped,
+    /// cut after 80 characters: safe to print on one line.
+    public let displayName: String
+    /// `true` for a ref under `refs/tags/`, `false` for a branch.
+    public let isTag: Bool
+    /// The object the remote says the ref points at.
+    public let target: ObjectID?
+    public let code: Code
+    /// Why, in words safe for a client.
+    public let reason: String
+
+    public init(displayName: String, isTag: Bool, target: ObjectID?, code: Code, reason: String) {
+        self.displayName = displayName
+        self.isTag = isTag
+        self.target = target
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { "\(displayName) skipped (\(code)): \(reason)" }
 }
 
 /// The facts GitSource can establish about a release tag; the core turns them into a decision.

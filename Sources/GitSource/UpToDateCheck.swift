@@ -21,14 +21,15 @@ import Foundation
 enum UpToDateCheck {
     /// `true` when the repository at `path` (the remote of a `file://` or path URL, opened the
     /// way libgit2's local transport opens it) has exactly the mirror's branch tips and tags.
-    static func mirror(_ mirror: OpaquePointer, matchesRepositoryAt path: String) -> Bool {
+    static func mirror(_ mirror: OpaquePointer, matchesRepositoryAt path: String,
+                       skipped: [RawRefName: RefTarget] = [:], skippedCount: Int = 0) -> Bool {
         var out: OpaquePointer?
         guard git_repository_open_ext(&out, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil) == 0, let out else {
             return false
         }
         let source = Managed(out, free: { git_repository_free($0) })
         guard let mine = RepositoryRefs(mirror), let theirs = RepositoryRefs(source.pointer) else { return false }
-        switch compareSorted(mine, theirs) {
+        switch compareSorted(mine, theirs, skipped: skipped, skippedCount: skippedCount) {
         case .identical: return true
         case .different: return false
         case .undecided:
@@ -36,26 +37,27 @@ enum UpToDateCheck {
             guard let mirrored = collect(RepositoryRefs(mirror)), let advertised = collect(RepositoryRefs(source.pointer)) else {
                 return false
             }
-            return mirrored == advertised
+            return equal(mirrored, advertised, skipped: skipped, skippedCount: skippedCount)
         }
     }
 
     /// `true` when the refs that `remote` (connected) advertised are exactly the mirror's
     /// branch tips and tags.
-    static func mirror(_ mirror: OpaquePointer, matchesAdvertisementOf remote: OpaquePointer) -> Bool {
+    static func mirror(_ mirror: OpaquePointer, matchesAdvertisementOf remote: OpaquePointer,
+                       skipped: [RawRefName: RefTarget] = [:], skippedCount: Int = 0) -> Bool {
         var heads: UnsafeMutablePointer<UnsafePointer<git_remote_head>?>?
         var count = 0
         guard git_remote_ls(&heads, &count, remote) == 0, let heads else { return false }
         let list = UnsafeBufferPointer(start: heads, count: count)
         guard let mine = RepositoryRefs(mirror) else { return false }
-        switch compareSorted(mine, AdvertisedRefs(list)) {
+        switch compareSorted(mine, AdvertisedRefs(list), skipped: skipped, skippedCount: skippedCount) {
         case .identical: return true
         case .different: return false
         case .undecided:
             guard let mirrored = collect(RepositoryRefs(mirror)), let advertised = collect(AdvertisedRefs(list)) else {
                 return false
             }
-            return mirrored == advertised
+            return equal(mirrored, advertised, skipped: skipped, skippedCount: skippedCount)
         }
     }
 
@@ -77,20 +79,32 @@ enum UpToDateCheck {
     /// advertisement both come sorted, so with no loose refs around this is one `strcmp` and one
     /// id comparison per ref. The verdict is exact only if both streams prove sorted to the end;
     /// a stream found out of order gives `.undecided` (compare as sets instead).
-    static func compareSorted(_ left: some RefStream, _ right: some RefStream) -> Verdict {
+    ///
+    /// `skipped` are the refs the last full sync skipped (full name → the id offered then): one
+    /// offered again with the same id matches though the mirror does not hold it. The verdict is
+    /// identical only if all `skippedCount` skipped refs are offered again, unchanged (a skip
+    /// whose ref is gone upstream must be cleared by a full sync).
+    static func compareSorted(_ left: some RefStream, _ right: some RefStream,
+                              skipped: [RawRefName: RefTarget] = [:], skippedCount: Int = 0) -> Verdict {
         var left = OrderChecked(left), right = OrderChecked(right)
         var a = left.next(), b = right.next()
         var differs = false
+        var skippedSeen = 0
+        func isSkipped(_ name: UnsafePointer<CChar>, _ id: RefTarget) -> Bool {
+            guard !skipped.isEmpty, skipped[RawRefName(name)] == id else { return false }
+            skippedSeen += 1
+            return true
+        }
         while true {
             switch (a, b) {
             case (.end, .end):
-                return differs ? .different : .identical
+                return differs || skippedSeen != skippedCount ? .different : .identical
             case (.unsorted, _), (_, .unsorted):
                 return .undecided
             case (.unusual, _), (_, .unusual):
                 return .different
-            case (.end, .ref):
-                differs = true
+            case let (.end, .ref(rightName, rightID)):
+                if !isSkipped(rightName, rightID) { differs = true }
                 b = right.next()
             case (.ref, .end):
                 differs = true
@@ -106,11 +120,23 @@ enum UpToDateCheck {
                     differs = true
                     a = left.next()
                 } else {
-                    differs = true
+                    if !isSkipped(rightName, rightID) { differs = true }
                     b = right.next()
                 }
             }
         }
+    }
+
+    /// Set comparison with the same rule for skipped refs as `compareSorted`.
+    static func equal(_ mirrored: [String: RefTarget], _ advertised: [String: RefTarget],
+                      skipped: [RawRefName: RefTarget], skippedCount: Int) -> Bool {
+        var advertised = advertised
+        var seen = 0
+        for (name, id) in advertised where mirrored[name] == nil && skipped[RawRefName(name)] == id {
+            advertised[name] = nil
+            seen += 1
+        }
+        return seen == skippedCount && mirrored == advertised
     }
 
     /// The whole stream as a dictionary (full name → id); `nil` when a ref is unusual or a name
@@ -225,15 +251,13 @@ extension AdvertisedRefs {
     enum Classification: Equatable { case mirrored, ignored, unusual }
 
     /// What the check makes of an advertised name: outside the mirrored namespaces and the
-    /// peeled entries of annotated tags (`refs/tags/v1^{}`, not refs: libgit2's update step
-    /// skips them) are ignored; a name libgit2 would refuse is unusual, so the full fetch
-    /// decides what to do with it.
+    /// peeled entries of annotated tags (`refs/tags/v1^{}`, not refs) are ignored. Every other
+    /// name is compared as it is, even one that is not usable: the mirror never holds such a
+    /// name, so it matches only a ref the last full sync skipped with the same id.
     static func classify(_ name: UnsafePointer<CChar>) -> Classification {
         guard isMirrored(name) else { return .ignored }
         let length = strlen(name)
         if length >= 3, strcmp(name + length - 3, "^{}") == 0 { return .ignored }
-        var valid: Int32 = 0
-        guard git_reference_name_is_valid(&valid, name) == 0, valid != 0 else { return .unusual }
         return .mirrored
     }
 }

@@ -53,7 +53,7 @@ struct TagTests {
         #expect(!signed.message.contains("BEGIN SSH SIGNATURE"))
     }
 
-    @Test("a tag pointing at a tree, not a commit, is refused with a reason, not dropped")
+    @Test("a tag pointing at a tree, not a commit, is skipped by the sync with its reason, never listed or used")
     func tagOnTree() async throws {
         let fixture = try GitFixture()
         defer { fixture.cleanup() }
@@ -61,16 +61,18 @@ struct TagTests {
         try fixture.tag("dev/v1.0.0", at: "HEAD^{tree}")
         try fixture.tag("dev/v1.0.1")
         let mirror = localMirror(of: fixture)
-        _ = try await mirror.sync()
+        let report = try await mirror.sync()
+        #expect(report.createdTags.map(\.name) == ["dev/v1.0.1"])
+        #expect(report.skippedRefs.map(\.displayName) == ["\"refs/tags/dev/v1.0.0\""])
+        #expect(report.skippedRefs.first?.code == .notACommit)
+        #expect(report.skippedRefs.first?.reason == "it points at a tree, not a commit")
         let listing = try await mirror.tags(matching: "dev/*", components: 2)
         #expect(listing.tags.map(\.name) == ["dev/v1.0.1"])
-        #expect(listing.refused.map(\.displayName) == ["\"dev/v1.0.0\""])
         let error = try await #require(throws: GitError.self) { try await mirror.tag(named: "dev/v1.0.0") }
-        #expect(error.code == .notACommit)
-        #expect(listing.refused.first?.reason == "the tag does not point at a commit")
+        #expect(error.code == .notFound)
     }
 
-    @Test("hostile tag names that git accepts are refused by Lockstep and reported, never used")
+    @Test("hostile tag names that git accepts are skipped by the sync with a reason each, never mirrored or used")
     func hostileNamesRefused() async throws {
         let fixture = try GitFixture()
         defer { fixture.cleanup() }
@@ -80,13 +82,16 @@ struct TagTests {
         try fixture.tag("prod/v1.0.0")
         let mirror = localMirror(of: fixture)
         let report = try await mirror.sync()
-        #expect(report.refusedRefs.count == hostile.count)
+        #expect(report.createdTags.map(\.name) == ["prod/v1.0.0"])
+        #expect(report.skippedRefs.count == hostile.count)
+        #expect(Set(report.skippedRefs.map(\.code)) == [.invalidName, .nameTooLong])
+        for skipped in report.skippedRefs {
+            #expect(skipped.displayName.utf8.count < 100)
+            #expect(skipped.isTag)
+        }
         let listing = try await mirror.tags(matching: "prod/*", components: 2)
         #expect(listing.tags.map(\.name) == ["prod/v1.0.0"])
-        #expect(listing.refused.count == hostile.count)
-        for refused in listing.refused {
-            #expect(refused.displayName.utf8.count < 100)
-        }
+        #expect(listing.refused.isEmpty)
         for name in hostile {
             await #expect(throws: GitError.self) { try await mirror.tag(named: name) }
         }

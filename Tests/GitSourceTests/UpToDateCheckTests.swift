@@ -80,7 +80,7 @@ struct UpToDateCheckTests {
         #expect(try await mirror.sync().initialClone)
         #expect(await mirror.lastSyncPath == .fetched)
         let idle = try await mirror.sync()
-        #expect(!idle.changed && idle.refusedRefs.isEmpty)
+        #expect(!idle.changed && idle.skippedRefs.isEmpty)
         #expect(await mirror.lastSyncPath == .upToDate)
 
         let annotated = try fixture.revParse("prod/v1.1.0")
@@ -244,17 +244,17 @@ struct UpToDateCheckTests {
         #expect(UpToDateCheck.collect(ListedRefs(refs, unusualAt: 1)) == nil)
     }
 
-    @Test("advertised names: peeled entries and other namespaces are ignored, names libgit2 refuses are unusual",
+    @Test("advertised names: peeled entries and other namespaces are ignored; any other name is compared, usable or not",
           arguments: [
               ("refs/heads/main", AdvertisedRefs.Classification.mirrored),
               ("refs/tags/prod/v1.0.0", .mirrored),
               ("HEAD", .ignored),
               ("refs/pull/1/head", .ignored),
               ("refs/tags/prod/v1.0.0^{}", .ignored),
-              ("refs/tags/a..b", .unusual),
-              ("refs/tags/x\u{01}y", .unusual),
-              ("refs/heads/with space", .unusual),
-              ("refs/tags/ends.lock", .unusual),
+              ("refs/tags/a..b", .mirrored),
+              ("refs/tags/x\u{01}y", .mirrored),
+              ("refs/heads/with space", .mirrored),
+              ("refs/tags/ends.lock", .mirrored),
           ])
     func advertisedNames(name: String, expected: AdvertisedRefs.Classification) {
         #expect(name.withCString { AdvertisedRefs.classify($0) } == expected)
