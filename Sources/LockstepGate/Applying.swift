@@ -52,7 +52,9 @@ extension Gate {
         let valid = ApprovalRules.validApprovals(try await store.approvals(of: run.id), for: context,
                                                  policy: approvalPolicy, now: moment)
         var onDisk: Digest?
-        if let fileDigest = try? PlanDigest.of(fileAt: planFile(run.id)) { onDisk = try? Digest(fileDigest.hex) }
+        if let sealed = FileManager.default.contents(atPath: sealedPlanFile(run.id).path) {
+            onDisk = try? Digest(PlanDigest.of(sealed).hex)
+        }
         do {
             _ = try await mirror.sync()
         } catch {
@@ -84,7 +86,6 @@ extension Gate {
     /// redacted.
     func performApply(_ run: StoredRun, digest: Digest) async -> RunEvent {
         let log = runLogger(run)
-        let planFile = planFile(run.id)
         defer { removePlanFile(run.id) }
         do throws(RunFailure) {
             guard let policy = environmentPolicy(run.target) else {
@@ -109,7 +110,11 @@ extension Gate {
             guard initialization.outcome == .succeeded else {
                 throw RunFailure(commandFailure("init", initialization) + "; terraform apply was not started")
             }
-            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree, planFile],
+            // Apply reads a copy of the sealed bytes, checked against the approved digest, from a
+            // folder it may only read (see seal(_:run:)).
+            let planFile = try planCopy(try sealedPlan(run.id, digest: digest), run: run.id, for: "apply")
+            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree],
+                                                        readable: [planFile.deletingLastPathComponent()],
                                                         credentials: applyCredentials,
                                                         secrets: Set(planCredentials.values),
                                                         timeout: agent.terraform.applyTimeout)

@@ -52,6 +52,11 @@ public actor Gate {
 
     /// The last layout read at the protected branch tip that was valid, and that tip.
     var lastGoodLayout: (tip: ObjectID, config: RepoConfig)?
+    /// Why the layout at the protected branch tip is not used (an invalid `lockstep.yaml`
+    /// was merged, or it could not be read), or nil when the tip's layout is in use. The
+    /// targets keep coming from the last valid layout meanwhile; this is what status and
+    /// readiness show so the problem is not silent.
+    public internal(set) var branchLayoutProblem: String?
     /// Serialises reconcile, approvals, rejections, rollbacks and resolutions in this
     /// process (each is also safe across processes through the store's compare-and-set;
     /// serialising keeps two approvals from each counting without the other).
@@ -222,7 +227,19 @@ public actor Gate {
     }
 
     func runDirectory(_ id: RunID) -> URL { runsDirectory.appendingPathComponent(id.rawValue, isDirectory: true) }
+    /// Where `terraform plan -out` writes. The plan command may write it, and so may any process
+    /// plan-time code left behind: it is read once right after the plan and then removed; nothing
+    /// reads it again.
     func planFile(_ id: RunID) -> URL { runDirectory(id).appendingPathComponent("plan.tfplan") }
+    /// The plan's bytes as they were hashed, in a folder no terraform or verify command is ever
+    /// granted (the runs folder is hidden from them): the only source of every later copy.
+    func sealedPlanFile(_ id: RunID) -> URL {
+        runDirectory(id).appendingPathComponent("sealed", isDirectory: true).appendingPathComponent("plan.tfplan")
+    }
+    /// A fresh folder for one read-only copy of the sealed plan (`show`, `apply`).
+    func planCopyFolder(_ id: RunID, for purpose: String) -> URL {
+        runDirectory(id).appendingPathComponent("\(purpose)-plan", isDirectory: true)
+    }
     func treeDirectory(_ id: RunID) -> URL { runDirectory(id).appendingPathComponent("tree", isDirectory: true) }
 
     func runLogger(_ run: StoredRun) -> Logger {

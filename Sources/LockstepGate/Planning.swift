@@ -170,6 +170,9 @@ extension Gate {
             }
             await appendLog(planned.command.output, stream: .plan, run: run.id)
             guard let saved = planned.plan else { throw RunFailure(commandFailure("plan", planned.command)) }
+            // The bytes were read once and hashed; the file they came from is writable by
+            // whatever the plan left behind, so it is removed and never read again.
+            try? FileManager.default.removeItem(at: saved.file)
             let digest: Digest
             do {
                 digest = try Digest(saved.digest.hex)
@@ -180,9 +183,19 @@ extension Gate {
                 log.info("plan has no changes", metadata: ["plan.digest": "\(digest)"])
                 return (.planSucceeded(digest: digest, hasChanges: false), RunUpdate(planDigest: digest))
             }
+            try seal(saved.contents, run: run.id)
+            // `show` reads a copy of the sealed bytes from a folder the plan never could write,
+            // and may write nothing but its own HOME (it reads the tree for the providers'
+            // schemas): the rendering and the JSON the checks read are of the very bytes that
+            // were hashed.
+            let copy = try planCopy(saved.contents, run: run.id, for: "show")
+            defer { try? FileManager.default.removeItem(at: copy.deletingLastPathComponent()) }
+            var showInvocation = invocation
+            showInvocation.writable = []
+            showInvocation.readable = [tree, copy.deletingLastPathComponent()]
             let shown: ShownPlan
             do {
-                shown = try await runner.show(invocation, planFile: saved.file)
+                shown = try await runner.show(showInvocation, planFile: copy)
             } catch {
                 throw RunFailure("terraform show could not read the plan: \(safeDescription(error))")
             }
@@ -206,6 +219,60 @@ extension Gate {
             log.warning("plan failed", metadata: ["reason": "\(error.reason)"])
             await appendLog("lockstep: plan failed: \(error.reason)", stream: .lockstep, run: run.id)
             return (.planFailed(reason: error.reason), RunUpdate())
+        }
+    }
+
+    /// Keeps the plan's bytes, as hashed, where only the daemon can write (``sealedPlanFile(_:)``).
+    func seal(_ contents: Data, run id: RunID) throws(RunFailure) {
+        let file = sealedPlanFile(id)
+        do {
+            try? FileManager.default.removeItem(at: file.deletingLastPathComponent())
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw RunFailure("the folder for the sealed plan could not be created")
+        }
+        guard FileManager.default.createFile(atPath: file.path, contents: contents, attributes: [.posixPermissions: 0o600]) else {
+            throw RunFailure("the sealed plan could not be written")
+        }
+    }
+
+    /// The sealed bytes, refused unless they still have `digest`.
+    func sealedPlan(_ id: RunID, digest: Digest) throws(RunFailure) -> Data {
+        guard let contents = FileManager.default.contents(atPath: sealedPlanFile(id).path) else {
+            throw RunFailure("the sealed plan of this run is missing")
+        }
+        guard PlanDigest.of(contents).hex == digest.rawValue else {
+            throw RunFailure("the sealed plan no longer has the approved digest \(digest)")
+        }
+        return contents
+    }
+
+    /// Writes `contents` as `plan.tfplan` (0600) into a fresh folder (0700) for one command; the
+    /// folder is granted to that command read-only.
+    func planCopy(_ contents: Data, run id: RunID, for purpose: String) throws(RunFailure) -> URL {
+        let folder = planCopyFolder(id, for: purpose)
+        do {
+            try? FileManager.default.removeItem(at: folder)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw RunFailure("the folder for the \(purpose) copy of the plan could not be created")
+        }
+        let file = folder.appendingPathComponent("plan.tfplan")
+        guard FileManager.default.createFile(atPath: file.path, contents: contents, attributes: [.posixPermissions: 0o600]) else {
+            throw RunFailure("the \(purpose) copy of the plan could not be written")
+        }
+        return file
+    }
+
+    /// Removes the plan file terraform wrote, the sealed bytes and every copy made of them:
+    /// a plan is applied at most once, and never outlives its run's end.
+    func removePlanFile(_ id: RunID) {
+        for url in [planFile(id), sealedPlanFile(id).deletingLastPathComponent(),
+                    planCopyFolder(id, for: "show"), planCopyFolder(id, for: "apply")]
+        where FileManager.default.fileExists(atPath: url.path) {
+            try? FileManager.default.removeItem(at: url)
         }
     }
 

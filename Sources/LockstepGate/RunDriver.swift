@@ -202,13 +202,6 @@ extension Gate {
         return true
     }
 
-    func removePlanFile(_ id: RunID) {
-        let url = planFile(id)
-        if FileManager.default.fileExists(atPath: url.path) {
-            try? FileManager.default.removeItem(at: url)
-        }
-    }
-
     func removeRunDirectory(_ id: RunID) {
         let url = runDirectory(id)
         if FileManager.default.fileExists(atPath: url.path) {

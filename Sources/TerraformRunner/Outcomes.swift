@@ -86,6 +86,11 @@ public struct PlanDigest: Hashable, Sendable, Codable, CustomStringConvertible {
 
     public var description: String { "sha256:\(hex)" }
 
+    /// Digest of bytes already in memory (a plan read once, see ``SavedPlan/contents``).
+    public static func of(_ contents: Data) -> PlanDigest {
+        PlanDigest(hex: SHA256.hash(data: contents).map { String(format: "%02x", $0) }.joined())
+    }
+
     /// Digest of the file at `url`, read in chunks.
     public static func of(fileAt url: URL) throws -> PlanDigest {
         guard let handle = try? FileHandle(forReadingFrom: url) else {
@@ -111,10 +116,17 @@ public enum PlanChanges: String, Sendable, Equatable, Codable {
 }
 
 /// A plan file terraform wrote, with its digest taken right after.
+///
+/// `contents` are the plan's bytes, read once right after terraform exited; `digest` is the
+/// digest of exactly those bytes. Whoever shows, checks or applies the plan must use copies of
+/// `contents`, never `file` again: `file` sat in a place the plan command could write, and a
+/// process that plan-time code left behind could rewrite it after it was hashed (so reviewers
+/// would see one plan and another would be applied). See docs/THREAT-MODEL.md.
 public struct SavedPlan: Sendable, Equatable {
     public var file: URL
     public var digest: PlanDigest
     public var changes: PlanChanges
+    public var contents: Data
 }
 
 /// The result of `plan -out`.

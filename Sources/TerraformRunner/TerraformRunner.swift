@@ -105,10 +105,15 @@ public struct TerraformRunner: Sendable {
         /// Under a ``Confinement``, the only paths this command may write besides its HOME
         /// (the run's tree and plan file). nil: its `directory`.
         public var writable: [URL]?
+        /// Under a ``Confinement``, paths this command may read (never write) even inside a
+        /// hidden folder: e.g. the copy of an approved plan that `show` or `apply` reads from a
+        /// folder no terraform command can write.
+        public var readable: [URL]
 
         public init(
             directory: URL,
             writable: [URL]? = nil,
+            readable: [URL] = [],
             environment: [String: String] = [:],
             credentials: [String: String] = [:],
             secrets: Set<String> = [],
@@ -117,6 +122,7 @@ public struct TerraformRunner: Sendable {
         ) {
             self.directory = directory
             self.writable = writable
+            self.readable = readable
             self.environment = environment
             self.credentials = credentials
             self.secrets = secrets
@@ -276,9 +282,31 @@ public struct TerraformRunner: Sendable {
             return PlanResult(command: command, plan: nil)
         }
         try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: planFile.path)
-        let digest = try PlanDigest.of(fileAt: planFile)
+        // Read once; the digest is of these bytes, and callers keep using these bytes.
+        let contents = try Self.readPlan(planFile, limit: configuration.maxCapturedBytes)
+        let digest = PlanDigest.of(contents)
         logger.info("plan saved", metadata: ["plan.digest": "\(digest.hex)", "plan.changes": "\(changes.rawValue)"])
-        return PlanResult(command: command, plan: SavedPlan(file: planFile, digest: digest, changes: changes))
+        return PlanResult(command: command, plan: SavedPlan(file: planFile, digest: digest, changes: changes, contents: contents))
+    }
+
+    /// The bytes of a plan file, refusing one over `limit` (a plan is a zip of the
+    /// configuration and changes; anything larger is not something to keep in memory).
+    static func readPlan(_ file: URL, limit: Int) throws -> Data {
+        guard let handle = try? FileHandle(forReadingFrom: file) else {
+            throw TerraformRunnerError(.planFileMissing, "the plan file does not exist or cannot be read")
+        }
+        defer { try? handle.close() }
+        let contents: Data
+        do {
+            contents = try handle.read(upToCount: limit + 1) ?? Data()
+        } catch {
+            throw TerraformRunnerError(.fileSystem, "the plan file could not be read")
+        }
+        guard contents.count <= limit else {
+            throw TerraformRunnerError(.outputTooLarge, "the plan file is larger than the configured limit",
+                                       context: ["limit": "\(limit)"])
+        }
+        return contents
     }
 
     /// `show -json` parsed into a summary and redacted, plus terraform's
@@ -536,7 +564,7 @@ public struct TerraformRunner: Sendable {
             // The tools folder holds every command's HOME and the plugin cache: hidden, and
             // only this command's HOME, the CLI config and the cache granted back. Only init
             // writes the cache; plan-time code can read and run providers from it, not swap one.
-            var readable = [configuration.executable, cliConfigDirectory]
+            var readable = [configuration.executable, cliConfigDirectory] + invocation.readable
             // A path that does not exist yet (the plan file before plan) is left out: it could
             // not be created anyway, its folder is not writable.
             var writable = (invocation.writable ?? [invocation.directory])

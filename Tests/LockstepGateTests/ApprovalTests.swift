@@ -31,7 +31,10 @@ struct ApprovalTests {
         // What a plan leaves on disk is private to the agent's user (SPEC §8).
         let runDirectory = world.scratch.appendingPathComponent("runs/\(run.id.rawValue)")
         #expect(mode(of: runDirectory) == 0o700)
-        #expect(mode(of: runDirectory.appendingPathComponent("plan.tfplan")) == 0o600)
+        #expect(mode(of: runDirectory.appendingPathComponent("sealed")) == 0o700)
+        #expect(mode(of: runDirectory.appendingPathComponent("sealed/plan.tfplan")) == 0o600)
+        #expect(!FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent("plan.tfplan").path),
+                "the file terraform wrote is removed once read")
         let wrong = try Digest(String(repeating: "0", count: 64))
         let gate = world.gate
 

@@ -73,13 +73,15 @@ final class World: @unchecked Sendable {
     private var tick = 0
     private var prCount = 0
     let environments: [String]
+    /// Where terraform installs providers from (the pinned mirror unless a test brings its own).
+    let providerMirror: URL
 
     /// - Parameters:
     ///   - environmentsYAML: the agent config's `environments:` block (indented by two).
     ///   - environments: the environments `lockstep.yaml` lists for the project.
     init(environmentsYAML: String, environments: [String] = ["dev", "staging", "prod"],
          verify: [String: String] = [:], requireMergeCommit: Bool = true, terraformBinary: URL? = nil,
-         agentExtraYAML: String = "") throws {
+         agentExtraYAML: String = "", providerMirror: URL? = nil) throws {
         scratch = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("lockstep-gate-\(UUID().uuidString.prefix(12))", isDirectory: true)
         work = scratch.appendingPathComponent("work", isDirectory: true)
@@ -87,6 +89,7 @@ final class World: @unchecked Sendable {
         stateDirectory = scratch.appendingPathComponent("state", isDirectory: true)
         storePath = scratch.appendingPathComponent("lockstep.sqlite").path
         self.environments = environments
+        self.providerMirror = providerMirror ?? World.pinnedProviderMirror
         let fm = FileManager.default
         try fm.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
         try fm.createDirectory(at: scratch.appendingPathComponent("creds"), withIntermediateDirectories: true)
@@ -109,7 +112,8 @@ final class World: @unchecked Sendable {
         agent = try AgentConfig.parse(yaml: yaml, file: scratch.appendingPathComponent("agent.yaml").path,
                                       baseDirectory: scratch.path)
         store = try SQLiteRunStore(path: storePath)
-        gate = World.makeGate(agent: agent, store: store, scratch: scratch, mirrorName: "mirror", clock: clock, logs: logs)
+        gate = World.makeGate(agent: agent, store: store, scratch: scratch, mirrorName: "mirror", clock: clock, logs: logs,
+                              providerMirror: self.providerMirror)
 
         try git(["init", "-q", "-b", "main", work.path], in: scratch)
         try git(["init", "-q", "--bare", remote.path], in: scratch)
@@ -132,14 +136,14 @@ final class World: @unchecked Sendable {
         return url
     }
 
-    static var providerMirror: URL {
+    static var pinnedProviderMirror: URL {
         var root = URL(fileURLWithPath: #filePath)
         for _ in 0..<4 { root.deleteLastPathComponent() }
         return root.appendingPathComponent(".tools/terraform/mirror")
     }
 
     static func makeGate(agent: AgentConfig, store: any RunStore, scratch: URL, mirrorName: String, clock: TestClock,
-                         logs: LogRecorder) -> Gate {
+                         logs: LogRecorder, providerMirror: URL = pinnedProviderMirror) -> Gate {
         var logger = Logger(label: "gate-test") { _ in logs }
         logger.logLevel = .trace
         let mirror = GitMirror(remote: Remote(url: agent.repository.url),
@@ -157,8 +161,8 @@ final class World: @unchecked Sendable {
     /// connection and mirror: what a restarted (or second) process sees.
     func secondGate(mirrorName: String = "mirror2") throws -> (Gate, SQLiteRunStore) {
         let store = try SQLiteRunStore(path: storePath)
-        return (World.makeGate(agent: agent, store: store, scratch: scratch, mirrorName: mirrorName, clock: clock, logs: logs),
-                store)
+        return (World.makeGate(agent: agent, store: store, scratch: scratch, mirrorName: mirrorName, clock: clock, logs: logs,
+                               providerMirror: providerMirror), store)
     }
 
     // MARK: Delivery repository
