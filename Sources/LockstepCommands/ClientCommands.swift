@@ -29,8 +29,8 @@ enum ClientHelp {
 
     /// For the root command's help.
     static let root = """
-        status, runs, show, approve, reject, rollback and resolve operate a running daemon through its \
-        JSON API; each takes --json to print the API's JSON (keys sorted). \(connection)
+        status, runs, show, approve, reject, rollback, resolve and tags (unless --offline) operate a running \
+        daemon through its JSON API; each takes --json to print the API's JSON (keys sorted). \(connection)
 
         Exit status of those commands: \(exitStatuses)
         """
@@ -137,7 +137,9 @@ public struct StatusCommand: AsyncParsableCommand {
             Environments are columns in promotion order. Each cell shows the applied version (what the last \
             successful apply put in place), the desired version (the highest accepted tag, or a rollback pin) \
             and the pending run. Interrupted runs and unacknowledged alerts are marked !! and listed under \
-            ATTENTION with the command that settles them. --json prints GET /api/v1/environments.
+            ATTENTION with the command that settles them. What keeps the daemon from following the \
+            repository (a failing fetch, an invalid lockstep.yaml on the protected branch) is listed first \
+            under PROBLEMS. --json prints GET /api/v1/environments.
             """)
     )
 
@@ -153,7 +155,9 @@ public struct StatusCommand: AsyncParsableCommand {
             // Interrupted runs are asked for separately so they are loud even when another run is pending.
             let interrupted = try api.decode(APIRunList.self,
                                              from: try await api.get("runs", query: [URLQueryItem(name: "state", value: RunState.interrupted.rawValue)])).runs
-            return .init(json: reply.body, human: ClientRendering.board(environments, interrupted: interrupted))
+            let problems = try api.decode(APIEnvironmentList.self, from: reply).problems
+            return .init(json: reply.body, human: ClientRendering.board(environments, interrupted: interrupted,
+                                                                        problems: problems))
         }
     }
 }

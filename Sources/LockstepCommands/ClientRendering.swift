@@ -68,7 +68,16 @@ enum ClientRendering {
     /// Interrupted runs and alerts are marked `!!` in their cell and repeated under ATTENTION
     /// with the command that settles them, because an interrupted apply blocks its target
     /// until a person looks at the infrastructure.
-    static func board(_ environments: [APIEnvironment], interrupted: [APIRunSummary]) -> String {
+    static func board(_ environments: [APIEnvironment], interrupted: [APIRunSummary],
+                      problems: [APIProblem] = []) -> String {
+        // What keeps the daemon from following the repository comes first: the board below
+        // it is as of the last fetch and the last valid layout.
+        let warning = problems.map { "!! \(safe($0.message, limit: 600))" }.joined(separator: "\n")
+        let board = boardTable(environments, interrupted: interrupted)
+        return warning.isEmpty ? board : "PROBLEMS\n" + warning + "\n\n" + board
+    }
+
+    private static func boardTable(_ environments: [APIEnvironment], interrupted: [APIRunSummary]) -> String {
         guard !environments.isEmpty else { return "no environments are configured on this daemon" }
         var projects: [ProjectName] = []
         for target in environments.flatMap(\.targets) where !projects.contains(target.project) {
@@ -139,6 +148,27 @@ enum ClientRendering {
             lines.append("!! \(plural(target.alerts, "ALERT"))")
         }
         return lines
+    }
+
+    // MARK: tags
+
+    /// The tag decisions of one environment: every tag with its version, decision and, for
+    /// a rejection, every reason (one per line). The same form online and offline.
+    static func tagDecisions(_ list: APITagDecisionList) -> String {
+        guard !list.decisions.isEmpty else {
+            return "no release tags of \(safe(list.environment.rawValue)) have been decided"
+        }
+        var table = TextTable(header: ["PROJECT", "TAG", "VERSION", "DECISION", "COMMIT", "REASON"])
+        for decision in list.decisions {
+            let reasons = decision.rejections.map { "\(safe($0.message, limit: 300)) [\($0.code)]" }
+            table.add([[safe(decision.project.rawValue)], [safe(decision.tag)],
+                       [decision.version.map { safe($0.description) } ?? "-"],
+                       [decision.accepted ? "accepted" : "REJECTED"],
+                       [decision.commit.map { String($0.rawValue.prefix(8)) } ?? "-"],
+                       reasons.isEmpty ? [""] : reasons])
+        }
+        let accepted = list.decisions.filter(\.accepted).count
+        return table.render() + "\n\n\(plural(accepted, "tag")) accepted, \(list.decisions.count - accepted) rejected"
     }
 
     // MARK: runs

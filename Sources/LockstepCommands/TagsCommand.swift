@@ -1,80 +1,205 @@
 import ArgumentParser
 import Foundation
 import GitSource
+import LockstepConfig
 import LockstepCore
+import LockstepDaemon
+import LockstepGate
+import LockstepHTTP
 import Logging
+import RunStore
 
-/// `lockstep tags`: mirrors a delivery repository and shows, for one environment, which release
-/// tags Lockstep accepts and why it rejects the others. Until the daemon exists this is the
-/// quickest way to see the gate's first rule (SPEC §3) on a real repository.
+/// `lockstep tags ENV`: how the release tags of an environment are decided, with the reason
+/// for every rejection (SPEC §3).
+///
+/// By default it shows the daemon's own recorded decisions through the API. `--offline`
+/// decides on this machine instead, through ``TagDecisions`` — the very code the daemon's
+/// reconcile pass runs — with the agent config's rules and repository and, for the promotion
+/// rule, the daemon's store opened read-only. There are no rules of its own here: an offline
+/// answer that differed from the daemon's would send an operator chasing the wrong problem.
 public struct TagsCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "tags",
-        abstract: "Show the release tags of an environment and whether each is accepted."
+        abstract: "Show the release tags of an environment, whether each is accepted, and why not.",
+        discussion: ClientHelp.discussion("""
+            By default this asks the daemon for the decisions it recorded: GET /api/v1/environments/ENV/tags \
+            (--json prints it). With --offline it decides them here, with the daemon's own decision code, \
+            from the agent config (--config: repository, branch, tag pattern, the environment's rules) into \
+            a mirror of its own (--mirror, never the daemon's). An environment with promote_from needs \
+            --store, the daemon's store, opened read-only: a tag is accepted there only when its tree was \
+            verified in the source environment. --offline --json prints the same JSON shape.
+            """)
     )
 
-    @Option(help: "The delivery repository: a path, file://, http(s):// or ssh:// URL.")
-    var repo: String
+    @Argument(help: ArgumentHelp("The environment.", valueName: "ENV"), completion: .custom(ClientCompletion.environments))
+    var environment: String
 
-    @Option(help: "Where to keep the bare mirror (created if missing).")
-    var mirror: String
+    @Option(help: ArgumentHelp("Only this project.", valueName: "PROJECT"), completion: .none)
+    var project: String?
 
-    @Option(help: "The environment whose tags to show.")
-    var env: String
+    @Flag(help: "Decide here with the daemon's decision code instead of asking the daemon.")
+    var offline = false
 
-    @Option(help: "The project, for patterns with {project}.")
-    var project: String = "default"
+    @Option(help: ArgumentHelp("--offline: the agent config whose rules and repository to use.", valueName: "FILE"),
+            completion: .file(extensions: ["yaml", "yml"]))
+    var config: String?
 
-    @Option(help: "The release tag pattern.")
-    var pattern: String = "{env}/{version}"
+    @Option(help: ArgumentHelp("--offline: where to keep a bare mirror of the delivery repository (created if missing).",
+                               valueName: "DIR"),
+            completion: .directory)
+    var mirror: String?
 
-    @Option(help: "The protected branch.")
-    var branch: String = "main"
+    @Option(help: ArgumentHelp("--offline: the daemon's store, read-only, for the promotion rule.", valueName: "FILE"),
+            completion: .file())
+    var store: String?
+
+    @OptionGroup(title: "Connection and output") var client: ClientOptions
 
     public init() {}
 
     public func run() async throws {
-        let environment: EnvironmentName
-        let projectName: ProjectName
-        let tagPattern: TagPattern
-        do {
-            environment = try EnvironmentName(env)
-            projectName = try ProjectName(project)
-            tagPattern = try TagPattern(pattern)
-        } catch {
-            throw ValidationError("\(error)")
+        if offline {
+            try await runOffline()
+            return
         }
-        let mirror = GitMirror(remote: Remote(url: repo), path: mirror, logger: Logger(label: "lockstep"))
+        var request: (EnvironmentName, ProjectName?)?
+        try await ClientCommandRunner.run(client, validate: { () throws(ClientError) in
+            for (name, value) in [("--config", config), ("--mirror", mirror), ("--store", store)] where value != nil {
+                throw ClientError(.usage, "\(name) is only for --offline")
+            }
+            request = (try ClientCommandRunner.parse("ENV", environment) { raw throws(CoreError) in try EnvironmentName(raw) },
+                       try project.map { value throws(ClientError) in
+                           try ClientCommandRunner.parse("--project", value) { raw throws(CoreError) in try ProjectName(raw) }
+                       })
+        }) { api throws(ClientError) in
+            guard let (environment, project) = request else { throw ClientError(.usage, "ENV is missing") }
+            let query = project.map { [URLQueryItem(name: "project", value: $0.rawValue)] } ?? []
+            let reply = try await api.get("environments/\(environment.rawValue)/tags", query: query)
+            let list = try api.decode(APITagDecisionList.self, from: reply)
+            return .init(json: reply.body, human: ClientRendering.tagDecisions(list))
+        }
+    }
+
+    // MARK: Offline
+
+    private func runOffline() async throws {
+        do {
+            let (list, problems) = try await decideOffline()
+            for problem in problems { printError("warning: \(terminalSafe(problem, limit: 600))") }
+            if client.json {
+                var data = try APIJSON.makeEncoder().encode(list)
+                data.append(0x0A)
+                FileHandle.standardOutput.write(data)
+            } else {
+                print(ClientRendering.tagDecisions(list))
+            }
+        } catch let error as OfflineError {
+            printError("error: \(error.message)")
+            throw ExitCode(1)
+        }
+    }
+
+    struct OfflineError: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    private func decideOffline() async throws -> (APITagDecisionList, [String]) {
+        guard let config else { throw OfflineError("--offline needs --config, the agent config whose rules to use") }
+        guard let mirrorPath = mirror else { throw OfflineError("--offline needs --mirror, a folder for a mirror of its own") }
+        let environmentName: EnvironmentName
+        let projectName: ProjectName?
+        do {
+            environmentName = try EnvironmentName(environment)
+            projectName = try project.map { try ProjectName($0) }
+        } catch {
+            throw OfflineError("\(error)")
+        }
+        let agent: AgentConfig
+        do {
+            agent = try AgentConfig.load(path: config)
+        } catch {
+            throw OfflineError(error.errors.map(\.description).joined(separator: "\n"))
+        }
+        guard let policy = agent.environments[environmentName.rawValue] else {
+            throw OfflineError("the agent config \(config) has no environment \(environmentName)")
+        }
+        let mirrorURL = URL(fileURLWithPath: mirrorPath).standardizedFileURL
+        if mirrorURL.path == URL(fileURLWithPath: agent.mirrorDir).standardizedFileURL.path {
+            throw OfflineError("--mirror is the daemon's own mirror (\(agent.mirrorDir)); give a folder of its own")
+        }
+        let source = TagDecisions.promotionSource(of: policy)
+        if let source, store == nil {
+            throw OfflineError("\(environmentName) promotes from \(source): pass --store (the daemon's store, opened "
+                               + "read-only) so the promotion rule can see what was verified there")
+        }
+
+        let mirror = GitMirror(remote: GateBackend.remote(for: agent), path: mirrorURL.path, logger: Logger(label: "lockstep"))
+        let projects: [String]
+        let pattern: TagPattern
         do {
             _ = try await mirror.sync()
-            let glob = tagPattern.glob(project: projectName, environment: environment)
-            let listing = try await mirror.tags(matching: glob, components: tagPattern.componentCount)
-            let rules = TagRules(requireAnnotated: true, requireMergeCommit: true)
-            for tag in listing.tags {
-                let version: Result<SemanticVersion, CoreError>
-                switch tagPattern.match(tag.name, project: projectName, environment: environment) {
-                case .noMatch: continue
-                case let .version(parsed): version = .success(parsed)
-                case let .unparsableVersion(error): version = .failure(error)
-                }
-                let facts = try await mirror.releaseFacts(tag: tag.name, protectedBranch: branch)
-                let decision = TagAcceptance.decide(TagFacts(
-                    name: tag.name, version: version, isAnnotated: tag.isAnnotated, signature: .notRequired,
-                    reachableFromProtectedBranch: facts.reachableFromBranch,
-                    isMergeCommitOnFirstParentChain: facts.isMergeOnFirstParentChain, promotionSourceVerified: true),
-                    rules: rules)
-                switch decision {
-                case .accepted:
-                    print("accepted  \(tag.name)  commit \(tag.commit.short)")
-                case let .rejected(reasons):
-                    print("rejected  \(tag.name)  \(reasons.map(\.description).joined(separator: "; "))")
-                }
+            let layout = try await Self.layout(atTipOf: agent.repository.branch, mirror: mirror, agent: agent)
+            projects = layout.projects.keys.sorted()
+            pattern = try TagPattern(agent.tagPattern(projectCount: projects.count))
+        } catch let error as OfflineError {
+            throw error
+        } catch {
+            throw OfflineError("the delivery repository could not be read: \(error)")
+        }
+        if let projectName, !projects.contains(projectName.rawValue) {
+            throw OfflineError("lockstep.yaml at \(agent.repository.branch) has no project \(projectName)")
+        }
+
+        let runStore = try store.map { path in
+            do { return try SQLiteRunStore.openReadOnly(path: path) } catch { throw OfflineError("\(error)") }
+        }
+        defer { try? runStore?.close() }
+        var decisions: [StoredTagDecision] = []
+        var problems: [String] = []
+        for name in projects where projectName == nil || projectName?.rawValue == name {
+            guard let project = try? ProjectName(name) else { continue }
+            let target = TargetID(project: project, environment: environmentName)
+            var records: [RunRecord] = []
+            if let source, let runStore {
+                records = try await runStore.runs(target: TargetID(project: project, environment: source), states: nil)
+                    .map(\.record)
+            }
+            let listing: TagListing
+            do {
+                listing = try await mirror.tags(matching: pattern.glob(project: project, environment: environmentName),
+                                                components: pattern.componentCount)
+            } catch {
+                throw OfflineError("the tags of \(target) could not be listed: \(error)")
             }
             for refused in listing.refused {
-                print("rejected  \(refused.displayName)  \(refused.reason)")
+                problems.append("\(target): tag \(refused.displayName) is not usable: \(refused.reason)")
             }
+            let outcome = await TagDecisions.decide(target: target, policy: policy, agent: agent, pattern: pattern,
+                                                    listing: listing, mirror: mirror, sourceRecords: records)
+            decisions += outcome.decided.map(\.decision)
+            problems += outcome.problems
+        }
+        return (GateBackend.tagDecisionList(environmentName, decisions), problems)
+    }
+
+    /// The layout at the protected branch tip (which projects exist decides the default tag
+    /// pattern), read from a throw-away export as the daemon reads it.
+    private static func layout(atTipOf branch: String, mirror: GitMirror, agent: AgentConfig) async throws -> RepoConfig {
+        let scratch = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("lockstep-tags-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let tip = try await mirror.branchTip(branch)
+        let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
+                                            maxDepth: agent.exportLimits.maxDepth)
+        _ = try await mirror.export(commit: tip, to: scratch.path, limits: limits, excludingNames: [".terraform", "terraform.d"])
+        do {
+            return try RepoConfig.load(root: scratch.path)
         } catch {
-            throw ValidationError("\(error)")
+            throw OfflineError("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
+                               + error.errors.map(\.description).joined(separator: "; "))
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GitSource
 import LockstepConfig
 import LockstepCore
 import LockstepGate
@@ -27,6 +28,10 @@ public struct GateBackend: APIBackend {
         self.service = service
     }
 
+    /// How this agent reaches the delivery repository (its URL and credential files), as the
+    /// daemon's own mirror does: for tools that keep a mirror of their own (`lockstep tags --offline`).
+    public static func remote(for agent: AgentConfig) -> Remote { Daemon.remote(agent) }
+
     // MARK: Reads
 
     public func environments() async throws -> [APIEnvironment] {
@@ -44,6 +49,52 @@ public struct GateBackend: APIBackend {
                 served: policy.serves, targets: targets))
         }
         return result
+    }
+
+    public func problems() async throws -> [APIProblem] {
+        var problems: [APIProblem] = []
+        if let fetch = service.status.fetchProblem {
+            problems.append(APIProblem(code: .fetchFailed, message: "the last fetch of the delivery repository failed: \(fetch)"))
+        }
+        if let layout = await gate.branchLayoutProblem {
+            problems.append(APIProblem(code: .layoutInvalid,
+                                       message: layout + "; the targets of the last valid layout are still followed"))
+        }
+        return problems
+    }
+
+    public func tagDecisions(environment: EnvironmentName, project: ProjectName?) async throws -> APITagDecisionList? {
+        guard agent.environments[environment.rawValue] != nil else { return nil }
+        var targets = await gate.servedTargetIDs().filter { $0.environment == environment }
+        if let project {
+            targets = targets.filter { $0.project == project }
+            guard !targets.isEmpty else { return nil }
+        }
+        var stored: [StoredTagDecision] = []
+        for target in targets {
+            stored += try await store.tagDecisions(for: target)
+        }
+        return Self.tagDecisionList(environment, stored)
+    }
+
+    /// The API's shape of stored tag decisions: per project, newest version first, tags whose
+    /// version does not parse last. `lockstep tags --offline` prints its decisions through
+    /// this too, so the two outputs compare line for line.
+    public static func tagDecisionList(_ environment: EnvironmentName, _ stored: [StoredTagDecision]) -> APITagDecisionList {
+        let decisions = stored.map {
+            APITagDecision(project: $0.target.project, environment: $0.target.environment, tag: $0.tagName,
+                           tagObject: $0.tagObject, commit: $0.commit, version: $0.version, accepted: $0.accepted,
+                           rejections: $0.rejections.map(APITagRejection.init))
+        }.sorted { a, b in
+            if a.project != b.project { return a.project.rawValue < b.project.rawValue }
+            switch (a.version, b.version) {
+            case (let x?, let y?) where !x.hasSamePrecedence(as: y): return x > y
+            case (.some, .none): return true
+            case (.none, .some): return false
+            default: return a.tag < b.tag
+            }
+        }
+        return APITagDecisionList(environment: environment, decisions: decisions)
     }
 
     public func runs(_ filter: APIRunFilter) async throws -> [APIRunSummary] {

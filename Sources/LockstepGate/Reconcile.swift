@@ -102,11 +102,16 @@ extension Gate {
                 let config = try RepoConfig.load(root: scratch.path)
                 lastGoodLayout = (tip, config)
                 layout = config
+                branchLayoutProblem = nil
             } catch let error as ConfigErrors {
-                report.problems.append("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
-                                       + oneLine(error.errors.map(\.description).joined(separator: "; ")))
+                let problem = "lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
+                    + oneLine(error.errors.map(\.description).joined(separator: "; "))
+                branchLayoutProblem = problem
+                report.problems.append(problem)
             } catch {
-                report.problems.append("the layout at \(branch) (\(tip.short)) could not be read: \(safeDescription(error))")
+                let problem = "the layout at \(branch) (\(tip.short)) could not be read: \(safeDescription(error))"
+                branchLayoutProblem = problem
+                report.problems.append(problem)
             }
         }
         guard let layout else {
@@ -171,60 +176,21 @@ extension Gate {
     /// keeps only changes). Returns the accepted tags.
     func decideTags(_ served: ServedTarget, listing: TagListing, report: inout ReconcileReport) async throws -> [Candidate] {
         let target = served.target
-        let policy = served.policy
-        let branch = agent.repository.branch
-        var promoteFrom: EnvironmentName?
         var sourceRecords: [RunRecord] = []
-        if let source = policy.promoteFrom {
-            promoteFrom = try? EnvironmentName(source)
-            if let promoteFrom {
-                sourceRecords = try await store.runs(target: TargetID(project: target.project, environment: promoteFrom), states: nil)
-                    .map(\.record)
-            }
+        if let promoteFrom = TagDecisions.promotionSource(of: served.policy) {
+            sourceRecords = try await store.runs(target: TargetID(project: target.project, environment: promoteFrom), states: nil)
+                .map(\.record)
         }
-        // Where the tagger may not approve, the tagger must be known: a lightweight tag has
-        // none, which would let a releaser dodge the four-eyes rule.
-        let rules = TagRules(requireAnnotated: !policy.taggerMayApprove, requireMergeCommit: agent.requireMergeCommit,
-                             requireSigned: policy.requireSignedTags, promoteFrom: promoteFrom)
+        // The same decision code as `lockstep tags --offline` (TagDecisions.swift).
+        let outcome = await TagDecisions.decide(target: target, policy: served.policy, agent: agent, pattern: served.pattern,
+                                                listing: listing, mirror: mirror, sourceRecords: sourceRecords)
+        report.problems += outcome.problems
         var accepted: [Candidate] = []
-        for tag in listing.tags {
-            let version: Result<SemanticVersion, CoreError>
-            switch served.pattern.match(tag.name, target: target) {
-            case .noMatch: continue
-            case .version(let parsed): version = .success(parsed)
-            case .unparsableVersion(let error): version = .failure(error)
-            }
-            let facts: ReleaseFacts
-            do {
-                facts = try await mirror.releaseFacts(tag: tag.name, protectedBranch: branch)
-            } catch {
-                report.problems.append("\(target): tag \"\(displaySafe(tag.name))\" could not be read: \(error.description)")
-                continue
-            }
-            guard let object = try? GitObjectID(facts.tag.target.hex), let commit = try? GitObjectID(facts.tag.commit.hex),
-                  let tree = try? GitObjectID(facts.tag.tree.hex) else { continue }
-            var promotionVerified = true
-            if let promoteFrom {
-                promotionVerified = PromotionRule.check(tree: tree, project: target.project, source: promoteFrom,
-                                                        records: sourceRecords).isSatisfied
-            }
-            let tagFacts = TagFacts(
-                name: tag.name, version: version, isAnnotated: facts.tag.isAnnotated,
-                // Signature verification is not built yet: an environment that requires
-                // signed tags fails closed and rejects every tag.
-                signature: policy.requireSignedTags ? .failed : .notRequired,
-                reachableFromProtectedBranch: facts.reachableFromBranch,
-                isMergeCommitOnFirstParentChain: facts.isMergeOnFirstParentChain,
-                promotionSourceVerified: promotionVerified)
-            let decision = TagAcceptance.decide(tagFacts, rules: rules)
-            var stored = StoredTagDecision(target: target, tagName: tag.name, tagObject: object, commit: commit,
-                                           version: try? version.get(), accepted: false, rejections: [])
-            switch decision {
-            case .accepted(let parsed):
-                stored.accepted = true
-                accepted.append(Candidate(info: facts.tag, version: parsed, object: object, commit: commit, tree: tree))
-            case .rejected(let reasons):
-                stored.rejections = reasons
+        for decided in outcome.decided {
+            let (stored, tag) = (decided.decision, decided.tag)
+            if stored.accepted, let version = stored.version, let commit = stored.commit {
+                accepted.append(Candidate(info: tag, version: version, object: stored.tagObject, commit: commit,
+                                          tree: decided.tree))
             }
             if recordedDecisions[target]?[tag.name] != stored {
                 if try await store.recordTagDecision(stored, at: now(), actor: Self.systemActor) {

@@ -15,6 +15,12 @@ public import LockstepCore
 public protocol APIBackend: Sendable {
     /// Environments in promotion order, each with its targets.
     func environments() async throws -> [APIEnvironment]
+    /// What keeps the daemon from following the repository right now (shown with the board).
+    func problems() async throws -> [APIProblem]
+    /// The daemon's own latest decision on every release tag of `environment` (only
+    /// `project`'s when given), with the reasons for each rejection. Nil when this agent
+    /// does not know the environment, or serves no such project in it.
+    func tagDecisions(environment: EnvironmentName, project: ProjectName?) async throws -> APITagDecisionList?
     /// Runs matching `filter`, newest first, at most `filter.limit`.
     func runs(_ filter: APIRunFilter) async throws -> [APIRunSummary]
     /// One run, or nil when there is no such run.

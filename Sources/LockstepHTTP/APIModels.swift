@@ -367,8 +367,117 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
 /// `GET /api/v1/environments`.
 public struct APIEnvironmentList: Sendable, Hashable, Codable {
     public var environments: [APIEnvironment]
-    public init(environments: [APIEnvironment]) { self.environments = environments }
-    enum CodingKeys: String, CodingKey { case environments }
+    /// What keeps the daemon from following the repository right now (the last fetch
+    /// failed, the branch's `lockstep.yaml` is invalid); empty when nothing does.
+    public var problems: [APIProblem]
+
+    public init(environments: [APIEnvironment], problems: [APIProblem] = []) {
+        self.environments = environments
+        self.problems = problems
+    }
+
+    /// A daemon from before `problems` existed sends none: read as no problems.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        environments = try container.decode([APIEnvironment].self, forKey: .environments)
+        problems = try container.decodeIfPresent([APIProblem].self, forKey: .problems) ?? []
+    }
+
+    enum CodingKeys: String, CodingKey { case environments, problems }
+}
+
+/// Something that keeps the daemon from following the delivery repository, shown on the
+/// board (not only in `/readyz`). `message` is client-safe.
+public struct APIProblem: Sendable, Hashable, Codable {
+    /// A stable, machine-readable kind (a struct with static members, so it can grow).
+    public struct Code: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The last fetch of the delivery repository failed: new tags are not seen.
+        public static let fetchFailed = Code(rawValue: "fetch_failed")
+        /// The `lockstep.yaml` at the protected branch tip is invalid or unreadable: the
+        /// targets still come from the last valid layout.
+        public static let layoutInvalid = Code(rawValue: "layout_invalid")
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    enum CodingKeys: String, CodingKey { case code, message }
+}
+
+/// One reason a tag was rejected.
+public struct APITagRejection: Sendable, Hashable, Codable {
+    public var code: TagRejection.Code
+    public var message: String
+
+    public init(code: TagRejection.Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public init(_ rejection: TagRejection) {
+        self.init(code: rejection.code, message: rejection.description)
+    }
+
+    enum CodingKeys: String, CodingKey { case code, message }
+}
+
+/// A release tag of one target as the daemon last decided it (SPEC §3).
+public struct APITagDecision: Sendable, Hashable, Codable {
+    public var project: ProjectName
+    public var environment: EnvironmentName
+    /// The tag's name, display-safe.
+    public var tag: String
+    /// The object the tag ref named when it was decided.
+    public var tagObject: GitObjectID
+    public var commit: GitObjectID?
+    /// Nil when the version did not parse (the rejection says why).
+    public var version: SemanticVersion?
+    public var accepted: Bool
+    /// Every rule the tag broke; empty when accepted.
+    public var rejections: [APITagRejection]
+
+    public init(project: ProjectName, environment: EnvironmentName, tag: String, tagObject: GitObjectID,
+                commit: GitObjectID?, version: SemanticVersion?, accepted: Bool, rejections: [APITagRejection]) {
+        self.project = project
+        self.environment = environment
+        self.tag = tag
+        self.tagObject = tagObject
+        self.commit = commit
+        self.version = version
+        self.accepted = accepted
+        self.rejections = rejections
+    }
+
+    public var target: TargetID { TargetID(project: project, environment: environment) }
+
+    enum CodingKeys: String, CodingKey {
+        case project, environment, tag
+        case tagObject = "tag_object"
+        case commit, version, accepted, rejections
+    }
+}
+
+/// `GET /api/v1/environments/{env}/tags`: the daemon's own decisions, per project, newest
+/// version first.
+public struct APITagDecisionList: Sendable, Hashable, Codable {
+    public var environment: EnvironmentName
+    public var decisions: [APITagDecision]
+
+    public init(environment: EnvironmentName, decisions: [APITagDecision]) {
+        self.environment = environment
+        self.decisions = decisions
+    }
+
+    enum CodingKeys: String, CodingKey { case environment, decisions }
 }
 
 /// `GET /api/v1/targets`.

@@ -81,6 +81,7 @@ public struct APIServer: Sendable {
         RouteSpec(.get, "healthz"),
         RouteSpec(.get, "readyz"),
         RouteSpec(.get, "api/v1/environments"),
+        RouteSpec(.get, "api/v1/environments/:env/tags"),
         RouteSpec(.get, "api/v1/targets"),
         RouteSpec(.get, "api/v1/runs"),
         RouteSpec(.get, "api/v1/runs/:id"),
@@ -104,7 +105,23 @@ public struct APIServer: Sendable {
         let api = router.group("api/v1").add(middleware: BearerAuthentication(tokens: tokens, limiter: limiter, onRefusal: onRefusal))
         api.get("environments") { request, _ in
             try rejectQuery(request, allowing: [])
-            return JSONResponse.make(APIEnvironmentList(environments: try await backend.environments()))
+            return JSONResponse.make(APIEnvironmentList(environments: try await backend.environments(),
+                                                        problems: try await backend.problems()))
+        }
+        api.get("environments/:env/tags") { request, context in
+            try rejectQuery(request, allowing: ["project"])
+            let raw = context.parameters.get("env") ?? ""
+            let environment = try field("environment") { () throws(CoreError) in try EnvironmentName(raw) }
+            let projects = request.uri.queryParameters.getAll("project")
+            guard projects.count <= 1 else { throw APIFailure.badRequest("query parameter \"project\" may be given once") }
+            let project = try projects.first.map { value in
+                try field("query parameter \"project\"") { () throws(CoreError) in try ProjectName(String(value)) }
+            }
+            guard let list = try await backend.tagDecisions(environment: environment, project: project) else {
+                throw APIFailure.notFound(project.map { "this agent serves no project \($0) in environment \(environment)" }
+                                          ?? "this agent does not know environment \(environment)")
+            }
+            return JSONResponse.make(list)
         }
         api.get("targets") { request, _ in
             try rejectQuery(request, allowing: [])

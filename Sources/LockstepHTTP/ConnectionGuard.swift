@@ -130,6 +130,12 @@ public final class ConnectionGuard: Sendable {
         return (admission, connection)
     }
 
+    /// Whether a connection accepted past the cap may go on: its request line asks
+    /// `GET /healthz` or `GET /readyz` (exactly, with or without a query).
+    public static func admitsPastCap(requestLine: String) -> Bool {
+        ["GET /healthz ", "GET /healthz?", "GET /readyz ", "GET /readyz?"].contains { requestLine.hasPrefix($0) }
+    }
+
     func closed(_ connection: TrackedConnection) {
         _ = registry.withLock { $0.open.removeValue(forKey: connection.id) }
     }
@@ -283,16 +289,12 @@ final class AdmissionHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let line = String(decoding: bytes[bytes.startIndex..<newline], as: UTF8.self)
         decided = true
-        if Self.isHealthCheck(line) {
+        if ConnectionGuard.admitsPastCap(requestLine: line) {
             pending = nil
             context.fireChannelRead(wrapInboundOut(buffer))
         } else {
             refuse(context)
         }
-    }
-
-    static func isHealthCheck(_ requestLine: String) -> Bool {
-        ["GET /healthz ", "GET /healthz?", "GET /readyz ", "GET /readyz?"].contains { requestLine.hasPrefix($0) }
     }
 
     private func refuse(_ context: ChannelHandlerContext) {

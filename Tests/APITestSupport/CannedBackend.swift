@@ -37,6 +37,10 @@ public struct CannedBackend: APIBackend {
     /// `approved`, as the gate does, so a client's screen shows the state an operator
     /// would see next. Off, the run stays where it was and only the approval is added.
     public var promotesWhenApproved: Bool
+    /// What ``problems()`` answers (none by default).
+    public var problemList: [APIProblem] = []
+    /// What ``tagDecisions(environment:project:)`` answers, per environment.
+    public var tagDecisionLists: [EnvironmentName: APITagDecisionList] = [Fixture.environment("dev"): Fixture.devTagDecisions]
 
     /// Each test target passes its own environments and runs; the rules (policies, the
     /// tagger, known identities, the clock) are the shared `Fixture` values.
@@ -52,6 +56,23 @@ public struct CannedBackend: APIBackend {
         calls.record("environments")
         if let failure { throw failure }
         return environmentList
+    }
+
+    public func problems() async throws -> [APIProblem] {
+        calls.record("problems")
+        if let failure { throw failure }
+        return problemList
+    }
+
+    public func tagDecisions(environment: EnvironmentName, project: ProjectName?) async throws -> APITagDecisionList? {
+        calls.record("tags \(environment) project \(project?.rawValue ?? "*")")
+        if let failure { throw failure }
+        guard var list = tagDecisionLists[environment] else { return nil }
+        if let project {
+            list.decisions = list.decisions.filter { $0.project == project }
+            if list.decisions.isEmpty { return nil }
+        }
+        return list
     }
 
     public func runs(_ filter: APIRunFilter) async throws -> [APIRunSummary] {

@@ -100,4 +100,21 @@ public enum Fixture {
                       version: detail.version, commit: detail.commit, state: detail.state, digest: detail.digest,
                       rollback: detail.rollback, createdAt: detail.createdAt, updatedAt: detail.updatedAt)
     }
+
+    /// app in dev as the daemon decided its tags: 1.2.0 and 1.1.0 accepted, a tag on an
+    /// unmerged branch rejected, a tag whose version does not parse rejected.
+    public static let devTagDecisions = APITagDecisionList(environment: environment("dev"), decisions: [
+        APITagDecision(project: app, environment: environment("dev"), tag: "dev/v9.9.9", tagObject: object("9"),
+                       commit: object("9"), version: version("9.9.9"), accepted: false,
+                       rejections: [APITagRejection(code: .notReachable,
+                                                    message: "tag \"dev/v9.9.9\" points to a commit that is not on the protected branch")]),
+        APITagDecision(project: app, environment: environment("dev"), tag: "dev/v1.2.0", tagObject: object("2"),
+                       commit: object("b"), version: v1_2_0, accepted: true, rejections: []),
+        APITagDecision(project: app, environment: environment("dev"), tag: "dev/v1.1.0", tagObject: object("1"),
+                       commit: object("a"), version: v1_1_0, accepted: true, rejections: []),
+        APITagDecision(project: app, environment: environment("dev"), tag: "dev/vnext", tagObject: object("7"),
+                       commit: object("7"), version: nil, accepted: false,
+                       rejections: [APITagRejection(code: .versionUnparsable,
+                                                    message: "tag \"dev/vnext\": \"next\" is not a semantic version")]),
+    ])
 }

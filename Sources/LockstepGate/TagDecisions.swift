@@ -1,0 +1,92 @@
+import Foundation
+public import GitSource
+public import LockstepConfig
+public import LockstepCore
+public import RunStore
+
+/// How the release tags of one target are decided (SPEC §3): the single code path behind
+/// the daemon's reconcile pass and `lockstep tags --offline`. Having one keeps the two from
+/// drifting apart: an operator checking a tag offline sees exactly the decision, and the
+/// reason, the daemon records (including the promotion rule, which needs the store).
+public enum TagDecisions {
+    /// One tag as decided.
+    public struct Decided: Sendable, Hashable {
+        /// The decision as the daemon records it.
+        public var decision: StoredTagDecision
+        /// The tag as read from the mirror.
+        public var tag: TagInfo
+        /// The tree of the tagged commit.
+        public var tree: GitObjectID
+    }
+
+    /// Every decision of a target, in listing order, and what could not be decided.
+    public struct Outcome: Sendable {
+        public var decided: [Decided] = []
+        /// Tags that could not be read (reported, never accepted).
+        public var problems: [String] = []
+    }
+
+    /// The environment this one promotes from, when its policy names one.
+    public static func promotionSource(of policy: EnvironmentPolicy) -> EnvironmentName? {
+        policy.promoteFrom.flatMap { try? EnvironmentName($0) }
+    }
+
+    /// The acceptance rules of an environment: agent config only (a repository never sets them).
+    public static func rules(for policy: EnvironmentPolicy, agent: AgentConfig) -> TagRules {
+        // Where the tagger may not approve, the tagger must be known: a lightweight tag has
+        // none, which would let a releaser dodge the four-eyes rule.
+        TagRules(requireAnnotated: !policy.taggerMayApprove, requireMergeCommit: agent.requireMergeCommit,
+                 requireSigned: policy.requireSignedTags, promoteFrom: promotionSource(of: policy))
+    }
+
+    /// Decides every tag of `listing` that matches `pattern` for `target`.
+    ///
+    /// - Parameter sourceRecords: the runs of the `promote_from` environment's target of the
+    ///   same project, from the store (ignored when the policy has no `promote_from`).
+    public static func decide(target: TargetID, policy: EnvironmentPolicy, agent: AgentConfig, pattern: TagPattern,
+                              listing: TagListing, mirror: GitMirror, sourceRecords: [RunRecord]) async -> Outcome {
+        let rules = rules(for: policy, agent: agent)
+        var outcome = Outcome()
+        for tag in listing.tags {
+            let version: Result<SemanticVersion, CoreError>
+            switch pattern.match(tag.name, target: target) {
+            case .noMatch: continue
+            case .version(let parsed): version = .success(parsed)
+            case .unparsableVersion(let error): version = .failure(error)
+            }
+            let facts: ReleaseFacts
+            do {
+                facts = try await mirror.releaseFacts(tag: tag.name, protectedBranch: agent.repository.branch)
+            } catch {
+                outcome.problems.append("\(target): tag \"\(displaySafe(tag.name))\" could not be read: \(error.description)")
+                continue
+            }
+            guard let object = try? GitObjectID(facts.tag.target.hex), let commit = try? GitObjectID(facts.tag.commit.hex),
+                  let tree = try? GitObjectID(facts.tag.tree.hex) else { continue }
+            var promotionVerified = true
+            if let source = rules.promoteFrom {
+                promotionVerified = PromotionRule.check(tree: tree, project: target.project, source: source,
+                                                        records: sourceRecords).isSatisfied
+            }
+            let tagFacts = TagFacts(
+                name: tag.name, version: version, isAnnotated: facts.tag.isAnnotated,
+                // Signature verification is not built yet: an environment that requires
+                // signed tags fails closed and rejects every tag.
+                signature: policy.requireSignedTags ? .failed : .notRequired,
+                reachableFromProtectedBranch: facts.reachableFromBranch,
+                isMergeCommitOnFirstParentChain: facts.isMergeOnFirstParentChain,
+                promotionSourceVerified: promotionVerified)
+            var stored = StoredTagDecision(target: target, tagName: tag.name, tagObject: object, commit: commit,
+                                           version: try? version.get(), accepted: false, rejections: [])
+            switch TagAcceptance.decide(tagFacts, rules: rules) {
+            case .accepted(let parsed):
+                stored.accepted = true
+                stored.version = parsed
+            case .rejected(let reasons):
+                stored.rejections = reasons
+            }
+            outcome.decided.append(Decided(decision: stored, tag: facts.tag, tree: tree))
+        }
+        return outcome
+    }
+}
