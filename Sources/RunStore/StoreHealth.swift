@@ -27,6 +27,9 @@ extension SQLiteRunStore {
                 let shown = findings.prefix(3).map { String($0.prefix(120)) }.joined(separator: "; ")
                 return "STORE DAMAGED: the store failed its integrity check (\(shown)); restore it from a backup"
             }
+        } catch let error as DatabaseError where [.SQLITE_CORRUPT, .SQLITE_NOTADB].contains(error.resultCode) {
+            // A page damaged badly enough stops the check itself: the same finding.
+            return "STORE DAMAGED: the store failed its integrity check (\(Self.sqliteReason(error))); restore it from a backup"
         } catch {
             return "STORE UNREADABLE: the store cannot be read (\(Self.sqliteReason(error)))"
         }
