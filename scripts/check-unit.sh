@@ -13,6 +13,10 @@
 # 3. `systemd-sysusers --root=` can create the lockstep user from
 #    deploy/lockstep.sysusers.conf (a syntax error there would leave the unit's
 #    User= without a user on a real agent).
+# 4. RestrictNamespaces= allows exactly user and PID namespaces: lockstep-confine needs
+#    both to contain every command's descendants (the daemon refuses to start without
+#    them), and no other kind is needed. `RestrictNamespaces=true`, which tightening the
+#    unit by habit would write, would stop the daemon at its first start.
 #
 # Needs the `systemd` package (scripts/install-test-deps.sh), not root.
 set -eu
@@ -90,3 +94,11 @@ if [ "$status" -ne 0 ] || ! grep -q '^lockstep:x:[0-9]*:[0-9]*:[^:]*:/var/lib/lo
     exit 1
 fi
 echo "check-unit.sh: lockstep.sysusers.conf creates user lockstep"
+
+# --- 4. namespaces -------------------------------------------------------------------
+namespaces=$(sed -n 's/^RestrictNamespaces=//p' "$UNIT" | tr ' ' '\n' | sort | tr '\n' ' ')
+if [ "$namespaces" != "pid user " ]; then
+    echo "check-unit.sh: FAIL RestrictNamespaces= must allow exactly 'user pid' (lockstep-confine's PID namespace), found '$namespaces'" >&2
+    exit 1
+fi
+echo "check-unit.sh: lockstep.service allows only user and PID namespaces"
