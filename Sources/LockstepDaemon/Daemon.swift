@@ -133,8 +133,18 @@ public enum Daemon {
     static func confinement(_ agent: AgentConfig, configPath: String, storeFolder: URL, environment: [String: String],
                             logger: Logger) async throws -> Confinement? {
         guard agent.terraform.confine else {
-            logger.warning("terraform runs unconfined (terraform.confine: false): plan-time code from the delivery repository can read every file this daemon can, apply credentials included")
-            return nil
+            // Without the file-system sandbox every command still runs in a PID namespace of
+            // its own, so nothing it starts outlives it; no namespace, no start.
+            let processesOnly = Confinement.processesOnly(launcher: Confinement.launcherBesideExecutable())
+            let answer: String
+            do {
+                answer = try await processesOnly.check()
+            } catch {
+                throw DaemonError(.config, "\(error); even with terraform.confine: false every terraform and verify command runs in a PID namespace of its own so that nothing it starts outlives it: allow user and PID namespaces for this service (systemd: RestrictNamespaces=user pid)")
+            }
+            logger.warning("terraform runs without the file-system sandbox (terraform.confine: false): plan-time code from the delivery repository can read every file this daemon can, apply credentials included; every process a command starts is still killed when the command ends",
+                           metadata: ["confinement": "\(answer)"])
+            return processesOnly
         }
         let problems = agent.confinementProblems(configPath: configPath, onThisMachine: true)
         guard problems.isEmpty else {
