@@ -50,6 +50,42 @@ struct LeftoverProcessTests {
         #expect(daemon.terminationStatus == 0)
     }
 
+    @Test("SIGTERM while a plan with a leftover holding its output runs: the daemon exits promptly, nothing is left; a restart is ready and plans the run again")
+    func sigtermDuringPlanWithLeftover() async throws {
+        let world = try DaemonWorld()
+        defer { world.cleanup() }
+        let marker = "100000.\(UInt32.random(in: 1_000_000...9_999_999))"
+        try world.leaveSleeperAtPlan(marker: marker)
+        try world.block("plan")
+        let daemon = try await world.startReadyDaemon()
+        try world.release("1.0.0")
+        // The leftover is started, then the wrapper waits before the real terraform.
+        try await eventually("terraform plan to start") { world.started("plan") }
+        let pidFile = world.control.appendingPathComponent("leftover.pid")
+        let leftover = try #require(pid_t(try String(contentsOf: pidFile, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { if world.leftoverRunning(leftover, marker: marker) { kill(leftover, SIGKILL) } }
+        #expect(world.leftoverRunning(leftover, marker: marker))
+        #expect(try world.http("GET", "/healthz", as: nil).status == 200, "the daemon answers while the plan runs")
+
+        kill(daemon.processIdentifier, SIGTERM)
+        #expect(try await world.waitForExit(daemon, seconds: 20), "SIGTERM must stop the daemon: \(world.daemonLogs)")
+        #expect(daemon.terminationStatus == 0, "\(world.daemonLogs)")
+        try await eventually("the leftover to be gone", seconds: 5) { !world.leftoverRunning(leftover, marker: marker) }
+
+        // A restart is ready at once and plans the interrupted run again, to the end.
+        world.unblockFuture("plan")
+        try FileManager.default.removeItem(at: pidFile)
+        _ = try await world.startReadyDaemon()
+        let id = try await world.waitForRun(in: ["awaiting_approval", "failed"])
+        let detail = try world.raw("/api/v1/runs/\(id)")
+        #expect(try world.runState(id) == "awaiting_approval", "\(detail)")
+        let second = try #require(pid_t(try String(contentsOf: pidFile, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { if world.leftoverRunning(second, marker: marker) { kill(second, SIGKILL) } }
+        try await eventually("the second leftover to be gone", seconds: 5) { !world.leftoverRunning(second, marker: marker) }
+    }
+
     @Test("with terraform.confine: false the daemon refuses to start when the launcher cannot contain commands; nothing is served")
     func processesOnlyNeedsTheLauncher() async throws {
         let world = try DaemonWorld()
