@@ -217,6 +217,7 @@ enum ClientRendering {
         } else {
             out.append("plan       not planned yet")
         }
+        if let notice = truncationNotice(run) { out.append(notice) }
 
         if !run.checks.isEmpty {
             out.append("checks")
@@ -257,10 +258,17 @@ enum ClientRendering {
         if let rendering = run.planRendering {
             out.append("")
             out.append("--- plan (redacted) ---")
-            var body = terminalSafe(rendering, limit: 1_000_000, keepNewlines: true)
+            // The daemon already bounds what it sends (`limits.plan_text_bytes`); this only
+            // keeps a hostile or broken server from flooding the terminal, and says so.
+            var body = terminalSafe(rendering, limit: renderingLimit, keepNewlines: true)
             while body.hasSuffix("\n") { body.removeLast() }
             out.append(body)
-            out.append("--- end of plan ---")
+            if let notice = truncationNotice(run) {
+                out.append("--- plan text cut here ---")
+                out.append(notice)
+            } else {
+                out.append("--- end of plan ---")
+            }
         }
 
         if run.state == .interrupted {
@@ -285,6 +293,30 @@ enum ClientRendering {
             out.append("no digest yet: the run has no plan to approve")
         }
         return out.joined(separator: "\n")
+    }
+
+    /// Unicode scalars of a rendering printed at most.
+    static let renderingLimit = 1 << 30
+
+    /// The line telling a reviewer the rendering is only the start of the plan's text, or nil.
+    /// It says plainly what the approval still rests on: the summary and the checks come from
+    /// the plan's complete JSON, bound to the digest.
+    static func truncationNotice(_ run: APIRunDetail) -> String? {
+        guard let rendering = run.planRendering else { return nil }
+        let shown = rendering.utf8.count
+        let total = max(run.planRenderingBytes ?? shown, shown)
+        let cutHere = rendering.unicodeScalars.count > renderingLimit
+        guard run.planRenderingTruncated || cutHere else { return nil }
+        let what = cutHere ? "more than this terminal view keeps" : byteSize(shown)
+        return "!! plan text truncated: showing the first \(what) of \(byteSize(total)); the summary and the checks cover the whole plan"
+    }
+
+    /// `812 bytes`, `4.0 MiB`, `52.3 MiB` (rounded down to a tenth).
+    static func byteSize(_ bytes: Int) -> String {
+        for (unit, size) in [("GiB", 1_073_741_824.0), ("MiB", 1_048_576.0), ("KiB", 1_024.0)] where Double(bytes) >= size {
+            return String(format: "%.1f", (Double(bytes) / size * 10).rounded(.down) / 10) + " " + unit
+        }
+        return bytes == 1 ? "1 byte" : "\(bytes) bytes"
     }
 
     // MARK: changes

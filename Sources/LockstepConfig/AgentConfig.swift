@@ -39,6 +39,8 @@ public struct AgentConfig: Sendable, Hashable {
     public var identities: [String: Identity]
     /// The API's connection and failed-authentication limits (`http:`, see ``HTTPLimits``).
     public var http = HTTPLimits()
+    /// What is kept and served of plan text, plan JSON and command output (`limits:`, see ``OutputLimits``).
+    public var limits = OutputLimits()
 
     /// The tag pattern in force: the explicit one, else `{env}/{version}` for a repo with one
     /// project and `{project}/{env}/{version}` for a repo with several.
@@ -261,16 +263,19 @@ struct AgentParser {
         let webhook = f.take("webhook_secret_file").flatMap { path($0, top.key("webhook_secret_file"), "a path to the file holding the webhook secret") }
         let identities = f.take("identities").map { identitiesMap($0, top.key("identities")) } ?? [:]
         let http = f.take("http").map { httpLimits($0, top.key("http")) } ?? HTTPLimits()
+        let outputLimits = f.take("limits").map { self.outputLimits($0, top.key("limits")) } ?? OutputLimits()
         let environments = require(f, "environments", top, "a mapping of environment names to their policy").flatMap { environmentsMap($0, top.key("environments"), identities: identities) }
-        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhook_secret_file, environments, identities, http", classify: secret)
+        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhook_secret_file, environments, identities, http, limits", classify: secret)
 
         guard let repository, let mirrorDir, let pollInterval, let maxPlans, let requireMerge, let limits, let terraform, let store,
-              let listen, let environments, let identities, let http else { return nil }
-        return AgentConfig(
+              let listen, let environments, let identities, let http, let outputLimits else { return nil }
+        var config = AgentConfig(
             file: file, repository: repository, mirrorDir: mirrorDir, pollInterval: pollInterval, maxConcurrentPlans: maxPlans,
             requireMergeCommit: requireMerge, explicitTagPattern: tagPattern, exportLimits: limits,
             terraform: terraform, store: store, listen: listen, webhookSecretFile: webhook,
             environments: environments, identities: identities, http: http)
+        config.limits = outputLimits
+        return config
     }
 
     private func require(_ f: Fields, _ key: String, _ parent: KeyPath, _ what: String) -> Node? {

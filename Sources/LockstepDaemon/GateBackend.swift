@@ -289,6 +289,7 @@ public struct GateBackend: APIBackend {
                 APITransition(from: $0.transition.from, to: $0.transition.to, reason: $0.transition.reason.code,
                               detail: $0.transition.reason.detail, actor: $0.actor, time: $0.time)
             },
-            alerts: alerts, createdAt: run.createdAt, updatedAt: run.updatedAt)
+            alerts: alerts, createdAt: run.createdAt, updatedAt: run.updatedAt,
+            planRenderingTruncated: run.plan?.renderingTruncated ?? false, planRenderingBytes: run.plan?.renderingBytes)
     }
 }

@@ -91,12 +91,17 @@ extension Gate {
     }
 
     /// Reads a credentials env-file of the environment; a missing setting means none.
+    ///
+    /// The reason stored with the run (shown to reviewers) names the agent config key, not
+    /// the file: where the agent keeps its credentials is not the reviewers' business. The
+    /// daemon's log has the full error.
     func credentials(_ path: String?, what: String) throws(RunFailure) -> [String: String] {
         guard let path else { return [:] }
         do {
             return try CredentialsFile.read(path)
         } catch {
-            throw RunFailure("the \(what) credentials could not be read: \(error.description)")
+            logger.error("a credentials file could not be read", metadata: ["credentials": "\(what)", "error": "\(error.description)"])
+            throw RunFailure("the \(what) credentials could not be read (the file named by `\(what)_credentials_file` in the agent config; the daemon's log says why)")
         }
     }
 
@@ -140,6 +145,10 @@ extension Gate {
     /// the state machine and the fields to store with the transition it causes.
     func performPlan(_ run: StoredRun) async -> (RunEvent, RunUpdate) {
         let log = runLogger(run)
+        // What the agent keeps of plan text, plan JSON and command output (`limits:`).
+        let runner = self.runner.limitingOutput(planTextBytes: agent.limits.planTextBytes,
+                                                planJSONBytes: agent.limits.planJSONBytes,
+                                                commandOutputBytes: agent.limits.commandOutputBytes)
         do throws(RunFailure) {
             guard let policy = environmentPolicy(run.target) else {
                 throw RunFailure("this agent has no policy for environment \(run.target.environment)")
@@ -196,6 +205,14 @@ extension Gate {
             let shown: ShownPlan
             do {
                 shown = try await runner.show(showInvocation, planFile: copy)
+            } catch let error as TerraformRunnerError where error.code == .planJSONTooLarge {
+                // The summary, the checks and the approvals all rest on the JSON: one that was
+                // not read whole can never be approved, so the run fails and says what to raise.
+                let size = error.context["bytes"].flatMap(Int.init).map { " (\(ByteSize($0)))" } ?? ""
+                throw RunFailure("the plan's JSON\(size) is larger than limits.plan_json_bytes "
+                                 + "(\(ByteSize(agent.limits.planJSONBytes))) in the agent config; it was not kept, and a plan "
+                                 + "whose JSON cannot be read whole cannot be summarised, checked or approved: raise "
+                                 + "limits.plan_json_bytes to review this release")
             } catch {
                 throw RunFailure("terraform show could not read the plan: \(safeDescription(error))")
             }
@@ -203,8 +220,14 @@ extension Gate {
             encoder.outputFormatting = [.sortedKeys]
             let summaryJSON = (try? encoder.encode(shown.summary)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             let stored = StoredPlan(summaryJSON: summaryJSON, rendering: shown.rendering,
-                                    planJSON: String(decoding: shown.redactedJSON, as: UTF8.self))
-            log.info("plan saved", metadata: ["plan.digest": "\(digest)"])
+                                    planJSON: String(decoding: shown.redactedJSON, as: UTF8.self),
+                                    renderingTruncated: shown.renderingTruncated, renderingBytes: shown.renderingBytes)
+            if shown.renderingTruncated {
+                await appendLog("lockstep: the plan's text is \(ByteSize(shown.renderingBytes)); only its first "
+                                + "\(ByteSize(shown.rendering.utf8.count)) are kept (limits.plan_text_bytes); the summary and "
+                                + "the checks cover the whole plan", stream: .lockstep, run: run.id)
+            }
+            log.info("plan saved", metadata: ["plan.digest": "\(digest)", "plan.text.truncated": "\(shown.renderingTruncated)"])
             return (.planSucceeded(digest: digest, hasChanges: true), RunUpdate(planDigest: digest, plan: stored))
         } catch {
             // A stopping agent cancelled the plan (the runner killed terraform's process

@@ -311,6 +311,12 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     public var summary: APIPlanSummary?
     /// Terraform's human rendering of the plan, redacted before it was stored.
     public var planRendering: String?
+    /// True when `planRendering` is only the start of terraform's text (the agent keeps at
+    /// most `limits.plan_text_bytes`). The summary and the checks still cover the whole plan:
+    /// they come from the plan's complete JSON, bound to the digest.
+    public var planRenderingTruncated: Bool
+    /// Bytes of the whole text terraform printed (nil before a plan was stored).
+    public var planRenderingBytes: Int?
     public var checks: [APICheck]
     public var approvals: [APIApproval]
     public var requiredApprovals: Int
@@ -326,7 +332,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
                 commit: GitObjectID, tree: GitObjectID, state: RunState, digest: Digest?, rollback: Bool,
                 summary: APIPlanSummary?, planRendering: String?, checks: [APICheck], approvals: [APIApproval],
                 requiredApprovals: Int, mayApprove: [IdentityName], refusals: [APIApprovalRefusal],
-                transitions: [APITransition], alerts: [APIAlert], createdAt: Date, updatedAt: Date) {
+                transitions: [APITransition], alerts: [APIAlert], createdAt: Date, updatedAt: Date,
+                planRenderingTruncated: Bool = false, planRenderingBytes: Int? = nil) {
         self.id = id
         self.project = project
         self.environment = environment
@@ -339,6 +346,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         self.rollback = rollback
         self.summary = summary
         self.planRendering = planRendering
+        self.planRenderingTruncated = planRenderingTruncated
+        self.planRenderingBytes = planRenderingBytes ?? planRendering?.utf8.count
         self.checks = checks
         self.approvals = approvals
         self.requiredApprovals = requiredApprovals
@@ -355,12 +364,36 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case id, project, environment, tag, version, commit, tree, state, digest, rollback, summary
         case planRendering = "plan_rendering"
+        case planRenderingTruncated = "plan_rendering_truncated"
+        case planRenderingBytes = "plan_rendering_bytes"
         case checks, approvals
         case requiredApprovals = "required_approvals"
         case mayApprove = "may_approve"
         case refusals, transitions, alerts
         case createdAt = "created_at"
         case updatedAt = "updated_at"
+    }
+
+    /// A daemon from before truncation existed sends neither field: its renderings were whole.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try c.decode(RunID.self, forKey: .id), project: try c.decode(ProjectName.self, forKey: .project),
+            environment: try c.decode(EnvironmentName.self, forKey: .environment), tag: try c.decode(String.self, forKey: .tag),
+            version: try c.decode(SemanticVersion.self, forKey: .version), commit: try c.decode(GitObjectID.self, forKey: .commit),
+            tree: try c.decode(GitObjectID.self, forKey: .tree), state: try c.decode(RunState.self, forKey: .state),
+            digest: try c.decodeIfPresent(Digest.self, forKey: .digest), rollback: try c.decode(Bool.self, forKey: .rollback),
+            summary: try c.decodeIfPresent(APIPlanSummary.self, forKey: .summary),
+            planRendering: try c.decodeIfPresent(String.self, forKey: .planRendering),
+            checks: try c.decode([APICheck].self, forKey: .checks), approvals: try c.decode([APIApproval].self, forKey: .approvals),
+            requiredApprovals: try c.decode(Int.self, forKey: .requiredApprovals),
+            mayApprove: try c.decode([IdentityName].self, forKey: .mayApprove),
+            refusals: try c.decode([APIApprovalRefusal].self, forKey: .refusals),
+            transitions: try c.decode([APITransition].self, forKey: .transitions),
+            alerts: try c.decode([APIAlert].self, forKey: .alerts), createdAt: try c.decode(Date.self, forKey: .createdAt),
+            updatedAt: try c.decode(Date.self, forKey: .updatedAt),
+            planRenderingTruncated: try c.decodeIfPresent(Bool.self, forKey: .planRenderingTruncated) ?? false,
+            planRenderingBytes: try c.decodeIfPresent(Int.self, forKey: .planRenderingBytes))
     }
 }
 

@@ -54,15 +54,23 @@ public struct NewRun: Sendable, Hashable, Codable {
 public struct StoredPlan: Sendable, Hashable, Codable {
     /// The typed summary, encoded as JSON by the caller.
     public var summaryJSON: String
-    /// Terraform's own `show` text, redacted.
+    /// Terraform's own `show` text, redacted: all of it, or its start when `renderingTruncated`.
     public var rendering: String
-    /// `show -json` output, redacted.
+    /// `show -json` output, redacted. Always complete: the summary and the checks are read
+    /// from it, so a plan whose JSON was over its limit is never stored.
     public var planJSON: String
+    /// The rendering holds only the start of the text (the agent's `limits.plan_text_bytes`).
+    public var renderingTruncated: Bool
+    /// Bytes of the whole text terraform printed (the rendering's own size when not truncated).
+    public var renderingBytes: Int
 
-    public init(summaryJSON: String, rendering: String, planJSON: String) {
+    public init(summaryJSON: String, rendering: String, planJSON: String, renderingTruncated: Bool = false,
+                renderingBytes: Int? = nil) {
         self.summaryJSON = summaryJSON
         self.rendering = rendering
         self.planJSON = planJSON
+        self.renderingTruncated = renderingTruncated
+        self.renderingBytes = renderingBytes ?? rendering.utf8.count
     }
 }
 

@@ -49,6 +49,13 @@ struct CheckedRow {
         return value
     }
 
+    func optionalInteger(_ column: String) throws(StoreError) -> Int64? {
+        let value = row[column]
+        if value == nil { return nil }
+        guard let number = value as? Int64 else { throw corrupt(column, "an integer") }
+        return number
+    }
+
     func bool(_ column: String) throws(StoreError) -> Bool {
         switch try integer(column) {
         case 0: false
@@ -125,7 +132,8 @@ enum StoredJSON {
 extension StoredRun {
     /// The columns of `runs` joined with `plans`.
     static let selection = """
-        SELECT runs.*, plans.summary_json, plans.rendering, plans.plan_json
+        SELECT runs.*, plans.summary_json, plans.rendering, plans.plan_json, plans.rendering_truncated,
+            plans.rendering_bytes
         FROM runs LEFT JOIN plans ON plans.run_id = runs.id
         """
 
@@ -151,7 +159,13 @@ extension StoredRun {
             hasVerifyCommands: try row.bool("has_verify_commands"))
         var plan: StoredPlan?
         if let summary = try row.optionalText("summary_json") {
-            plan = StoredPlan(summaryJSON: summary, rendering: try row.text("rendering"), planJSON: try row.text("plan_json"))
+            let rendering = try row.text("rendering")
+            let size = try row.optionalInteger("rendering_bytes")
+            guard size.map({ $0 >= 0 && $0 <= Int64(Int.max) }) ?? true else {
+                throw row.corrupt("rendering_bytes", "a byte count")
+            }
+            plan = StoredPlan(summaryJSON: summary, rendering: rendering, planJSON: try row.text("plan_json"),
+                              renderingTruncated: try row.bool("rendering_truncated"), renderingBytes: size.map { Int($0) })
         }
         self.init(run: run, state: try row.state("state"),
                   planDigest: try row.parseOptional("plan_digest", "a digest", Digest.init),

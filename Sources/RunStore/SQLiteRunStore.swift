@@ -215,10 +215,13 @@ public final class SQLiteRunStore: RunStore {
         guard db.changesCount == 1 else { return false }
         if let plan = update.plan {
             try db.execute(sql: """
-                INSERT INTO plans (run_id, summary_json, rendering, plan_json) VALUES (?, ?, ?, ?)
+                INSERT INTO plans (run_id, summary_json, rendering, plan_json, rendering_truncated, rendering_bytes)
+                VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (run_id) DO UPDATE SET summary_json = excluded.summary_json,
-                    rendering = excluded.rendering, plan_json = excluded.plan_json
-                """, arguments: [runID.rawValue, plan.summaryJSON, plan.rendering, plan.planJSON])
+                    rendering = excluded.rendering, plan_json = excluded.plan_json,
+                    rendering_truncated = excluded.rendering_truncated, rendering_bytes = excluded.rendering_bytes
+                """, arguments: [runID.rawValue, plan.summaryJSON, plan.rendering, plan.planJSON,
+                                 plan.renderingTruncated, plan.renderingBytes])
         }
         try db.execute(sql: """
             INSERT INTO transitions (run_id, from_state, to_state, reason, detail, actor, time_ms)

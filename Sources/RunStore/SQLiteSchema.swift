@@ -31,6 +31,9 @@ enum SQLiteSchema {
         migrator.registerMigration("v1_initial_schema") { db in
             try db.execute(sql: v1)
         }
+        migrator.registerMigration("v3_plan_rendering_truncation") { db in
+            try db.execute(sql: v3PlanRenderingTruncation)
+        }
         return migrator
     }
 
@@ -202,6 +205,14 @@ enum SQLiteSchema {
             previous_hash TEXT NOT NULL,
             hash TEXT NOT NULL
         );
+        """
+
+    /// Whether a plan's stored rendering is only the start of terraform's text, and how
+    /// long the whole text was (`rendering_bytes`; NULL for plans stored before: their
+    /// rendering was kept whole, so its own length is the size).
+    static let v3PlanRenderingTruncation = """
+        ALTER TABLE plans ADD COLUMN rendering_truncated INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE plans ADD COLUMN rendering_bytes INTEGER;
         """
 
     /// What was found at a store path before anything wrote to it.

@@ -21,10 +21,20 @@ public enum CommandOutcome: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .succeeded: "succeeded"
         case .stalePlan: "stale_plan"
-        case .stateLocked(let id): "state_locked(\(id ?? "unknown"))"
+        case .stateLocked(let id): id.map { "state_locked (lock \($0))" } ?? "state_locked"
         case .timedOut: "timed_out"
         case .cancelled: "cancelled"
-        case .failed(let code): "failed(exit \(code))"
+        case .failed(let code): "failed with exit status \(code)"
+        }
+    }
+
+    /// How a log line names the outcome of `plan -detailed-exitcode`, where exit 2 means the
+    /// plan succeeded and found changes: `changes_present`, `no_changes`, else ``description``.
+    public var planDescription: String {
+        switch self {
+        case .succeeded: PlanChanges.noChanges.rawValue
+        case .failed(exitCode: 2): PlanChanges.changesPresent.rawValue
+        default: description
         }
     }
 
@@ -71,10 +81,65 @@ public struct CommandResult: Sendable {
     /// Terraform's exit status (meaningless when interrupted).
     public var exitCode: Int32
     public var duration: Duration
-    /// The last lines of stdout+stderr, redacted, bounded by the runner's retention.
+    /// The last lines of stdout+stderr, redacted, bounded by the runner's retention. When
+    /// earlier output was not kept, the first line says how much (``OutputNotice/notKept(_:)``).
     public var output: String
     /// Bytes of output that were streamed to the sink but not retained.
     public var droppedOutputBytes: Int
+}
+
+/// The lines Lockstep writes into kept output where something was left out, and the byte
+/// sizes they show.
+public enum OutputNotice {
+    /// The line that opens a command's kept output when its start was dropped.
+    public static func notKept(_ bytes: Int) -> String { "[… \(ByteSize(bytes)) of output not kept …]" }
+
+    /// `tail` with the ``notKept(_:)`` line in front when `dropped` bytes were not kept,
+    /// within `limit` bytes: the oldest kept lines make room for the notice (and are counted).
+    public static func output(_ tail: String, dropped: Int, limit: Int) -> String {
+        guard dropped > 0 else { return tail }
+        var rest = Substring(tail)
+        var dropped = dropped
+        while true {
+            let notice = notKept(dropped)
+            let excess = notice.utf8.count + 1 + rest.utf8.count - limit
+            if excess <= 0 || rest.isEmpty { return notice + "\n" + rest }
+            if let newline = rest.utf8.firstIndex(of: UInt8(ascii: "\n")) {
+                let next = rest.utf8.index(after: newline)
+                dropped += rest.utf8.distance(from: rest.utf8.startIndex, to: next)
+                rest = rest[next...]
+            } else {
+                // One line longer than the room left: keep its end, from a character boundary.
+                var bytes = Array(rest.utf8)
+                var start = min(excess, bytes.count)
+                while start < bytes.count, bytes[start] & 0xC0 == 0x80 { start += 1 }
+                dropped += start
+                bytes.removeFirst(start)
+                rest = Substring(String(decoding: bytes, as: UTF8.self))
+            }
+        }
+    }
+}
+
+/// A byte count as people read it: `812 bytes`, `64.0 KiB`, `48.7 MiB`, `1.0 GiB`.
+public struct ByteSize: Sendable, Hashable, CustomStringConvertible {
+    public var bytes: Int
+    public init(_ bytes: Int) { self.bytes = bytes }
+
+    public var description: String {
+        let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1_024)]
+        for (unit, size) in units where Double(bytes) >= size {
+            let tenths = (Double(bytes) / size * 10).rounded(.down) / 10
+            return String(format: "%.1f", tenths) + " " + unit
+        }
+        return bytes == 1 ? "1 byte" : "\(bytes) bytes"
+    }
+}
+
+extension TerraformRunnerError.Code {
+    /// `show -json` printed more than the configured limit: the plan cannot be summarised or
+    /// checked, so it must never be approved. The error's context has `limit_bytes` and `bytes`.
+    public static let planJSONTooLarge = TerraformRunnerError.Code("plan_json_too_large")
 }
 
 /// SHA-256 of a saved plan file's bytes; approvals quote it (SPEC §1).
@@ -142,8 +207,25 @@ public struct ShownPlan: Sendable {
     /// `show -json` with every sensitive value and known secret redacted:
     /// the only form of the JSON Lockstep keeps.
     public var redactedJSON: Data
-    /// Terraform's own `show` text of the saved plan, redacted, for reviewers.
+    /// Terraform's own `show` text of the saved plan, redacted, for reviewers: at most the
+    /// runner's `planTextBytes`, cut at a line end (or a character boundary, never inside a
+    /// secret) when terraform printed more.
     public var rendering: String
+    /// Bytes of text `show` printed, all of them (more than `rendering` holds when truncated).
+    public var renderingBytes: Int
+    /// True when `rendering` is only the start of the text. The summary and the redacted
+    /// JSON are complete all the same: they come from `show -json`, which is refused whole
+    /// when it is over its limit.
+    public var renderingTruncated: Bool
+
+    public init(summary: PlanSummary, redactedJSON: Data, rendering: String, renderingBytes: Int? = nil,
+                renderingTruncated: Bool = false) {
+        self.summary = summary
+        self.redactedJSON = redactedJSON
+        self.rendering = rendering
+        self.renderingBytes = renderingBytes ?? rendering.utf8.count
+        self.renderingTruncated = renderingTruncated
+    }
 }
 
 /// One diagnostic from `validate -json`.

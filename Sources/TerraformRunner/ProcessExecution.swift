@@ -42,6 +42,10 @@ struct ProcessRequest: Sendable {
     var gracePeriod: Duration
     /// When set, stdout is captured whole up to this many bytes instead of streamed.
     var captureStdoutLimit: Int?
+    /// Past `captureStdoutLimit`: true keeps the first `captureStdoutLimit` bytes (the result
+    /// is a truncated capture, not an overflow); false keeps nothing more and reports an
+    /// overflow. Either way the rest is read, counted and dropped, so memory stays bounded.
+    var captureKeepsPrefix = false
     var retainedBytes: Int
     var maxLineBytes: Int
     var redactor: Redactor
@@ -63,6 +67,8 @@ struct ProcessResult: Sendable {
     /// True when something still held the output open `outputDrain` after the child
     /// exited (a process it left behind): what it wrote after that was not read.
     var outputCut: Bool = false
+    /// Bytes the child wrote to a captured stdout, kept or not.
+    var stdoutBytes: Int = 0
 }
 
 /// Tracks one child so signals go to the right place exactly while it lives.
@@ -252,11 +258,35 @@ struct LineAssembler {
     }
 }
 
-/// Collects a stream whole, up to a limit; the rest is drained and counted.
+/// Collects a stream up to a limit; the rest is drained and counted, never kept, so a
+/// command printing gigabytes costs at most `limit` bytes of memory.
 private final class CaptureBuffer: @unchecked Sendable {
     // Only touched by the single reader thread, then read after it finished.
-    var data = Data()
-    var overflowed = false
+    private(set) var data = Data()
+    /// More than `limit` bytes arrived.
+    private(set) var overflowed = false
+    /// Every byte that arrived, kept or not.
+    private(set) var total = 0
+    let limit: Int
+    /// Past the limit, keep the first `limit` bytes (else keep only what fitted in whole chunks).
+    let keepsPrefix: Bool
+
+    init(limit: Int, keepsPrefix: Bool) {
+        self.limit = max(limit, 0)
+        self.keepsPrefix = keepsPrefix
+    }
+
+    func take(_ chunk: UnsafeRawBufferPointer) {
+        total += chunk.count
+        guard !overflowed else { return }
+        let room = limit - data.count
+        if chunk.count <= room {
+            data.append(contentsOf: chunk)
+        } else {
+            if keepsPrefix, room > 0 { data.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<room])) }
+            overflowed = true
+        }
+    }
 }
 
 /// glibc functions Swift's Glibc module does not show (glibc declares them only under
@@ -319,8 +349,8 @@ enum ProcessExecution {
         let tail = OutputTail(capacity: request.retainedBytes)
         let redactor = request.redactor
         let sink = request.sink
-        let capture = CaptureBuffer()
         let captureLimit = request.captureStdoutLimit
+        let capture = CaptureBuffer(limit: captureLimit ?? 0, keepsPrefix: request.captureKeepsPrefix)
         let maxLine = request.maxLineBytes
         let drain = request.outputDrain
 
@@ -333,12 +363,8 @@ enum ProcessExecution {
                 sink.receive(OutputLine(stream: .stderr, text: line))
             }]
         } onChunk: { stream, chunk, assembler in
-            if stream == 0, let limit = captureLimit {
-                if capture.data.count + chunk.count <= limit {
-                    capture.data.append(contentsOf: chunk)
-                } else {
-                    capture.overflowed = true
-                }
+            if stream == 0, captureLimit != nil {
+                capture.take(chunk)
             } else {
                 assembler.feed(chunk)
             }
@@ -366,11 +392,12 @@ enum ProcessExecution {
             signalled: status.1,
             interruption: control.interruption,
             stdout: captureLimit == nil ? nil : capture.data,
-            stdoutOverflowed: capture.overflowed,
+            stdoutOverflowed: capture.overflowed && !capture.keepsPrefix,
             tail: tail.text,
             droppedBytes: tail.droppedBytes,
             duration: clock.now - started,
-            outputCut: cut
+            outputCut: cut,
+            stdoutBytes: capture.total
         )
     }
 

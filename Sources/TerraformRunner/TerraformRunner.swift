@@ -40,12 +40,20 @@ public struct TerraformRunner: Sendable {
         /// flight and then writes the state; killing it sooner can lose the state of
         /// resources it created.
         public var applyGracePeriod: Duration
-        /// Bytes of output kept in memory per command (the rest is only streamed).
+        /// Bytes of output kept in memory per command: the last ones (the rest is only
+        /// streamed, and the kept output says how much was not kept). Agent config
+        /// `limits.command_output_bytes`.
         public var retainedOutputBytes: Int
         /// Longest line handed to a sink before it is split.
         public var maxLineBytes: Int
-        /// Largest `show -json` / rendering accepted.
+        /// Largest captured output accepted from `version`, `output` and `validate`.
         public var maxCapturedBytes: Int
+        /// Bytes of `show` text kept per plan; past them the text is cut and only counted
+        /// (agent config `limits.plan_text_bytes`).
+        public var planTextBytes: Int = 4 << 20
+        /// Largest `show -json` read; past it the plan is refused and nothing more is kept
+        /// (agent config `limits.plan_json_bytes`).
+        public var planJSONBytes: Int = 64 << 20
         /// `-lock-timeout` passed to plan and apply.
         public var lockTimeout: Duration
         /// Where the shared provider cache lives (agent config `terraform.plugin_cache_dir`);
@@ -140,6 +148,16 @@ public struct TerraformRunner: Sendable {
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// This runner with other output limits (the agent config's `limits:` section): what
+    /// is kept of plan text, the largest plan JSON read, what is kept of each command's output.
+    public func limitingOutput(planTextBytes: Int, planJSONBytes: Int, commandOutputBytes: Int) -> TerraformRunner {
+        var configuration = self.configuration
+        configuration.planTextBytes = planTextBytes
+        configuration.planJSONBytes = planJSONBytes
+        configuration.retainedOutputBytes = commandOutputBytes
+        return TerraformRunner(configuration: configuration, logger: logger)
     }
 
     // MARK: Paths
@@ -311,25 +329,72 @@ public struct TerraformRunner: Sendable {
 
     /// `show -json` parsed into a summary and redacted, plus terraform's
     /// human rendering of the saved plan, redacted.
+    ///
+    /// Memory stays bounded whatever the plan prints. The JSON is read up to
+    /// `planJSONBytes`; past that the rest is drained unkept and ``TerraformRunnerError/Code/planJSONTooLarge``
+    /// is thrown, because the summary and every check are computed from the JSON and a plan
+    /// whose JSON was not read whole must never look reviewable. The text is read up to
+    /// `planTextBytes` and the rest only counted: the rendering is then the start of the
+    /// text, cut at a line end, and ``ShownPlan/renderingTruncated`` says so.
     public func show(_ invocation: Invocation, planFile: URL) async throws -> ShownPlan {
         _ = try prepareTools()
         guard FileManager.default.fileExists(atPath: planFile.path) else {
             throw TerraformRunnerError(.planFileMissing, "the plan file does not exist")
         }
-        let json = try await execute(["show", "-json", "-no-color", planFile.path], invocation, command: "show", capture: true)
-        guard json.command.outcome == .succeeded, let raw = json.stdout else { throw failure("terraform show -json", json.command) }
+        let jsonLimit = configuration.planJSONBytes
+        let json = try await execute(["show", "-json", "-no-color", planFile.path], invocation, command: "show", capture: true,
+                                     captureLimit: jsonLimit) { bytes in
+            TerraformRunnerError(.planJSONTooLarge,
+                                 "the plan's JSON (\(ByteSize(bytes))) is larger than the limit of \(ByteSize(jsonLimit))",
+                                 context: ["limit_bytes": "\(jsonLimit)", "bytes": "\(bytes)"])
+        }
+        guard json.command.outcome == .succeeded, var raw = json.stdout else { throw failure("terraform show -json", json.command) }
         let summary = try PlanSummary(planJSON: raw)
         let (redactedJSON, learned) = try PlanJSONRedaction.redact(raw, redactor: invocation.redactor)
+        raw = Data()  // the unredacted JSON is not needed any more: do not hold it while the text is read
         let redactor = invocation.redactor.adding(learned)
 
         var textInvocation = invocation
         textInvocation.secrets.formUnion(learned)
-        let text = try await execute(["show", "-no-color", planFile.path], textInvocation, command: "show", capture: true)
+        // A few bytes past the limit are read so that a secret crossing the cut is seen whole
+        // (and the cut moved before it): a truncated rendering never ends in half a secret; and
+        // at least the next character's first byte, so a cut never splits a character.
+        let textLimit = configuration.planTextBytes
+        let text = try await execute(["show", "-no-color", planFile.path], textInvocation, command: "show", capture: true,
+                                     captureLimit: textLimit + max(redactor.longestPatternBytes, 4), keepPrefix: true)
         guard text.command.outcome == .succeeded, let rendered = text.stdout else { throw failure("terraform show", text.command) }
+        let truncated = text.stdoutBytes > textLimit
         let rendering = rendered.withUnsafeBytes { bytes in
-            redactor.redact(bytes: bytes).map { String(decoding: $0, as: UTF8.self) } ?? String(decoding: bytes, as: UTF8.self)
+            Self.rendering(of: bytes, cutAt: truncated ? textLimit : nil, redactor: redactor)
         }
-        return ShownPlan(summary: summary, redactedJSON: redactedJSON, rendering: rendering)
+        if truncated {
+            logger.notice("plan text truncated", metadata: [
+                "plan.text.bytes": "\(text.stdoutBytes)", "plan.text.kept_bytes": "\(rendering.utf8.count)",
+                "plan.text.limit_bytes": "\(textLimit)"])
+        }
+        return ShownPlan(summary: summary, redactedJSON: redactedJSON, rendering: rendering,
+                         renderingBytes: text.stdoutBytes, renderingTruncated: truncated)
+    }
+
+    /// `bytes` redacted; with `limit`, only their start: cut at the last line end before the
+    /// limit (or, with no line end, at a UTF-8 character boundary), and before any secret that
+    /// crosses the limit, so the cut never leaves part of a secret in clear. `bytes` may hold
+    /// a few bytes past `limit` so such a secret is recognised.
+    static func rendering(of bytes: UnsafeRawBufferPointer, cutAt limit: Int?, redactor: Redactor) -> String {
+        let covered = redactor.coveredRanges(in: bytes)
+        var cut = min(limit ?? bytes.count, bytes.count)
+        if limit != nil {
+            if let crossing = covered.first(where: { $0.lowerBound < cut && cut < $0.upperBound }) { cut = crossing.lowerBound }
+            if let newline = bytes[0..<cut].lastIndex(of: UInt8(ascii: "\n")) {
+                cut = newline + 1
+            } else {
+                while cut > 0, cut < bytes.count, bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+            }
+        }
+        let kept = UnsafeRawBufferPointer(rebasing: bytes[0..<cut])
+        let inside = covered.filter { $0.upperBound <= cut }
+        if inside.isEmpty { return String(decoding: kept, as: UTF8.self) }
+        return String(decoding: Redactor.replacing(inside, in: kept), as: UTF8.self)
     }
 
     /// Applies a saved plan, only if its bytes still have `expectedDigest`.
@@ -544,10 +609,18 @@ public struct TerraformRunner: Sendable {
     private struct Execution {
         var command: CommandResult
         var stdout: Data?
+        /// Bytes terraform wrote to a captured stdout, kept or not.
+        var stdoutBytes: Int = 0
     }
 
+    /// Runs one terraform command. With `capture`, stdout is kept in memory up to
+    /// `captureLimit` (default `maxCapturedBytes`): past it, with `keepPrefix` the first bytes
+    /// are returned and the rest counted; otherwise the rest is drained unkept and
+    /// `tooLarge(total bytes)` is thrown.
     private func execute(
-        _ arguments: [String], _ invocation: Invocation, command: String, capture: Bool = false
+        _ arguments: [String], _ invocation: Invocation, command: String, capture: Bool = false,
+        captureLimit: Int? = nil, keepPrefix: Bool = false,
+        tooLarge: ((Int) -> TerraformRunnerError)? = nil
     ) async throws -> Execution {
         let home = try makeHome()
         defer { removeHome(home) }
@@ -576,33 +649,43 @@ public struct TerraformRunner: Sendable {
                                                   readable: readable, writable: writable) + arguments
             executable = confinement.launcher.path
         }
-        let result = try await ProcessExecution.run(ProcessRequest(
+        let limit = captureLimit ?? configuration.maxCapturedBytes
+        var request = ProcessRequest(
             executable: executable,
             arguments: fullArguments,
             directory: invocation.directory,
             environment: environment,
             timeout: invocation.timeout,
             gracePeriod: arguments.first == "apply" ? configuration.applyGracePeriod : configuration.gracePeriod,
-            captureStdoutLimit: capture ? configuration.maxCapturedBytes : nil,
+            captureStdoutLimit: capture ? limit : nil,
             retainedBytes: configuration.retainedOutputBytes,
             maxLineBytes: configuration.maxLineBytes,
             redactor: redactor,
             sink: invocation.output
-        ))
+        )
+        request.captureKeepsPrefix = keepPrefix
+        let result = try await ProcessExecution.run(request)
         if result.stdoutOverflowed {
-            throw TerraformRunnerError(.outputTooLarge, "terraform printed more than the configured limit",
-                                       context: ["limit": "\(configuration.maxCapturedBytes)"])
+            logger.warning("terraform output over its limit was not kept", metadata: [
+                "terraform.stdout.bytes": "\(result.stdoutBytes)", "terraform.stdout.limit_bytes": "\(limit)"])
+            throw tooLarge?(result.stdoutBytes)
+                ?? TerraformRunnerError(.outputTooLarge, "terraform printed more than the configured limit",
+                                        context: ["limit": "\(limit)"])
         }
         let outcome = CommandOutcome.classify(exitCode: result.exitCode, interruption: result.interruption, output: result.tail)
         logger.info("terraform finished", metadata: [
-            "terraform.outcome": "\(outcome)",
+            // Exit 2 of `plan -detailed-exitcode` is a plan that found changes, not a failure.
+            "terraform.outcome": "\(arguments.contains("-detailed-exitcode") ? outcome.planDescription : outcome.description)",
             "terraform.exit_code": "\(result.exitCode)",
             "terraform.duration_ms": "\(result.duration.components.seconds * 1000 + result.duration.components.attoseconds / 1_000_000_000_000_000)",
         ])
         return Execution(
             command: CommandResult(outcome: outcome, exitCode: result.exitCode, duration: result.duration,
-                                   output: result.tail, droppedOutputBytes: result.droppedBytes),
-            stdout: result.stdout
+                                   output: OutputNotice.output(result.tail, dropped: result.droppedBytes,
+                                                                 limit: configuration.retainedOutputBytes),
+                                   droppedOutputBytes: result.droppedBytes),
+            stdout: result.stdout,
+            stdoutBytes: result.stdoutBytes
         )
     }
 
