@@ -115,9 +115,15 @@ public struct ExportLimits: Sendable, Hashable {
     }
 }
 
-/// The terraform (or tofu) binary and its shared provider cache.
+/// The terraform (or tofu) binary and its provider cache.
+///
+/// Writable folders are granted per environment (`environments.NAME.writable_paths`), never
+/// here: a folder every environment may write lets one environment's code read and rewrite
+/// another's state (see ``AgentConfig/pluginCacheDirectory(environment:)`` for the cache).
 public struct TerraformSettings: Sendable, Hashable {
     public var binary: String
+    /// The root of the provider caches: each environment caches its providers in a folder of
+    /// its own below it (``AgentConfig/pluginCacheDirectory(environment:)``).
     public var pluginCacheDir: String?
     /// A local provider mirror (`filesystem_mirror`): when set, providers come only from it,
     /// so an offline agent never reaches a registry. Unset: providers come from their registries.
@@ -127,9 +133,6 @@ public struct TerraformSettings: Sendable, Hashable {
     /// write only their run's folder. `false` is for kernels without Landlock; the daemon then
     /// warns that plan-time code can read apply credentials.
     public var confine: Bool = true
-    /// Folders terraform may write besides its run's folder (a `local` backend's state
-    /// folder, a folder a `local-exec` writes). Only meaningful when `confine` is true.
-    public var writablePaths: [String] = []
     /// Longest a plan (init, plan, show) may take before terraform is interrupted and the run
     /// fails. Default 1h.
     public var planTimeout: Duration = .seconds(3_600)
@@ -173,6 +176,11 @@ public struct EnvironmentPolicy: Sendable, Hashable {
     public var protectedResourceTypes: [String]
     /// When set, plans touching other resource types are refused.
     public var allowedResourceTypes: [String]?
+    /// Folders this environment's terraform and verify commands may write besides their run's
+    /// folder (its `local` backend's state folder, a folder its `local-exec` writes). Confined,
+    /// every other environment's commands can neither read nor write them. No two
+    /// environments share one, or hold one inside another's (checked at parse).
+    public var writablePaths: [String] = []
 
     /// Whether an apply may start at `date` (no windows: always).
     public func applyWindowOpen(at date: Date) -> Bool {
@@ -190,6 +198,14 @@ public struct Identity: Sendable, Hashable {
 }
 
 // MARK: - file helpers
+
+/// Whether two normalised absolute paths are the same folder or one lies inside the other.
+func pathsOverlap(_ a: String, _ b: String) -> Bool {
+    func inside(_ child: String, _ parent: String) -> Bool {
+        child == parent || parent == "/" || child.hasPrefix(parent + "/")
+    }
+    return inside(a, b) || inside(b, a)
+}
 
 func absolute(_ path: String) -> String {
     path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
@@ -348,22 +364,24 @@ struct AgentParser {
     }
 
     func terraformSettings(_ node: Node, _ at: KeyPath) -> TerraformSettings? {
-        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`, `provider_mirror`, `confine`, `writable_paths`, `plan_timeout`, `apply_timeout`") else { return nil }
+        guard let f = reader.mapping(node, at, "a mapping with `binary` and optionally `plugin_cache_dir`, `provider_mirror`, `confine`, `plan_timeout`, `apply_timeout`") else { return nil }
         let binary = require(f, "binary", at, "the path of the terraform or tofu binary").flatMap { path($0, at.key("binary"), "the path of the terraform or tofu binary") }
         let cache = f.take("plugin_cache_dir").flatMap { path($0, at.key("plugin_cache_dir"), "a folder for the provider plugin cache") }
         let mirror = f.take("provider_mirror").flatMap { path($0, at.key("provider_mirror"), "a folder holding a provider mirror") }
         let confine = f.take("confine").map { reader.bool($0, at.key("confine")) } ?? true
-        let writable = f.take("writable_paths").map {
-            reader.list($0, at.key("writable_paths"), "a list of folders terraform may write") { item, itemAt in
-                path(item, itemAt, "a folder terraform may write")
-            }
-        } ?? []
+        if let global = f.take("writable_paths") {
+            // Granted to every environment, a state folder let a dev release read prod's state
+            // (secrets in plain text) and write beside it. Refused rather than moved silently:
+            // which environment owns each folder is the operator's decision.
+            reader.fail(at.key("writable_paths"), .invalidValue,
+                        "no `terraform.writable_paths`: move each folder under `environments.NAME.writable_paths` of the one environment whose state it holds (a folder granted to every environment lets one environment's code read and write another's state)", global)
+        }
         let planTimeout = f.take("plan_timeout").map { duration($0, at.key("plan_timeout"), 1...86_400, "between 1s and 24h") } ?? .seconds(3_600)
         let applyTimeout = f.take("apply_timeout").map { duration($0, at.key("apply_timeout"), 1...604_800, "between 1s and 7d") } ?? .seconds(14_400)
-        f.finish(known: "binary, plugin_cache_dir, provider_mirror, confine, writable_paths, plan_timeout, apply_timeout")
-        guard let binary, let confine, let writable, let planTimeout, let applyTimeout else { return nil }
+        f.finish(known: "binary, plugin_cache_dir, provider_mirror, confine, plan_timeout, apply_timeout")
+        guard let binary, let confine, let planTimeout, let applyTimeout else { return nil }
         return TerraformSettings(binary: binary, pluginCacheDir: cache, providerMirrorDir: mirror, confine: confine,
-                                 writablePaths: writable, planTimeout: planTimeout, applyTimeout: applyTimeout)
+                                 planTimeout: planTimeout, applyTimeout: applyTimeout)
     }
 
     func storeConfig(_ node: Node, _ at: KeyPath) -> StoreConfig? {
@@ -602,6 +620,21 @@ struct AgentParser {
                 current = out[next]?.promoteFrom
             }
         }
+        // A folder two environments may write (or one inside a folder of another's) is state
+        // one environment's code can read and rewrite for the other: each names its own.
+        let sorted = out.keys.sorted()
+        for (i, first) in sorted.enumerated() {
+            for second in sorted[(i + 1)...] {
+                for (a, pathA) in (out[first]?.writablePaths ?? []).enumerated() {
+                    for (b, pathB) in (out[second]?.writablePaths ?? []).enumerated() where pathsOverlap(pathA, pathB) {
+                        let keyA = at.key(first).key("writable_paths").index(a)
+                        let keyB = at.key(second).key("writable_paths").index(b)
+                        reader.fail(keyB, .conflict, "a folder neither equal to, inside nor holding `\(keyA.rendered)` (each environment writes only folders of its own, or one could read and rewrite the other's state)")
+                        ok = false
+                    }
+                }
+            }
+        }
         return ok ? out : nil
     }
 
@@ -672,14 +705,20 @@ struct AgentParser {
         if let allowedNode = f.take("allowed_resource_types") {
             allowed = resourceTypes(allowedNode, at.key("allowed_resource_types"), allowEmpty: false)
         }
-        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types", classify: classifyLiteralSecret(reader))
+        let writable = f.take("writable_paths").map {
+            reader.list($0, at.key("writable_paths"), "a list of folders this environment's terraform may write") { item, itemAt in
+                path(item, itemAt, "a folder this environment's terraform may write")
+            }
+        } ?? []
+        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths", classify: classifyLiteralSecret(reader))
 
-        guard reader.errors.count == before, let serves, let approvals, let approvers, let tagger, let ttl, let signed, let windows else { return nil }
+        guard reader.errors.count == before, let serves, let approvals, let approvers, let tagger, let ttl, let signed, let windows,
+              let writable else { return nil }
         return EnvironmentPolicy(
             name: name, serves: serves, promoteFrom: promoteFrom, approvals: approvals, approvers: approvers,
             taggerMayApprove: tagger, approvalTTL: ttl, requireSignedTags: signed, allowedSignersFile: signers,
             applyWindows: windows, planCredentialsFile: plan, applyCredentialsFile: apply,
-            protectedResourceTypes: protected, allowedResourceTypes: allowed)
+            protectedResourceTypes: protected, allowedResourceTypes: allowed, writablePaths: writable)
     }
 
     func resourceTypes(_ node: Node, _ at: KeyPath, allowEmpty: Bool) -> [String]? {

@@ -26,7 +26,9 @@ extension AgentConfig {
 
     /// Every problem with what confinement grants, reported at once: a writable path, provider
     /// mirror or plugin cache that contains a hidden path (a Landlock grant covers everything
-    /// below it, so it would hand the store or a credentials file back to terraform) and, with
+    /// below it, so it would hand the store or a credentials file back to terraform), an
+    /// environment's writable path that overlaps the provider mirror or the plugin cache (two
+    /// environments' writable paths never overlap: refused at parse) and, with
     /// `onThisMachine`, a writable path that is not an existing folder here (the launcher
     /// could not grant it; the daemon checks this, `config check` may run elsewhere). Empty
     /// when `terraform.confine` is false.
@@ -45,16 +47,51 @@ extension AgentConfig {
                     code: .conflict))
             }
         }
-        for (index, path) in terraform.writablePaths.enumerated() {
-            var isFolder: ObjCBool = false
-            if onThisMachine, !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue {
-                problems.append(ConfigError(file: file, keyPath: "terraform.writable_paths[\(index)]",
-                                            expected: "an existing folder", code: .invalidValue))
+        for name in environments.keys.sorted() {
+            for (index, path) in (environments[name]?.writablePaths ?? []).enumerated() {
+                let key = "environments.\(name).writable_paths[\(index)]"
+                var isFolder: ObjCBool = false
+                if onThisMachine, !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue {
+                    problems.append(ConfigError(file: file, keyPath: key, expected: "an existing folder", code: .invalidValue))
+                }
+                check(path, key)
+                // A grant overrides a hide below it: a writable folder around the caches would
+                // hand this environment every other environment's providers to replace, and one
+                // inside them the providers its own later commands run.
+                if let cache = terraform.pluginCacheDir, pathsOverlap(path, cache) {
+                    problems.append(ConfigError(
+                        file: file, keyPath: key,
+                        expected: "a folder neither inside nor holding `terraform.plugin_cache_dir` (only `terraform init` writes the provider cache)",
+                        code: .conflict))
+                }
+                // The mirror is granted for reading to every command: around a writable folder
+                // it would give every environment that folder's state, and inside one it would
+                // let that environment replace the providers every environment runs.
+                if let mirror = terraform.providerMirrorDir, pathsOverlap(path, mirror) {
+                    problems.append(ConfigError(
+                        file: file, keyPath: key,
+                        expected: "a folder neither inside nor holding `terraform.provider_mirror` (the mirror is readable by every environment and writable by none)",
+                        code: .conflict))
+                }
             }
-            check(path, "terraform.writable_paths[\(index)]")
         }
-        if let mirror = terraform.providerMirrorDir { check(mirror, "terraform.provider_mirror") }
+        if let mirror = terraform.providerMirrorDir {
+            check(mirror, "terraform.provider_mirror")
+            if let cache = terraform.pluginCacheDir, pathsOverlap(mirror, cache) {
+                problems.append(ConfigError(
+                    file: file, keyPath: "terraform.provider_mirror",
+                    expected: "a folder neither inside nor holding `terraform.plugin_cache_dir` (every environment reads the mirror; each has a cache of its own)",
+                    code: .conflict))
+            }
+        }
         if let cache = terraform.pluginCacheDir { check(cache, "terraform.plugin_cache_dir") }
         return problems
+    }
+
+    /// The provider cache of one environment: `NAME` inside `terraform.plugin_cache_dir`, or
+    /// nil when no cache root is configured. Each environment has its own, so a provider an
+    /// init of one environment put there is never run by another's plan or apply.
+    public func pluginCacheDirectory(environment: String) -> String? {
+        terraform.pluginCacheDir.map { ($0 == "/" ? "" : $0) + "/" + environment }
     }
 }

@@ -65,6 +65,11 @@ public enum Daemon {
         try makeFolder(runs)
         try makeFolder(tools)
         let mirror = GitMirror(remote: remote(agent), path: agent.mirrorDir, logger: logger)
+        // One provider cache per environment (the gate points each command at its own): what a
+        // dev init cached is never run by a prod plan or apply. Made before confinement grants them.
+        for name in agent.environments.keys.sorted() {
+            if let cache = agent.pluginCacheDirectory(environment: name) { try makeFolder(URL(fileURLWithPath: cache, isDirectory: true)) }
+        }
         let confinement = try await confinement(agent, configPath: configPath, storeFolder: storeFolder,
                                                 environment: environment, logger: logger)
         let terraform = TerraformRunner.Configuration(
@@ -156,8 +161,7 @@ public enum Daemon {
         let confinement = Confinement(
             launcher: Confinement.launcherBesideExecutable(),
             hiddenPaths: hidden.map { URL(fileURLWithPath: $0) },
-            readablePaths: agent.terraform.providerMirrorDir.map { [URL(fileURLWithPath: $0)] } ?? [],
-            writablePaths: agent.terraform.writablePaths.map { URL(fileURLWithPath: $0) })
+            readablePaths: agent.terraform.providerMirrorDir.map { [URL(fileURLWithPath: $0)] } ?? [])
         do {
             let answer = try await confinement.check()
             logger.info("terraform runs confined", metadata: ["confinement": "\(answer)"])

@@ -97,7 +97,9 @@ extension Gate {
             // (init runs no repository code), never the tree the plan ran in (see freshTree).
             let tree = try await freshTree(run, named: "apply-tree")
             let layout = try layout(of: run, tree: tree)
-            let initInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree],
+            let grants = grants(for: run.target.environment)
+            let initInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree] + grants.writable,
+                                                            hidden: grants.hidden, pluginCache: grants.pluginCache,
                                                             credentials: planCredentials,
                                                             secrets: Set(applyCredentials.values), timeout: agent.terraform.planTimeout)
             let initialization: CommandResult
@@ -113,8 +115,9 @@ extension Gate {
             // Apply reads a copy of the sealed bytes, checked against the approved digest, from a
             // folder it may only read (see seal(_:run:)).
             let planFile = try planCopy(try sealedPlan(run.id, digest: digest), run: run.id, for: "apply")
-            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree],
+            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree] + grants.writable,
                                                         readable: [planFile.deletingLastPathComponent()],
+                                                        hidden: grants.hidden, pluginCache: grants.pluginCache,
                                                         credentials: applyCredentials,
                                                         secrets: Set(planCredentials.values),
                                                         timeout: agent.terraform.applyTimeout)
@@ -140,7 +143,8 @@ extension Gate {
             default:
                 throw RunFailure(commandFailure("apply", result))
             }
-            let outputInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree],
+            let outputInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree] + grants.writable,
+                                                              hidden: grants.hidden, pluginCache: grants.pluginCache,
                                                               credentials: planCredentials,
                                                               secrets: Set(applyCredentials.values),
                                                               timeout: .seconds(600))
@@ -212,7 +216,8 @@ extension Gate {
                 let request = ExternalProgram.Request(
                     executable: executable, arguments: Array(command.argv.dropFirst()), directory: tree,
                     environment: environment, timeout: command.timeout,
-                    confinement: runner.configuration.confinement, readable: [tree, outputsFile], writable: [home])
+                    confinement: verifyConfinement(for: run.target.environment), readable: [tree, outputsFile],
+                    writable: [home] + grants(for: run.target.environment).writable)
                 let result: CommandResult
                 do {
                     result = try await ExternalProgram.run(request)

@@ -160,8 +160,10 @@ extension Gate {
             let planCredentials = try credentials(policy.planCredentialsFile, what: "plan")
             // Confined, plan-time code writes only this run's tree and plan file: not the
             // store, the plugin cache or another run (see ``Confinement``).
+            let grants = grants(for: run.target.environment)
             let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory,
-                                                        writable: [tree, planFile(run.id)],
+                                                        writable: [tree, planFile(run.id)] + grants.writable,
+                                                        hidden: grants.hidden, pluginCache: grants.pluginCache,
                                                         credentials: planCredentials, timeout: agent.terraform.planTimeout)
             let initialization: CommandResult
             do {

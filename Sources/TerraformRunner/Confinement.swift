@@ -17,8 +17,10 @@ import Foundation
 ///   the plugin cache (written by `init` only, read and executed by the others) and the
 ///   command's own fresh HOME;
 /// - the only places written are the invocation's ``TerraformRunner/Invocation/writable``
-///   paths (its run's tree and plan file), its HOME and ``writablePaths`` (for example a
-///   local backend's state folder); the rest of the system is read-only;
+///   paths (its run's tree and plan file, its environment's folders such as a local
+///   backend's state folder), its HOME and ``writablePaths``; the rest of the system is
+///   read-only; the invocation's ``TerraformRunner/Invocation/hidden`` paths (every other
+///   environment's folders and provider cache) are hidden as well;
 /// - on kernels with Landlock ABI ≥ 6 the process cannot signal anything outside its
 ///   sandbox (so not the daemon);
 /// - no process the command starts outlives it: the launcher runs it in a PID namespace of
@@ -39,7 +41,9 @@ public struct Confinement: Sendable, Hashable {
     public var hiddenPaths: [URL]
     /// Readable even when inside a hidden path (e.g. a provider mirror).
     public var readablePaths: [URL]
-    /// Writable by every command besides its own run paths and HOME.
+    /// Writable by every command besides its own run paths and HOME. The daemon grants none
+    /// here: every folder it grants belongs to one environment and goes with that
+    /// environment's commands only.
     public var writablePaths: [URL]
     /// False for ``processesOnly(launcher:)``: no Landlock, so no path is hidden or
     /// read-only; descendants are still contained.
@@ -61,6 +65,16 @@ public struct Confinement: Sendable, Hashable {
         var confinement = Confinement(launcher: launcher, hiddenPaths: [])
         confinement.confinesFiles = false
         return confinement
+    }
+
+    /// This confinement with `paths` hidden as well (e.g. the folders of every other
+    /// environment, for one environment's commands). Without ``confinesFiles`` nothing can be
+    /// hidden and it is returned unchanged.
+    public func hiding(_ paths: [URL]) -> Confinement {
+        guard confinesFiles else { return self }
+        var copy = self
+        copy.hiddenPaths += paths
+        return copy
     }
 
     /// The `lockstep-confine` next to the running executable (how the daemon is installed).

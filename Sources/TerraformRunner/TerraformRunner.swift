@@ -117,11 +117,21 @@ public struct TerraformRunner: Sendable {
         /// hidden folder: e.g. the copy of an approved plan that `show` or `apply` reads from a
         /// folder no terraform command can write.
         public var readable: [URL]
+        /// Under a ``Confinement``, paths this command may neither read nor write on top of the
+        /// confinement's hidden paths: e.g. the state folders and provider caches of every other
+        /// environment. Must not lie inside a granted path (a grant overrides a hide below it).
+        public var hidden: [URL]
+        /// This command's provider cache instead of the configuration's (e.g. the folder of its
+        /// environment, so one environment's init never fills a cache another's plan runs
+        /// from). Created 0700 when missing. Ignored without ``Configuration/usesPluginCache``.
+        public var pluginCache: URL?
 
         public init(
             directory: URL,
             writable: [URL]? = nil,
             readable: [URL] = [],
+            hidden: [URL] = [],
+            pluginCache: URL? = nil,
             environment: [String: String] = [:],
             credentials: [String: String] = [:],
             secrets: Set<String> = [],
@@ -131,6 +141,8 @@ public struct TerraformRunner: Sendable {
             self.directory = directory
             self.writable = writable
             self.readable = readable
+            self.hidden = hidden
+            self.pluginCache = pluginCache
             self.environment = environment
             self.credentials = credentials
             self.secrets = secrets
@@ -172,7 +184,10 @@ public struct TerraformRunner: Sendable {
     var cliConfigDirectory: URL { configuration.toolsDirectory.appendingPathComponent("cli-config") }
     /// Parent of the HOME directories given to terraform (one per command).
     var homesDirectory: URL { configuration.toolsDirectory.appendingPathComponent("homes") }
-    var pluginCacheDirectory: URL { configuration.pluginCache ?? configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
+    /// The configuration's provider cache: `pluginCache`, else `plugin-cache` in the tools folder.
+    public var pluginCacheDirectory: URL { configuration.pluginCache ?? configuration.toolsDirectory.appendingPathComponent("plugin-cache") }
+    /// The provider cache one command uses: its own (``Invocation/pluginCache``) or the configuration's.
+    func pluginCacheDirectory(for invocation: Invocation) -> URL { invocation.pluginCache ?? pluginCacheDirectory }
 
     /// The CLI configuration this runner writes before every command.
     public var cliConfiguration: CLIConfiguration {
@@ -254,8 +269,14 @@ public struct TerraformRunner: Sendable {
         var logger = self.logger
         logger[metadataKey: "terraform.command"] = "init"
         do {
+            let cache = pluginCacheDirectory(for: invocation)
+            do {
+                try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw TerraformRunnerError(.fileSystem, "cannot create the provider cache folder")
+            }
             return try await PluginCacheLock.withLock(
-                cache: pluginCacheDirectory, deadline: invocation.timeout.map { started + $0 }, logger: logger
+                cache: cache, deadline: invocation.timeout.map { started + $0 }, logger: logger
             ) {
                 // The timeout bounds the whole init, waiting for the lock included.
                 var remaining = invocation
@@ -511,6 +532,8 @@ public struct TerraformRunner: Sendable {
         // the command's own folder, removed with it, not into a /tmp the next command shares.
         if let temporary { environment["TMPDIR"] = temporary.path }
         environment["TF_CLI_CONFIG_FILE"] = cliConfigFile.path
+        // Takes precedence over the CLI config's `plugin_cache_dir` (terraform and tofu alike).
+        if configuration.usesPluginCache, let cache = invocation.pluginCache { environment["TF_PLUGIN_CACHE_DIR"] = cache.path }
         environment["TF_IN_AUTOMATION"] = "1"
         environment["TF_INPUT"] = "0"
         environment["CHECKPOINT_DISABLE"] = "1"
@@ -643,9 +666,10 @@ public struct TerraformRunner: Sendable {
             var writable = (invocation.writable ?? [invocation.directory])
                 .filter { FileManager.default.fileExists(atPath: $0.path) } + [home, temporary]
             if configuration.usesPluginCache {
-                if arguments.first == "init" { writable.append(pluginCacheDirectory) } else { readable.append(pluginCacheDirectory) }
+                let cache = pluginCacheDirectory(for: invocation)
+                if arguments.first == "init" { writable.append(cache) } else { readable.append(cache) }
             }
-            fullArguments = confinement.arguments(program: executable, hidden: [configuration.toolsDirectory],
+            fullArguments = confinement.arguments(program: executable, hidden: [configuration.toolsDirectory] + invocation.hidden,
                                                   readable: readable, writable: writable) + arguments
             executable = confinement.launcher.path
         }

@@ -205,7 +205,8 @@ struct DaemonBenchmark: AsyncParsableCommand {
             g init -q "$d/work"
             cp -R '\(src)'/. "$d/work/"
             for env in dev staging prod; do
-              printf 'path = "%s"\\n' "$d/tfstate/$env.tfstate" > "$d/work/app/envs/$env.backend.hcl"
+              mkdir -p "$d/tfstate/$env"
+              printf 'path = "%s"\\n' "$d/tfstate/$env/terraform.tfstate" > "$d/work/app/envs/$env.backend.hcl"
             done
             printf 'app_version = "0.9.0"\\n' > "$d/work/app/release.auto.tfvars"
             as "Dana Developer" dana@example.com
@@ -261,7 +262,7 @@ struct DaemonBenchmark: AsyncParsableCommand {
         try yaml.write(to: work.appendingPathComponent("lockstep.yaml"), atomically: true, encoding: .utf8)
         try Self.sh(Self.gitPrelude + """
             d='\(dir.path)'
-            mkdir -p "$d/secrets" "$d/tfstate"
+            mkdir -p "$d/secrets" "$d/tfstate/dev" "$d/tfstate/staging" "$d/tfstate/prod"
             g init -q "$d/work"
             as "Dana Developer" dana@example.com
             g -C "$d/work" add -A; g -C "$d/work" commit -qm "Initial layout"
@@ -329,6 +330,7 @@ struct DaemonBenchmark: AsyncParsableCommand {
                     approvers: [alice, bob, carol]
                 \(extra)    plan_credentials_file: \(d)/secrets/\(env)-plan.env
                     apply_credentials_file: \(d)/secrets/\(env)-apply.env
+                    writable_paths: [\(d)/tfstate/\(env)]
 
                 """
         }
@@ -344,7 +346,6 @@ struct DaemonBenchmark: AsyncParsableCommand {
               binary: \(tf)
               provider_mirror: \(mirror)
               plugin_cache_dir: \(d)/plugin-cache
-              writable_paths: [\(d)/tfstate]
             store:
               sqlite: \(d)/lockstep.sqlite
             listen: 127.0.0.1:\(port)

@@ -58,7 +58,7 @@ extension ConfinementAttackTests {
         let daemon = try world.startDaemon()
         daemon.waitUntilExit()
         #expect(daemon.terminationStatus != 0)
-        #expect(world.daemonLogs.contains("terraform.writable_paths[0]: expected a folder that holds neither the store's folder"),
+        #expect(world.daemonLogs.contains("environments.dev.writable_paths[0]: expected a folder that holds neither the store's folder"),
                 "\(world.daemonLogs)")
         #expect((try? world.http("GET", "/readyz", as: nil)) == nil, "nothing listens")
     }

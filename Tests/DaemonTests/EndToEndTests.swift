@@ -74,8 +74,7 @@ struct EndToEndTests {
         #expect(world.applyCount == 3)
         #expect(after.applies == ["dev:1.0.0", "staging:1.0.0", "prod:1.0.0"])
         for environment in ["dev", "staging", "prod"] {
-            let state = try String(contentsOf: world.stateDirectory.appendingPathComponent("\(environment).tfstate"),
-                                   encoding: .utf8)
+            let state = try String(contentsOf: world.stateFile(environment), encoding: .utf8)
             #expect(state.contains(#""release": "1.0.0""#), "\(environment).tfstate holds the applied release")
         }
 
@@ -182,9 +181,7 @@ extension DaemonWorld {
     func evidence(_ run: String) throws -> Evidence {
         let detail = try cliJSON(["show", run, "--json"])
         let approvals = (detail["approvals"] as? [[String: Any]] ?? []).compactMap { $0["identity"] as? String }
-        let log = (try? String(contentsOf: stateDirectory.appendingPathComponent("applies.log"), encoding: .utf8)) ?? ""
-        return Evidence(state: detail["state"] as? String, approvals: approvals,
-                        applies: log.split(separator: "\n").map(String.init),
-                        prodState: try? Data(contentsOf: stateDirectory.appendingPathComponent("prod.tfstate")))
+        return Evidence(state: detail["state"] as? String, approvals: approvals, applies: appliedReleases,
+                        prodState: try? Data(contentsOf: stateFile("prod")))
     }
 }

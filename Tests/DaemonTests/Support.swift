@@ -119,8 +119,16 @@ final class DaemonWorld: @unchecked Sendable {
         case devStagingProd
         /// `dev` as in `devOnly`, with plan and apply credentials files under `secrets/`.
         case devWithCredentials
+        /// `dev` as in `devOnly` and `prod` without `promote_from`, one approval by alice or bob.
+        case devAndProd
 
-        var environments: [String] { self == .devStagingProd ? ["dev", "staging", "prod"] : ["dev"] }
+        var environments: [String] {
+            switch self {
+            case .devStagingProd: ["dev", "staging", "prod"]
+            case .devAndProd: ["dev", "prod"]
+            case .devOnly, .devWithCredentials: ["dev"]
+            }
+        }
 
         var agentConfig: String {
             switch self {
@@ -137,6 +145,15 @@ final class DaemonWorld: @unchecked Sendable {
 
                     plan_credentials_file: secrets/dev-plan.env
                     apply_credentials_file: secrets/dev-apply.env
+                """
+            case .devAndProd:
+                return Pipeline.devOnly.agentConfig + """
+
+                  prod:
+                    serves: true
+                    approvals: 1
+                    approvers: [alice, bob]
+                    tagger_may_approve: true
                 """
             case .devStagingProd:
                 return """
@@ -172,7 +189,11 @@ final class DaemonWorld: @unchecked Sendable {
         configPath = scratch.appendingPathComponent("agent.yaml").path
         storePath = scratch.appendingPathComponent("var/lockstep.sqlite").path
         port = try freePort()
-        for dir in [control, stateDirectory] {
+        // Each environment writes only folders of its own: its state folder and the wrapper's
+        // control folder (`control` for dev, `control-ENV` for the others).
+        for dir in [control, stateDirectory] + pipeline.environments.flatMap({ environment in
+            [stateDirectory.appendingPathComponent(environment), Self.controlFolder(environment, control: control)]
+        }) {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         }
         if pipeline == .devWithCredentials {
@@ -192,6 +213,10 @@ final class DaemonWorld: @unchecked Sendable {
         ctl='\(control.path)'
         case "$1" in
           plan|apply)
+            # Confined, each environment writes only its own control folder: found from the
+            # state path its init recorded (.../tfstate/ENV/terraform.tfstate).
+            env=$(basename "$(dirname "$(grep -o '/[^"]*/terraform.tfstate' .terraform/terraform.tfstate 2>/dev/null | head -n 1)")")
+            case "$env" in staging|prod) ctl="$ctl-$env" ;; esac
             if [ -e "$ctl/block-$1" ]; then
               # Its pid as the test sees it: under lockstep-confine $$ is the pid inside the
               # command's PID namespace; /proc belongs to the daemon's namespace.
@@ -222,12 +247,11 @@ final class DaemonWorld: @unchecked Sendable {
         terraform:
           binary: \(wrapper.path)
           provider_mirror: \(Paths.root.appendingPathComponent(".tools/terraform/mirror").path)
-          writable_paths: [\(stateDirectory.path), \(control.path)]
         store:
           sqlite: var/lockstep.sqlite
         listen: 127.0.0.1:\(port)
         environments:
-        \(pipeline.agentConfig)
+        \(Self.grantingFolders(pipeline, state: stateDirectory, control: control))
         \(identities)
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
 
@@ -243,7 +267,7 @@ final class DaemonWorld: @unchecked Sendable {
 
             """
             files["app/\(environment).tfvars"] = "env = \"\(environment)\"\n"
-            files["app/\(environment).backend.hcl"] = "path = \"\(stateDirectory.path)/\(environment).tfstate\"\n"
+            files["app/\(environment).backend.hcl"] = "path = \"\(stateFile(environment).path)\"\n"
         }
         files["lockstep.yaml"] = layout
         try write(files)
@@ -262,7 +286,7 @@ final class DaemonWorld: @unchecked Sendable {
         resource "null_resource" "app" {
           triggers = { release = "\(release)" }
           provisioner "local-exec" {
-            command = "echo ${var.env}:\(release) >> \(stateDirectory.path)/applies.log"
+            command = "echo ${var.env}:\(release) >> \(stateDirectory.path)/${var.env}/applies.log"
           }
         }
 
@@ -353,8 +377,10 @@ final class DaemonWorld: @unchecked Sendable {
     }
 
     var applyCount: Int {
-        let text = (try? String(contentsOf: control.appendingPathComponent("apply-count"), encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").count
+        ["dev", "staging", "prod"].reduce(0) { count, environment in
+            let file = Self.controlFolder(environment, control: control).appendingPathComponent("apply-count")
+            return count + ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(separator: "\n").count
+        }
     }
 
     // MARK: The daemon
@@ -588,5 +614,39 @@ extension DaemonWorld {
         try process.run()
         daemons.append(process)
         return process
+    }
+}
+
+extension DaemonWorld {
+    /// Where the local backend of `environment` keeps its state: in a folder of its own, the
+    /// only state folder that environment's commands may write (`environments.ENV.writable_paths`).
+    func stateFile(_ environment: String) -> URL {
+        stateDirectory.appendingPathComponent(environment).appendingPathComponent("terraform.tfstate")
+    }
+
+    /// The releases terraform applied, as `ENV:VERSION` lines of each environment's apply log,
+    /// dev's first, then staging's, then prod's.
+    var appliedReleases: [String] {
+        ["dev", "staging", "prod"].flatMap { environment in
+            let log = stateDirectory.appendingPathComponent(environment).appendingPathComponent("applies.log")
+            return ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+    }
+
+    /// The wrapper's control folder for `environment`: `control` for dev, `control-ENV` beside it otherwise.
+    static func controlFolder(_ environment: String, control: URL) -> URL {
+        environment == "dev" ? control : control.deletingLastPathComponent().appendingPathComponent("control-\(environment)")
+    }
+
+    /// The pipeline's environments, each granted its state folder and its control folder.
+    static func grantingFolders(_ pipeline: Pipeline, state: URL, control: URL) -> String {
+        var text = pipeline.agentConfig
+        for environment in pipeline.environments {
+            let folders = [state.appendingPathComponent(environment), controlFolder(environment, control: control)]
+            text = text.replacingOccurrences(
+                of: "  \(environment):\n",
+                with: "  \(environment):\n    writable_paths: [\(folders.map(\.path).joined(separator: ", "))]\n")
+        }
+        return text
     }
 }

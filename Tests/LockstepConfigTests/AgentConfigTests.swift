@@ -60,7 +60,9 @@ struct AgentConfigTests {
         GoodRow(name: "plugin cache dir", yaml: agentYAML(replacing: ["terraform": "terraform: {binary: bin/tf, plugin_cache_dir: /var/cache/tf}"])) {
             $0.terraform == TerraformSettings(binary: "/etc/lockstep/bin/tf", pluginCacheDir: "/var/cache/tf")
         },
-        GoodRow(name: "terraform confined by default", yaml: agentYAML()) { $0.terraform.confine && $0.terraform.writablePaths.isEmpty },
+        GoodRow(name: "terraform confined by default, no environment writes a folder", yaml: agentYAML()) {
+            $0.terraform.confine && $0.environments.values.allSatisfy(\.writablePaths.isEmpty)
+        },
         GoodRow(name: "plan and apply timeouts default to 1h and 4h", yaml: agentYAML()) {
             $0.terraform.planTimeout == .seconds(3_600) && $0.terraform.applyTimeout == .seconds(14_400)
         },
@@ -68,9 +70,10 @@ struct AgentConfigTests {
                 yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, plan_timeout: 30m, apply_timeout: 2d}"])) {
             $0.terraform.planTimeout == .seconds(1_800) && $0.terraform.applyTimeout == .seconds(172_800)
         },
-        GoodRow(name: "confine false and writable paths resolved against the config folder",
-                yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, confine: false, writable_paths: [state, /srv/tf]}"])) {
-            !$0.terraform.confine && $0.terraform.writablePaths == ["/etc/lockstep/state", "/srv/tf"]
+        GoodRow(name: "confine false and an environment's writable paths resolved against the config folder",
+                yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, confine: false}"], prod: "writable_paths: [state, /srv/tf]")) {
+            !$0.terraform.confine && $0.environments["prod"]?.writablePaths == ["/etc/lockstep/state", "/srv/tf"]
+                && $0.environments["staging"]?.writablePaths == []
         },
         GoodRow(name: "ssh URL with key and known_hosts", yaml: agentYAML(replacing: ["repository": """
             repository:
@@ -135,9 +138,9 @@ struct AgentConfigTests {
         BadRow(name: "confine is only true or false (a trust switch)",
                yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, confine: \"no\"}"]),
                keyPath: "terraform.confine", code: .wrongType),
-        BadRow(name: "writable_paths with a `~` path",
-               yaml: agentYAML(replacing: ["terraform": "terraform: {binary: /usr/bin/tf, writable_paths: [~/state]}"]),
-               keyPath: "terraform.writable_paths[0]", code: .invalidValue),
+        BadRow(name: "an environment's writable_paths with a `~` path",
+               yaml: agentYAML(prod: "writable_paths: [~/state]"),
+               keyPath: "environments.prod.writable_paths[0]", code: .invalidValue),
         BadRow(name: "missing mirror_dir", yaml: agentYAML(removing: ["mirror_dir"]), keyPath: "mirror_dir", code: .missingKey),
         BadRow(name: "missing repository", yaml: agentYAML(removing: ["repository"]), keyPath: "repository", code: .missingKey),
         BadRow(name: "missing environments", yaml: agentYAML(removing: ["environments"]), keyPath: "environments", code: .missingKey),
