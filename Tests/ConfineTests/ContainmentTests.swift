@@ -194,6 +194,37 @@ struct ContainmentTests {
         #expect(!scratch.exists("marker"))
     }
 
+    @Test("where no user namespace can be created the launcher refuses: exit 126, the program never runs, --check fails; never unconfined",
+          arguments: [false, true])
+    func noNamespaceRefused(landlock: Bool) throws {
+        let scratch = try Scratch()
+        let marker = scratch.at("marker")
+        let options = landlock ? ["--write", scratch.path] : ["--no-landlock"]
+        // A user namespace of the test's own whose limit on further user namespaces is 0 (as
+        // user.max_user_namespaces=0 or a unit's RestrictNamespaces= would make it); the control
+        // leaves the limit alone.
+        func limited(_ limit: Bool, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
+            let script = (limit ? "echo 0 > /proc/sys/user/max_user_namespaces || exit 99; " : "") + "exec \"$@\""
+            let launched = try spawn("/usr/bin/unshare", ["--user", "--map-root-user", "/bin/sh", "-c", script, "sh",
+                                                          try Paths.confine()] + arguments, in: scratch)
+            let status = waitExit(launched.pid)
+            return (status, try String(contentsOfFile: launched.stderr, encoding: .utf8))
+        }
+
+        let control = try limited(false, options + ["--", "/usr/bin/touch", marker])
+        #expect(control.status == 0, "\(control.stderr)")
+        #expect(scratch.exists("marker"), "the control: the launcher runs the program inside a user namespace")
+        try FileManager.default.removeItem(atPath: marker)
+
+        let refused = try limited(true, options + ["--", "/usr/bin/touch", marker])
+        #expect(refused.status == 126, "\(refused.stderr)")
+        #expect(refused.stderr.hasPrefix("lockstep-confine: cannot create a PID namespace"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("RestrictNamespaces="))
+        #expect(!scratch.exists("marker"))
+        let check = try limited(true, (landlock ? [] : ["--no-landlock"]) + ["--check"])
+        #expect(check.status == 126, "\(check.stderr)")
+    }
+
     @Test("SIGKILL of the launcher kills the whole namespace: the program and its setsid leftover",
           arguments: [false, true])
     func killedLauncher(landlock: Bool) throws {
