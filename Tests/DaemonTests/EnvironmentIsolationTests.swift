@@ -11,7 +11,8 @@ import Glibc
 /// prod's state at plan time (`terraform_remote_state`) fails its plan; one whose `local-exec`
 /// copies prod's state into dev's own folder, writes beside prod's state and into prod's
 /// provider cache is applied after one dev approval, and every one of those accesses is refused
-/// by the kernel. Prod's next release still plans against its intact state and applies.
+/// by the kernel, as are the same reads and writes by its verify command. Prod's next release
+/// still plans against its intact state and applies.
 @Suite(.serialized)
 struct EnvironmentIsolationTests {
     @Test("a dev release can neither read prod's state (plan or apply time) nor write beside it or into prod's provider cache; prod's own next run plans against its intact state and applies")
@@ -93,7 +94,26 @@ struct EnvironmentIsolationTests {
         let devFolder = world.stateDirectory.appendingPathComponent("dev")
         let prodFolder = world.stateDirectory.appendingPathComponent("prod")
         let prodCache = cacheRoot.appendingPathComponent("prod")
+        // Its verify command (run with dev's grants, no credentials) tries the same.
+        let verify = "cat '\(prodFolder.path)/terraform.tfstate' > '\(devFolder.path)/verify-stolen' 2> '\(devFolder.path)/verify-read-error'; "
+            + "echo planted 2> '\(devFolder.path)/verify-write-error' > '\(prodFolder.path)/verify-planted'; "
+            + "echo ran > '\(devFolder.path)/verify-ran'; true"
         try world.release("1.2.0", extra: [
+            "lockstep.yaml": """
+                projects:
+                  app:
+                    dir: app
+                    environments:
+                      dev:
+                        var_files: [app/dev.tfvars]
+                        backend_config_files: [app/dev.backend.hcl]
+                        verify:
+                          - [sh, -c, "\(verify)"]
+                      prod:
+                        var_files: [app/prod.tfvars]
+                        backend_config_files: [app/prod.backend.hcl]
+
+                """,
             "app/peek.tf": "# removed\n",
             "app/attack.tf": """
                 resource "null_resource" "attack" {
@@ -126,6 +146,11 @@ struct EnvironmentIsolationTests {
         #expect(text("cache-error").contains("Permission denied"), "listing prod's provider cache: \(text("cache-error"))")
         #expect(text("cache-write-error").contains("Permission denied"), "writing prod's provider cache: \(text("cache-write-error"))")
         #expect(!FileManager.default.fileExists(atPath: prodCache.appendingPathComponent("planted").path))
+        #expect(text("verify-ran") == "ran\n", "dev's verify command ran, able to write dev's state folder")
+        #expect(text("verify-read-error").contains("Permission denied"), "verify reading prod's state: \(text("verify-read-error"))")
+        #expect(text("verify-stolen").isEmpty)
+        #expect(text("verify-write-error").contains("Permission denied"), "verify writing beside prod's state: \(text("verify-write-error"))")
+        #expect(!FileManager.default.fileExists(atPath: prodFolder.appendingPathComponent("verify-planted").path))
         #expect(try Data(contentsOf: world.stateFile("prod")) == prodState, "prod's state is byte for byte what prod's apply wrote")
 
         // Prod's own next release plans against its intact state (a replacement, not a creation)
