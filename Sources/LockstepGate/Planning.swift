@@ -42,6 +42,11 @@ extension Gate {
             result = try await mirror.export(commit: commit, to: directory.path, limits: limits,
                                              excludingNames: Self.excludedNames)
         } catch {
+            // An export target error names the run's folder on the agent: not the reviewers' business.
+            guard error.code != .exportTarget else {
+                logger.error("the run's export folder was not usable", metadata: ["error": "\(error.description)"])
+                throw RunFailure("the tagged commit could not be exported: the run's folder on the agent was not usable (the daemon's log says why)")
+            }
             throw RunFailure("the tagged commit could not be exported: \(error.description)")
         }
         guard result.tree.hex == run.run.tree.rawValue else {
