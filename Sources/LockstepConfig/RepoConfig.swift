@@ -43,14 +43,19 @@ public struct RepoConfig: Sendable, Hashable {
     /// goes through `resolveInside`, so a `lockstep.yaml` symlinked to a file outside the
     /// tree is refused rather than read.
     public static func load(root: String) throws(ConfigErrors) -> RepoConfig {
+        try parse(yaml: try text(root: root), file: fileName)
+    }
+
+    /// The text of `lockstep.yaml` in the tree at `root`, read as ``load(root:)`` reads it:
+    /// for a caller that keeps the text it validated (the last valid layout is stored).
+    public static func text(root: String) throws(ConfigErrors) -> String {
         let path: String
         do {
             path = try resolveInside(root: root, relative: fileName, file: fileName, keyPath: "")
         } catch {
             throw ConfigErrors([error])
         }
-        let text = try readConfigFile(path: path, limit: DocumentLimits.maxBytes)
-        return try parse(yaml: text, file: fileName)
+        return try readConfigFile(path: path, limit: DocumentLimits.maxBytes)
     }
 
     /// Cross-checks this layout against the agent's trust decisions. An environment the

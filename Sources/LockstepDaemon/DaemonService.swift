@@ -27,10 +27,23 @@ public final class DaemonService: Service, Sendable {
     let pollInterval: Duration
     let status: DaemonStatus
     let logger: Logger
-    private let applyRequests: AsyncStream<RunID>
-    private let applyContinuation: AsyncStream<RunID>.Continuation
+    private let applyRequests: AsyncStream<Work>
+    private let applyContinuation: AsyncStream<Work>.Continuation
+
+    /// What the worker does for a run, one at a time: both run commands for minutes, so
+    /// neither runs inside the API request that caused it.
+    enum Work: Sendable {
+        /// Apply an approved run.
+        case apply(RunID)
+        /// Verify a run an operator resolved as applied.
+        case verify(RunID)
+    }
     /// The run the apply worker is applying, if any.
     private let applyingNow = Mutex<RunID?>(nil)
+    /// The problems the last pass reported: each is logged when it appears and when it is
+    /// gone, not on every poll (a rejected tag or a broken layout would otherwise write the
+    /// same warning every few seconds for as long as it stays).
+    private let reportedProblems = Mutex<Set<String>>([])
 
     public init(gate: Gate, store: any RunStore, pollInterval: Duration, status: DaemonStatus, logger: Logger) {
         self.gate = gate
@@ -38,7 +51,7 @@ public final class DaemonService: Service, Sendable {
         self.pollInterval = pollInterval
         self.status = status
         self.logger = logger
-        (applyRequests, applyContinuation) = AsyncStream.makeStream(of: RunID.self, bufferingPolicy: .bufferingNewest(256))
+        (applyRequests, applyContinuation) = AsyncStream.makeStream(of: Work.self, bufferingPolicy: .bufferingNewest(256))
     }
 
     /// Whether the daemon is stopping (then it takes no new work).
@@ -47,8 +60,19 @@ public final class DaemonService: Service, Sendable {
     /// Queues an apply trigger for an approved run. False when the daemon is stopping.
     @discardableResult
     public func requestApply(_ id: RunID) -> Bool {
+        request(.apply(id))
+    }
+
+    /// Queues the verify of a run resolved as applied. False when the daemon is stopping (the
+    /// next start verifies it: a run left `verifying` is verified by recovery).
+    @discardableResult
+    public func requestVerify(_ id: RunID) -> Bool {
+        request(.verify(id))
+    }
+
+    private func request(_ work: Work) -> Bool {
         guard !status.isDraining else { return false }
-        if case .enqueued = applyContinuation.yield(id) { return true }
+        if case .enqueued = applyContinuation.yield(work) { return true }
         return false
     }
 
@@ -75,13 +99,24 @@ public final class DaemonService: Service, Sendable {
     // MARK: Apply worker
 
     private func applyWorker() async {
-        for await id in applyRequests {
+        for await work in applyRequests {
+            let id: RunID
+            switch work {
+            case .apply(let run), .verify(let run): id = run
+            }
             applyingNow.withLock { $0 = id }
             do {
-                let outcome = try await gate.apply(run: id)
-                logger.info("apply trigger", metadata: ["run.id": "\(id)", "outcome": "\(outcome)"])
+                switch work {
+                case .apply:
+                    let outcome = try await gate.apply(run: id)
+                    logger.info("apply trigger", metadata: ["run.id": "\(id)", "outcome": "\(outcome)"])
+                case .verify:
+                    if let state = try await gate.verifyResolved(run: id) {
+                        logger.info("verify after resolve", metadata: ["run.id": "\(id)", "run.state": "\(state)"])
+                    }
+                }
             } catch {
-                logger.error("apply trigger failed", metadata: ["run.id": "\(id)", "error": "\(error)"])
+                logger.error("apply worker failed", metadata: ["run.id": "\(id)", "error": "\(readable(error))"])
             }
             applyingNow.withLock { $0 = nil }
             await refreshStatus(problem: nil)
@@ -154,9 +189,7 @@ public final class DaemonService: Service, Sendable {
         }
         do {
             let report = try await gate.reconcile()
-            for problem in report.problems {
-                logger.warning("reconcile problem", metadata: ["problem": "\(problem)"])
-            }
+            logChanges(in: report.problems)
             if !report.runsAdvanced.isEmpty || !report.runsCreated.isEmpty {
                 logger.info("reconcile pass", metadata: ["runs.created": "\(report.runsCreated.count)",
                                                          "runs.advanced": "\(report.runsAdvanced.count)",
@@ -174,11 +207,22 @@ public final class DaemonService: Service, Sendable {
             await refreshStatus(problem: error.description)
         } catch {
             if Task.isCancelled { return false }
-            logger.error("reconcile pass failed", metadata: ["error": "\(error)"])
-            await refreshStatus(problem: "reconcile failed: \(error)")
+            logger.error("reconcile pass failed", metadata: ["error": "\(readable(error))"])
+            await refreshStatus(problem: "reconcile failed: \(readable(error))")
         }
         status.firstPassDone()
         return false
+    }
+
+    /// Logs the problems that are new since the last pass, and says which are gone.
+    private func logChanges(in problems: [String]) {
+        let now = Set(problems)
+        let (appeared, cleared) = reportedProblems.withLock { last in
+            defer { last = now }
+            return (problems.filter { !last.contains($0) }, last.subtracting(now).sorted())
+        }
+        for problem in appeared { logger.warning("reconcile problem", metadata: ["problem": "\(problem)"]) }
+        for problem in cleared { logger.info("reconcile problem gone", metadata: ["problem": "\(problem)"]) }
     }
 
     /// One status line: what needs a human first, then what the daemon waits for.
@@ -191,12 +235,20 @@ public final class DaemonService: Service, Sendable {
         var parts: [String] = []
         if interrupted > 0 { parts.append("ATTENTION: \(interrupted) interrupted run(s) need `lockstep resolve`") }
         if let fetch = status.fetchProblem { parts.append("remote unreachable: \(fetch)") }
-        else if let problem { parts.append("problem: \(problem)") }
+        let layout = await gate.branchLayoutProblem
+        if let layout { parts.append("LAYOUT NOT USED: \(layout)") }
+        if status.fetchProblem == nil, let problem, problem != layout { parts.append("problem: \(problem)") }
         if applying > 0 { parts.append("applying \(applying)") }
         parts.append("\(awaiting) awaiting approval")
         parts.append("polling every \(pollInterval.components.seconds)s")
         status.setStatus(parts.joined(separator: "; "))
     }
+}
+
+/// An error as a log line or status says it: its own description when it has one, never a
+/// dump of its fields (which reads as noise and may carry values nobody meant to log).
+func readable(_ error: any Error) -> String {
+    (error as? any CustomStringConvertible)?.description ?? "an unexpected \(type(of: error))"
 }
 
 /// Runs two operations and returns when the first ends, cancelling the other.

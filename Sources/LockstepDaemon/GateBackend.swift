@@ -57,8 +57,12 @@ public struct GateBackend: APIBackend {
             problems.append(APIProblem(code: .fetchFailed, message: "the last fetch of the delivery repository failed: \(fetch)"))
         }
         if let layout = await gate.branchLayoutProblem {
-            problems.append(APIProblem(code: .layoutInvalid,
-                                       message: layout + "; the targets of the last valid layout are still followed"))
+            let fallback = await gate.followsValidLayout ? "; the targets of the last valid layout are still followed"
+                                                         : "; no valid layout is known, so no target is served"
+            problems.append(APIProblem(code: .layoutInvalid, message: layout + fallback))
+        }
+        for skipped in await gate.skippedRefs() {
+            problems.append(APIProblem(code: .refSkipped, message: "\(skipped.displayName) is not fetched: \(skipped.reason)"))
         }
         return problems
     }
@@ -144,6 +148,7 @@ public struct GateBackend: APIBackend {
         if let refusal = drainingRefusal() { return .refused(refusal) }
         do {
             let outcome = try await gate.resolve(run: run, as: resolution, identity: identity, reason: reason)
+            if case .done(.verifying) = outcome { service.requestVerify(run) }
             return try await decided(outcome, run: run, identity: identity)
         } catch let error as GateError {
             return try mapped(error)

@@ -161,8 +161,9 @@ extension Gate {
             return .applySucceeded
         } catch {
             log.error("apply failed", metadata: ["reason": "\(error.reason)"])
-            await appendLog("lockstep: apply failed: \(error.reason)", stream: .lockstep, run: run.id)
-            return .applyFailed(reason: error.reason)
+            let shown = shownToReviewers(error.reason)
+            await appendLog("lockstep: apply failed: \(shown)", stream: .lockstep, run: run.id)
+            return .applyFailed(reason: shown)
         }
     }
 
@@ -177,12 +178,7 @@ extension Gate {
             let tree = try await freshTree(run, named: "verify-tree")
             let layout = try layout(of: run, tree: tree)
             guard !layout.verify.isEmpty else { return .verifySucceeded }
-            let outputs: String
-            do {
-                outputs = try await store.outputs(of: run.target) ?? "{}"
-            } catch {
-                throw RunFailure("the outputs could not be read from the store: \(safeDescription(error))")
-            }
+            let outputs = try await outputsToVerify(run, layout: layout, tree: tree)
             let outputsFile = runDirectory(run.id).appendingPathComponent("outputs.json")
             let home = runDirectory(run.id).appendingPathComponent("verify-home", isDirectory: true)
             do {
@@ -231,16 +227,62 @@ extension Gate {
                 case .timedOut:
                     throw RunFailure("verify command \(number) (\(programName(command.argv[0]))) did not finish within its time limit")
                 default:
-                    throw RunFailure("verify command \(number) (\(programName(command.argv[0]))) failed: \(result.outcome)")
+                    throw RunFailure("verify command \(number) (\(programName(command.argv[0]))) \(result.outcome)")
                 }
             }
             log.info("verify succeeded")
             return .verifySucceeded
         } catch {
             log.warning("verify failed", metadata: ["reason": "\(error.reason)"])
-            await appendLog("lockstep: verify failed: \(error.reason)", stream: .lockstep, run: run.id)
-            return .verifyFailed(reason: error.reason)
+            let shown = shownToReviewers(error.reason)
+            await appendLog("lockstep: verify failed: \(shown)", stream: .lockstep, run: run.id)
+            return .verifyFailed(reason: shown)
         }
+    }
+
+    /// The outputs verify reads: those this run stored right after its apply or, when it
+    /// stored none, read again now from the state (plan credentials) and stored. Never the
+    /// outputs an earlier run stored: after an interrupted apply that an operator resolved as
+    /// applied, those describe the infrastructure before this run, and verifying them would
+    /// fail (or pass) the wrong release.
+    func outputsToVerify(_ run: StoredRun, layout: RunLayout, tree: URL) async throws(RunFailure) -> String {
+        do {
+            if let stored = try await store.outputs(of: run.target, storedBy: run.id) { return stored }
+        } catch {
+            throw RunFailure("the outputs could not be read from the store: \(safeDescription(error))")
+        }
+        guard let policy = environmentPolicy(run.target) else {
+            throw RunFailure("this agent has no policy for environment \(run.target.environment)")
+        }
+        let grants = grants(for: run.target.environment)
+        let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree] + grants.writable,
+                                                    hidden: grants.hidden, pluginCache: grants.pluginCache,
+                                                    credentials: try credentials(policy.planCredentialsFile, what: "plan"),
+                                                    timeout: agent.terraform.planTimeout)
+        let initialization: CommandResult
+        do {
+            initialization = try await runner.initialize(invocation, backendConfigFiles: layout.backendConfigFiles)
+        } catch {
+            throw RunFailure("terraform init could not run to read the outputs: \(safeDescription(error))")
+        }
+        await appendLog(initialization.output, stream: .verify, run: run.id)
+        guard initialization.outcome == .succeeded else {
+            throw RunFailure(commandFailure("init", initialization) + "; the outputs could not be read from the state")
+        }
+        let text: String
+        do {
+            text = String(decoding: try await runner.outputs(invocation), as: UTF8.self)
+        } catch {
+            throw RunFailure("the outputs could not be read from the state: \(safeDescription(error))")
+        }
+        do {
+            try await store.setOutputs(text, target: run.target, runID: run.id, at: now())
+        } catch {
+            throw RunFailure("the outputs read from the state could not be stored: \(safeDescription(error))")
+        }
+        await appendLog("lockstep: this run stored no outputs after its apply; they were read again from the state before verify",
+                        stream: .lockstep, run: run.id)
+        return text
     }
 
     /// `argv[0]` of a verify command as an absolute path: `./x/y` (or `x/y`) inside the

@@ -1,5 +1,5 @@
 import Foundation
-import GitSource
+public import GitSource
 import LockstepConfig
 import LockstepCore
 import Logging
@@ -50,8 +50,27 @@ public actor Gate {
     /// The actor name written to the store for what the gate does by itself.
     public static let systemActor = "lockstep"
 
-    /// The last layout read at the protected branch tip that was valid, and that tip.
+    /// The last layout read at the protected branch tip that was valid, and that tip. Kept in
+    /// the store too (``RunStore/recordValidLayout(_:at:)``) and read back from it at the first
+    /// pass, so a broken layout merged while the daemon was down does not empty the board.
     var lastGoodLayout: (tip: ObjectID, config: RepoConfig)?
+    /// Whether a valid layout is known (from the branch tip or the store): the targets come
+    /// from it even while ``branchLayoutProblem`` says the tip's layout is not used.
+    public var followsValidLayout: Bool { lastGoodLayout != nil }
+
+    /// The refs the mirror skips now (a tag on a tree, a name too long to store, …), each
+    /// with its reason: every other ref is still fetched.
+    public func skippedRefs() async -> [SkippedRef] { await mirror.skippedRefs() }
+
+    /// Runs resolved as applied whose verify is still to run (``verifyResolved(run:)``).
+    var resolvedAwaitingVerify: Set<RunID> = []
+    /// Tag names the listing refused (per target, with the reason), already logged.
+    var loggedRefusedTags: [TargetID: Set<String>] = [:]
+    /// Whether the stored last valid layout was read (once per process).
+    var storedLayoutLoaded = false
+    /// The branch tip whose layout was last examined, valid or not: an invalid tip is read
+    /// once, not again on every pass.
+    var examinedLayoutTip: ObjectID?
     /// Why the layout at the protected branch tip is not used (an invalid `lockstep.yaml`
     /// was merged, or it could not be read), or nil when the tip's layout is in use. The
     /// targets keep coming from the last valid layout meanwhile; this is what status and
@@ -89,7 +108,10 @@ public actor Gate {
         self.agent = agent
         self.store = store
         self.mirror = mirror
+        // Every command keeps what the agent's `limits:` allow of plan text, plan JSON and output.
         self.runner = TerraformRunner(configuration: terraform, logger: logger)
+            .limitingOutput(planTextBytes: agent.limits.planTextBytes, planJSONBytes: agent.limits.planJSONBytes,
+                            commandOutputBytes: agent.limits.commandOutputBytes)
         self.runsDirectory = runsDirectory
         self.logger = logger
         self.now = now
@@ -187,6 +209,19 @@ public actor Gate {
         try await exclusively { try await resolveRun(id, as: resolution, identity: identity, reason: reason) }
     }
 
+    /// Runs the verify of a run an operator resolved as applied (``resolve(run:as:identity:reason:)``
+    /// leaves it `verifying`): the outputs are read again from the state, then the verify
+    /// commands run. Returns the run's state afterwards, or nil when this process has no
+    /// such verify pending (already run, or the run moved). A restart runs a pending verify
+    /// through ``recover()``.
+    public func verifyResolved(run id: RunID) async throws -> RunState? {
+        guard resolvedAwaitingVerify.remove(id) != nil, let stored = try await store.run(id), stored.state == .verifying else {
+            return nil
+        }
+        let event = await performVerify(stored)
+        return try await exclusively { try await drive(stored, event, actor: Self.systemActor).state }
+    }
+
     /// Starts a rollback of a target to an earlier accepted version (SPEC §3): a normal,
     /// gated run, which pins the target at that version until a tag with a version higher
     /// than today's highest accepted one is accepted. A waiting run on the target is
@@ -224,6 +259,18 @@ public actor Gate {
     /// resolve and roll back).
     func isApprover(_ identity: IdentityName, of policy: EnvironmentPolicy) -> Bool {
         knownIdentities.contains(identity) && policy.approvers.contains(identity.rawValue)
+    }
+
+    /// A failure reason as reviewers see it (a run's transitions and log): the agent's own
+    /// folders are named by their role, not their path. The daemon's log keeps the paths.
+    func shownToReviewers(_ reason: String) -> String {
+        var shown = reason
+        let folders = [(runsDirectory.path, "<runs>"), (mirror.path, "<mirror>"),
+                       (runsDirectory.deletingLastPathComponent().path, "<agent folder>")]
+        for (path, role) in folders where path.count > 1 {
+            shown = shown.replacingOccurrences(of: path, with: role)
+        }
+        return shown
     }
 
     func runDirectory(_ id: RunID) -> URL { runsDirectory.appendingPathComponent(id.rawValue, isDirectory: true) }

@@ -150,10 +150,6 @@ extension Gate {
     /// the state machine and the fields to store with the transition it causes.
     func performPlan(_ run: StoredRun) async -> (RunEvent, RunUpdate) {
         let log = runLogger(run)
-        // What the agent keeps of plan text, plan JSON and command output (`limits:`).
-        let runner = self.runner.limitingOutput(planTextBytes: agent.limits.planTextBytes,
-                                                planJSONBytes: agent.limits.planJSONBytes,
-                                                commandOutputBytes: agent.limits.commandOutputBytes)
         do throws(RunFailure) {
             guard let policy = environmentPolicy(run.target) else {
                 throw RunFailure("this agent has no policy for environment \(run.target.environment)")
@@ -247,8 +243,9 @@ extension Gate {
                 return (.planCancelled(reason: Self.planCancelledReason), RunUpdate())
             }
             log.warning("plan failed", metadata: ["reason": "\(error.reason)"])
-            await appendLog("lockstep: plan failed: \(error.reason)", stream: .lockstep, run: run.id)
-            return (.planFailed(reason: error.reason), RunUpdate())
+            let shown = shownToReviewers(error.reason)
+            await appendLog("lockstep: plan failed: \(shown)", stream: .lockstep, run: run.id)
+            return (.planFailed(reason: shown), RunUpdate())
         }
     }
 

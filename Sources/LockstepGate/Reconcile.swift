@@ -89,31 +89,16 @@ extension Gate {
         } catch {
             throw GateError(.repository, "the protected branch could not be read: \(error.description)")
         }
-        var layout = lastGoodLayout?.config
-        if lastGoodLayout?.tip != tip {
-            let scratch = runsDirectory.appendingPathComponent(".layout-\(UUID().uuidString)", isDirectory: true)
-            defer { try? FileManager.default.removeItem(at: scratch) }
-            do {
-                try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
-                let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
-                                                    maxDepth: agent.exportLimits.maxDepth)
-                _ = try await mirror.export(commit: tip, to: scratch.path, limits: limits, excludingNames: Self.excludedNames)
-                let config = try RepoConfig.load(root: scratch.path)
-                lastGoodLayout = (tip, config)
-                layout = config
-                branchLayoutProblem = nil
-            } catch let error as ConfigErrors {
-                let problem = "lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
-                    + oneLine(error.errors.map(\.description).joined(separator: "; "))
-                branchLayoutProblem = problem
-                report.problems.append(problem)
-            } catch {
-                let problem = "the layout at \(branch) (\(tip.short)) could not be read: \(safeDescription(error))"
-                branchLayoutProblem = problem
-                report.problems.append(problem)
-            }
+        if !storedLayoutLoaded {
+            storedLayoutLoaded = true
+            await loadStoredLayout(branch: branch)
         }
+        if examinedLayoutTip != tip && lastGoodLayout?.tip != tip {
+            examinedLayoutTip = tip
+            await examineLayout(at: tip, branch: branch)
+        }
+        if let problem = branchLayoutProblem { report.problems.append(problem) }
+        let layout = lastGoodLayout?.config
         guard let layout else {
             throw GateError(.layout, "no valid lockstep.yaml has been seen on \(branch) yet; no target is known")
         }
@@ -141,6 +126,68 @@ extension Gate {
         }
     }
 
+    /// Reads the layout at the protected branch tip. A valid one replaces the last valid layout,
+    /// here and in the store; an invalid or unreadable one sets ``branchLayoutProblem`` and
+    /// changes nothing else: the targets keep coming from the last valid layout, never from a
+    /// layout nobody could check.
+    private func examineLayout(at tip: ObjectID, branch: String) async {
+        let scratch = runsDirectory.appendingPathComponent(".layout-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let text: String
+        let config: RepoConfig
+        do {
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
+                                                maxDepth: agent.exportLimits.maxDepth)
+            _ = try await mirror.export(commit: tip, to: scratch.path, limits: limits, excludingNames: Self.excludedNames)
+            text = try RepoConfig.text(root: scratch.path)
+            config = try RepoConfig.parse(yaml: text)
+        } catch let error as ConfigErrors {
+            setBranchLayoutProblem("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
+                                   + oneLine(error.errors.map(\.description).joined(separator: "; ")))
+            return
+        } catch {
+            setBranchLayoutProblem("the layout at \(branch) (\(tip.short)) could not be read: \(safeDescription(error))")
+            return
+        }
+        lastGoodLayout = (tip, config)
+        setBranchLayoutProblem(nil)
+        do {
+            let (layout, time, store) = (StoredBranchLayout(branch: branch, commit: try GitObjectID(tip.hex), yaml: text), now(), store)
+            try await uncancelled { try await store.recordValidLayout(layout, at: time) }
+        } catch {
+            logger.warning("the valid layout could not be stored; a restart before the next valid layout falls back to the previous one",
+                           metadata: ["error": "\(safeDescription(error))"])
+        }
+    }
+
+    /// The last valid layout from the store, when this process has not read one yet. One that
+    /// this build cannot parse any more is not used (and said so).
+    private func loadStoredLayout(branch: String) async {
+        do {
+            guard let stored = try await store.lastValidLayout(branch: branch) else { return }
+            let config = try RepoConfig.parse(yaml: stored.yaml)
+            guard let commit = ObjectID(hex: stored.commit.rawValue) else { return }
+            lastGoodLayout = (commit, config)
+            logger.info("last valid layout read from the store", metadata: ["git.commit": "\(stored.commit)"])
+        } catch {
+            logger.warning("the stored last valid layout is not usable", metadata: ["error": "\(safeDescription(error))"])
+        }
+    }
+
+    /// Sets the layout problem, logging it when it changes (not on every pass).
+    private func setBranchLayoutProblem(_ problem: String?) {
+        guard problem != branchLayoutProblem else { return }
+        if let problem {
+            logger.error("the layout at the protected branch is not used; the last valid one still is",
+                         metadata: ["problem": "\(problem)"])
+        } else if branchLayoutProblem != nil {
+            logger.notice("the layout at the protected branch is valid again")
+        }
+        branchLayoutProblem = problem
+    }
+
     private func promotionDepth(_ environment: String) -> Int {
         var depth = 0
         var current = agent.environments[environment]?.promoteFrom
@@ -162,10 +209,16 @@ extension Gate {
         } catch {
             throw GateError(.repository, "the tags of \(target) could not be listed: \(error.description)")
         }
+        // Logged once per tag and reason, not on every poll while the tag stays.
+        var refusedNow: Set<String> = []
         for refused in listing.refused {
+            let key = "\(refused.displayName)\u{0}\(refused.reason)"
+            refusedNow.insert(key)
+            guard loggedRefusedTags[target]?.contains(key) != true else { continue }
             logger.warning("tag refused", metadata: ["target": "\(target)", "tag": "\(refused.displayName)",
                                                      "reason": "\(refused.reason)"])
         }
+        loggedRefusedTags[target] = refusedNow
         let accepted = try await decideTags(served, listing: listing, report: &report)
         try await invalidateMovedRuns(target, listing: listing, report: &report)
         try await pursueDesiredRevision(served, accepted: accepted, report: &report)
@@ -197,7 +250,7 @@ extension Gate {
                     report.decisionsRecorded[target, default: []].append(tag.name)
                     logger.info("tag decided", metadata: ["target": "\(target)", "tag": "\(displaySafe(tag.name))",
                                                           "tag.accepted": "\(stored.accepted)",
-                                                          "tag.rejections": "\(stored.rejections.map(\.code.rawValue))"])
+                                                          "tag.rejections": "\(stored.rejections.map(\.code.rawValue).joined(separator: ","))"])
                 }
                 recordedDecisions[target, default: [:]][tag.name] = stored
             }

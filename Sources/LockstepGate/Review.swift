@@ -90,7 +90,11 @@ extension Gate {
                                         at: now(), actor: identity.rawValue)
             return .refused(why)
         }
-        let result = try await drive(run, .operatorResolved(as: resolution, by: identity), actor: identity.rawValue)
+        // Verify (which reads the outputs again from the state first) runs after the answer,
+        // through ``verifyResolved(run:)``: never inside the operator's request.
+        let result = try await drive(run, .operatorResolved(as: resolution, by: identity), actor: identity.rawValue,
+                                     deferVerify: true)
+        if result.verifyDeferred { resolvedAwaitingVerify.insert(id) }
         if let refusal = result.refusals.first { return .refused(refusal.description) }
         if result.lostRace { return .refused("run \(id) changed state while it was being resolved") }
         await appendLog("lockstep: resolved as \(resolution.rawValue) by \(identity): \(oneLine(reason, limit: 500))",

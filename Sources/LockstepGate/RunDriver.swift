@@ -24,6 +24,9 @@ struct DriveResult: Sendable {
     var alerts: [RunAlert] = []
     /// States committed during this drive, in order.
     var committed: [RunState] = []
+    /// The drive stopped at the start of verify (the caller asked it to): the run is
+    /// `verifying` and its verify is still to run.
+    var verifyDeferred = false
 }
 
 extension Gate {
@@ -37,7 +40,10 @@ extension Gate {
     /// effect starts" and "applied at most once" hold. A ``RunAction/recordApproval(_:)``
     /// directly followed by the persist it causes is committed together with it, in one
     /// transaction (``RunStore/recordApproval(_:completing:at:actor:)``).
-    func drive(_ loaded: StoredRun, _ first: RunEvent, actor: String) async throws -> DriveResult {
+    ///
+    /// With `deferVerify` the drive stops where verify would start (``DriveResult/verifyDeferred``):
+    /// for callers answering a request, which must not run commands for minutes.
+    func drive(_ loaded: StoredRun, _ first: RunEvent, actor: String, deferVerify: Bool = false) async throws -> DriveResult {
         var machine: RunStateMachine
         do {
             machine = try RunStateMachine(restoring: loaded.state, planDigest: loaded.planDigest,
@@ -145,6 +151,10 @@ extension Gate {
                     removePlanFile(run.id)
 
                 case .startVerify:
+                    if deferVerify {
+                        result.verifyDeferred = true
+                        return result
+                    }
                     events.append(await performVerify(run))
 
                 case .raiseAlert(let alert):

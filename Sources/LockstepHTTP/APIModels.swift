@@ -433,6 +433,9 @@ public struct APIProblem: Sendable, Hashable, Codable {
         /// The `lockstep.yaml` at the protected branch tip is invalid or unreadable: the
         /// targets still come from the last valid layout.
         public static let layoutInvalid = Code(rawValue: "layout_invalid")
+        /// A ref of the delivery repository cannot be mirrored (it points at a tree or a
+        /// blob, its name is too long or invalid): it is skipped, every other ref is fetched.
+        public static let refSkipped = Code(rawValue: "ref_skipped")
     }
 
     public var code: Code

@@ -135,6 +135,22 @@ public struct StoredTransition: Sendable, Hashable, Codable {
     }
 }
 
+/// The last `lockstep.yaml` that was valid at the protected branch tip, kept so that a broken
+/// layout merged later, even across a restart, never makes the agent forget its targets.
+public struct StoredBranchLayout: Sendable, Hashable {
+    public var branch: String
+    /// The branch tip whose `lockstep.yaml` this is.
+    public var commit: GitObjectID
+    /// The file's text as it was read and validated.
+    public var yaml: String
+
+    public init(branch: String, commit: GitObjectID, yaml: String) {
+        self.branch = branch
+        self.commit = commit
+        self.yaml = yaml
+    }
+}
+
 /// A tag decision for one environment (and project), as recorded.
 public struct StoredTagDecision: Sendable, Hashable, Codable {
     public var target: TargetID
@@ -260,9 +276,16 @@ public protocol RunStore: Sendable {
     func applyPreconditions(of runID: RunID) async throws -> [ApplyPreconditionReport]
     func raiseAlert(_ alert: RunAlert, target: TargetID?, runID: RunID?, at time: Date, actor: String) async throws
     func alerts(target: TargetID?) async throws -> [StoredAlert]
+    /// Keeps `layout` as the last valid layout of its branch (replacing the previous one).
+    func recordValidLayout(_ layout: StoredBranchLayout, at time: Date) async throws
+    /// The last valid layout recorded for `branch`, if any.
+    func lastValidLayout(branch: String) async throws -> StoredBranchLayout?
     /// Outputs of a target after an apply (JSON, redacted by the caller).
     func setOutputs(_ json: String, target: TargetID, runID: RunID, at time: Date) async throws
     func outputs(of target: TargetID) async throws -> String?
+    /// The outputs `runID` stored for its target (the newest, if it stored several), or nil
+    /// when that run stored none: verify must not read another run's outputs as its own.
+    func outputs(of target: TargetID, storedBy runID: RunID) async throws -> String?
     /// Appends to a run's log, keeping at most the store's configured bytes per run
     /// (older text is cut, and the cut is marked).
     func appendLog(_ text: String, stream: LogStream, runID: RunID, at time: Date) async throws

@@ -498,12 +498,47 @@ public final class SQLiteRunStore: RunStore {
         }
     }
 
+    public func recordValidLayout(_ layout: StoredBranchLayout, at time: Date) async throws {
+        try await write("keep the last valid layout of \(layout.branch)") { db in
+            try db.execute(sql: """
+                INSERT INTO branch_layouts (branch, commit_id, yaml, recorded_ms) VALUES (?, ?, ?, ?)
+                ON CONFLICT (branch) DO UPDATE SET commit_id = excluded.commit_id, yaml = excluded.yaml,
+                                                   recorded_ms = excluded.recorded_ms
+                """, arguments: [layout.branch, layout.commit.rawValue, layout.yaml, Milliseconds.from(time)])
+        }
+    }
+
+    public func lastValidLayout(branch: String) async throws -> StoredBranchLayout? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT commit_id, yaml FROM branch_layouts WHERE branch = ?", arguments: [branch])
+                .map { row throws(StoreError) in
+                    let checked = try Self.checked(row, "the last valid layout of \(branch)")
+                    let commit: GitObjectID
+                    do {
+                        commit = try GitObjectID(try checked.text("commit_id"))
+                    } catch {
+                        throw StoreError(.corrupt, "the last valid layout of \(branch) names no valid commit")
+                    }
+                    return StoredBranchLayout(branch: branch, commit: commit, yaml: try checked.text("yaml"))
+                }
+        }
+    }
+
     public func outputs(of target: TargetID) async throws -> String? {
         try await read { db in
             try Row.fetchOne(db, sql: """
                 SELECT json FROM outputs WHERE project = ? AND environment = ? ORDER BY id DESC LIMIT 1
                 """, arguments: [target.project.rawValue, target.environment.rawValue])
                 .map { row throws(StoreError) in try Self.checked(row, "the outputs of \(target)").text("json") }
+        }
+    }
+
+    public func outputs(of target: TargetID, storedBy runID: RunID) async throws -> String? {
+        try await read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT json FROM outputs WHERE project = ? AND environment = ? AND run_id = ? ORDER BY id DESC LIMIT 1
+                """, arguments: [target.project.rawValue, target.environment.rawValue, runID.rawValue])
+                .map { row throws(StoreError) in try Self.checked(row, "the outputs of run \(runID)").text("json") }
         }
     }
 

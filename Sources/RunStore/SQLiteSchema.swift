@@ -31,11 +31,24 @@ enum SQLiteSchema {
         migrator.registerMigration("v1_initial_schema") { db in
             try db.execute(sql: v1)
         }
+        migrator.registerMigration("v2_branch_layouts") { db in
+            try db.execute(sql: v2)
+        }
         migrator.registerMigration("v3_plan_rendering_truncation") { db in
             try db.execute(sql: v3PlanRenderingTruncation)
         }
         return migrator
     }
+
+    /// The last valid `lockstep.yaml` per protected branch (one row per branch).
+    static let v2 = """
+        CREATE TABLE branch_layouts (
+            branch TEXT PRIMARY KEY NOT NULL,
+            commit_id TEXT NOT NULL,
+            yaml TEXT NOT NULL,
+            recorded_ms INTEGER NOT NULL
+        );
+        """
 
     /// The first schema. Column names and meanings of `audit_log` are frozen: read-only
     /// tools (`lockstep audit verify`) read them from stores of every schema version.

@@ -35,6 +35,7 @@ struct Snapshot: Equatable {
     var alerts: [StoredAlert]
     var outputs: String?
     var pin: RollbackPin?
+    var layout: StoredBranchLayout?
     var audit: [AuditEntry]
 
     init(_ store: SQLiteRunStore) async throws {
@@ -55,6 +56,7 @@ struct Snapshot: Equatable {
         alerts = try await store.alerts(target: nil)
         outputs = try await store.outputs(of: target("prod"))
         pin = try await store.pin(for: target("prod"))
+        layout = try await store.lastValidLayout(branch: "main")
         audit = try await store.auditEntries()
     }
 
@@ -62,7 +64,7 @@ struct Snapshot: Equatable {
     var coversEveryTable: Bool {
         runs.count == 2 && transitions.joined().count > 5 && !approvals.joined().isEmpty && !refusals.joined().isEmpty
             && !preconditions.joined().isEmpty && logs.contains { !$0.isEmpty } && !decisions.isEmpty
-            && !alerts.isEmpty && outputs != nil && audit.count == 18
+            && !alerts.isEmpty && outputs != nil && layout != nil && audit.count == 18
     }
 }
 
@@ -346,7 +348,7 @@ struct FileTests {
                 """
         let v2 = try SQLiteRunStore(path: scratch.store, extraMigrations: [("v2_test_rebuild_runs", rebuild)])
         #expect(try sqlite3(scratch.store, "SELECT identifier FROM grdb_migrations ORDER BY identifier;")
-                    == "v1_initial_schema\nv2_test_rebuild_runs\nv3_plan_rendering_truncation\n")
+                    == "v1_initial_schema\nv2_branch_layouts\nv2_test_rebuild_runs\nv3_plan_rendering_truncation\n")
         #expect(try sqlite3(scratch.store, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'note';")
                     == "1\n")
         #expect(try await Snapshot(v2) == before)

@@ -410,4 +410,6 @@ func mixedHistory(_ store: SQLiteRunStore) async throws {
     try await store.clearPin(for: target("prod"), at: at(12), actor: "lockstep")
     try await store.appendAudit(kind: .refusal, target: nil, runID: nil, payload: ["reason": "bad token"], at: at(13),
                                 actor: "api:anonymous")
+    try await store.recordValidLayout(StoredBranchLayout(branch: "main", commit: object("e"), yaml: "projects: {}\n"),
+                                      at: at(14))
 }
