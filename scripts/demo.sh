@@ -55,11 +55,12 @@ as() { # as NAME EMAIL: the author, committer and tagger of what follows
 git init -q "$work"
 cp -R examples/delivery/. "$work/"
 # Dev and staging keep their terraform state outside the run folders (which Lockstep
-# removes after each run), so the next release plans against what is deployed.
-mkdir -p "$state/tfstate"
+# removes after each run), so the next release plans against what is deployed. Each
+# environment has a folder of its own: a command may write only its environment's folder.
+mkdir -p "$state/tfstate/dev" "$state/tfstate/staging" "$state/tfstate/prod"
 for env in dev staging; do
     printf '# Written by scripts/demo.sh: state kept across runs, outside the run folder.\npath = "%s"\n' \
-        "$state/tfstate/$env.tfstate" > "$work/app/envs/$env.backend.hcl"
+        "$state/tfstate/$env/terraform.tfstate" > "$work/app/envs/$env.backend.hcl"
 done
 # The first commit ships 0.9.0; the pull request below brings the example's 1.0.0.
 printf 'app_version = "0.9.0"\n' > "$work/app/release.auto.tfvars"
@@ -219,6 +220,6 @@ trap - EXIT
 echo "daemon stopped cleanly"
 lockstep audit verify --store "$state/lockstep.sqlite"
 echo "terraform state kept across runs (the next release plans against it):"
-ls "$state/tfstate"
+ls "$state/tfstate/dev" "$state/tfstate/staging"
 
 step "Done: dev and staging run 1.0.0, approved by bob, verified; dev/v9.9.9 was never planned"

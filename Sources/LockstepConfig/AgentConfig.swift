@@ -129,9 +129,11 @@ public struct TerraformSettings: Sendable, Hashable {
     /// so an offline agent never reaches a registry. Unset: providers come from their registries.
     public var providerMirrorDir: String?
     /// Whether terraform and verify commands run confined with Landlock (default true): they
-    /// cannot read the store, the mirror, credentials or key files, or the agent config, and
-    /// write only their run's folder. `false` is for kernels without Landlock; the daemon then
-    /// warns that plan-time code can read apply credentials.
+    /// cannot read the store, the mirror, credentials or key files, the agent config or other
+    /// environments' folders, and write only their run's folder and their environment's
+    /// writable paths. `false` is for kernels without Landlock: commands still run in a PID
+    /// namespace of their own (nothing they start outlives them), and the daemon warns that
+    /// plan-time code can read apply credentials.
     public var confine: Bool = true
     /// Longest a plan (init, plan, show) may take before terraform is interrupted and the run
     /// fails. Default 1h.

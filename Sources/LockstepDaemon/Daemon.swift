@@ -47,7 +47,8 @@ public enum Daemon {
         let lock = try StoreLock(storePath: storePath)
         let store: SQLiteRunStore
         do {
-            store = try SQLiteRunStore(path: storePath)
+            // A run's log holds several commands' kept output (`limits.command_output_bytes` each).
+            store = try SQLiteRunStore(path: storePath, maxLogBytesPerRun: max(1 << 20, 4 * agent.limits.commandOutputBytes))
         } catch {
             throw DaemonError(.store, "the store \(storePath) cannot be opened: \(error)")
         }
@@ -147,7 +148,7 @@ public enum Daemon {
             } catch {
                 throw DaemonError(.config, "\(error); even with terraform.confine: false every terraform and verify command runs in a PID namespace of its own so that nothing it starts outlives it: allow user and PID namespaces for this service (systemd: RestrictNamespaces=user pid)")
             }
-            logger.warning("terraform runs without the file-system sandbox (terraform.confine: false): plan-time code from the delivery repository can read every file this daemon can, apply credentials included; every process a command starts is still killed when the command ends",
+            logger.warning("terraform runs without the file-system sandbox (terraform.confine: false): plan-time code from the delivery repository can read every file this daemon can, apply credentials and every environment's state included (environments are not hidden from each other); every process a command starts is still killed when the command ends",
                            metadata: ["confinement": "\(answer)"])
             return processesOnly
         }
@@ -166,7 +167,7 @@ public enum Daemon {
             let answer = try await confinement.check()
             logger.info("terraform runs confined", metadata: ["confinement": "\(answer)"])
         } catch {
-            throw DaemonError(.config, "\(error); set terraform.confine: false in the agent config to run terraform unconfined (plan-time code could then read apply credentials)")
+            throw DaemonError(.config, "\(error); when Landlock is what is missing, terraform.confine: false in the agent config turns off the file-system sandbox (plan-time code could then read apply credentials and every environment's state); user and PID namespaces are needed either way (systemd: RestrictNamespaces=user pid)")
         }
         return confinement
     }

@@ -59,8 +59,10 @@ public struct TerraformRunner: Sendable {
         /// Where the shared provider cache lives (agent config `terraform.plugin_cache_dir`);
         /// nil: `plugin-cache` in the tools directory.
         public var pluginCache: URL?
-        /// Confines every command with Landlock (``Confinement``); nil runs terraform with
-        /// everything the daemon's user may touch, which only tests and `confine: false` do.
+        /// Runs every command through the launcher (``Confinement``): Landlock and a PID
+        /// namespace, or the namespace alone (`confine: false`). Nil runs terraform directly
+        /// with everything the daemon's user may touch and no containment of what it starts:
+        /// only tests do that.
         public var confinement: Confinement?
 
         public init(
