@@ -89,7 +89,8 @@ struct RefusalLimitTests {
         let refusals = harness.refusals
         let server = APIServer(backend: harness.backend, tokens: harness.tokens, readiness: { harness.readiness.current },
                                onRefusal: { refusals.add($0) },
-                               limiter: FailedAuthenticationLimiter(policy: RefusalPolicy(perSourceLimit: 5)),
+                               // A window far longer than the test, however slow the machine.
+                               limiter: FailedAuthenticationLimiter(policy: RefusalPolicy(window: .seconds(3_600), perSourceLimit: 5)),
                                logger: Logger(label: "lockstep.http.test"))
         try await Application(router: server.buildRouter()).test(.router) { client in
             for _ in 0..<5 {

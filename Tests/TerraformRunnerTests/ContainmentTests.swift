@@ -94,9 +94,10 @@ struct ContainmentTests {
         #expect(result.outputCut, "the leftover held stdout: the output must be reported cut")
         #expect(result.tail.contains("command-done"))
         #expect(result.tail.contains("output cut"))
-        // Without the bound this call would wait the leftover's 100000 seconds.
-        #expect(elapsed < drain + .seconds(5), "returned after \(elapsed)")
-        #expect(Self.running(leftover, marker), "the control: the leftover survives an unconfined command")
+        // Without the bound this call would wait the leftover's 100000 seconds: it returned
+        // while the leftover still holds the pipe (no wall-clock bound: a loaded machine
+        // stretches every duration, not the order of events).
+        #expect(Self.running(leftover, marker), "the control: the leftover survives an unconfined command (returned after \(elapsed))")
     }
 
     @Test("through the launcher the leftover is gone when the call returns and no output is cut",
@@ -116,8 +117,8 @@ struct ContainmentTests {
         #expect(result.exitCode == 0, "\(result.tail)")
         #expect(!result.outputCut)
         #expect(result.tail.contains("command-done"))
-        #expect(!result.tail.contains("output cut"))
-        #expect(elapsed < ProcessExecution.defaultOutputDrain, "end-of-file came with the command's end: \(elapsed)")
+        // Not cut: end-of-file came with the command's end, before the drain bound (after \(elapsed)).
+        #expect(!result.tail.contains("output cut"), "returned after \(elapsed)")
     }
 
     @Test("a verify command (ExternalProgram) through Confinement.processesOnly: its leftover is gone and it succeeds")
@@ -133,7 +134,7 @@ struct ContainmentTests {
         if !gone { kill(leftover, SIGKILL) }
         #expect(gone, "the verify command's leftover \(leftover) outlived it")
         #expect(result.outcome == .succeeded, "\(result.output)")
-        #expect(result.duration < ProcessExecution.defaultOutputDrain)
+        #expect(!result.output.contains("output cut"), "end-of-file came with the command's end (after \(result.duration))")
     }
 
     @Test("a command inherits only descriptors 0, 1 and 2, even when the caller holds descriptors without close-on-exec",
@@ -177,9 +178,9 @@ struct ContainmentTests {
         let scratch = try Fixtures.scratch()
         func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
         _ = try await ProcessExecution.run(try Self.request("true", in: scratch, edge: edge))  // one-time setup (dlsym, threads)
-        // Another test running at the same time in this process may open or close a
-        // descriptor in between; a leak of one per command shows in every round (+50), so
-        // one round with equal counts out of three is required.
+        // Other tests running at the same time in this process open and close descriptors in
+        // between; a leak of one per command shows in every round (+50), so one round out of
+        // three that grew by less than half of that is required.
         var rounds: [(before: Int, after: Int)] = []
         for _ in 0..<3 {
             let before = openDescriptors()
@@ -189,8 +190,8 @@ struct ContainmentTests {
             }
             let after = openDescriptors()
             rounds.append((before, after))
-            if before == after { break }
+            if after - before < 25 { break }
         }
-        #expect(rounds.contains { $0.before == $0.after }, "descriptors before and after 50 commands: \(rounds)")
+        #expect(rounds.contains { $0.after - $0.before < 25 }, "descriptors before and after 50 commands: \(rounds)")
     }
 }
