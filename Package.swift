@@ -1,7 +1,7 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-/// Strict compiler settings shared by every Lockstep target (STYLE.md habit 1).
+/// Strict compiler settings shared by every Lockstep target (docs/ARCHITECTURE.md, "Conventions").
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
@@ -50,7 +50,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Agent config (trust) and repo config (layout) parsed into validated types (SPEC §2).
+        // Agent config (trust) and repo config (layout) parsed into validated types (docs/CONTRACT.md §2).
         .target(
             name: "LockstepConfig",
             dependencies: [
@@ -66,7 +66,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The store port and its SQLite implementation (SPEC §6).
+        // The store port and its SQLite implementation (docs/CONTRACT.md §6).
         .target(
             name: "RunStore",
             dependencies: [
@@ -89,7 +89,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The JSON API under /api/v1, health endpoints and systemd readiness (SPEC §5).
+        // The JSON API under /api/v1, health endpoints and systemd readiness (docs/CONTRACT.md §5).
         // It talks to the gate only through its APIBackend protocol.
         .target(
             name: "LockstepHTTP",
@@ -101,7 +101,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The daemon: the gate as a long-lived service behind the JSON API (SPEC §5).
+        // The daemon: the gate as a long-lived service behind the JSON API (docs/CONTRACT.md §5).
         .target(
             name: "LockstepDaemon",
             dependencies: [

@@ -3,7 +3,7 @@ import Foundation
 
 /// Caps on what one export may write. A commit is untrusted input: without caps, a tree of a
 /// million files, a 50 GB blob or a path 10,000 folders deep fills the agent's disk or exhausts
-/// its inodes (SPEC §8).
+/// its inodes (docs/THREAT-MODEL.md §1.7).
 public struct ExportLimits: Sendable, Hashable {
     /// Total bytes of all files.
     public var maxBytes: Int

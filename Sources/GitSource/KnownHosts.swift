@@ -5,7 +5,7 @@ import Foundation
 ///
 /// libgit2 hands the server's host key to the certificate callback and accepts it if the callback
 /// does, so this is the only thing standing between Lockstep and a man in the middle on the git
-/// remote (SPEC §8). Supported: plain and hashed (`|1|salt|hash`) host names, `[host]:port`,
+/// remote (docs/THREAT-MODEL.md §3.5). Supported: plain and hashed (`|1|salt|hash`) host names, `[host]:port`,
 /// `*`/`?` wildcards, `!negation`, and `@revoked` markers; `@cert-authority` lines are ignored
 /// (certificates are not accepted).
 struct KnownHosts: Sendable {

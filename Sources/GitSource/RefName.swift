@@ -6,7 +6,7 @@ internal import CLibgit2
 /// names, logs, HTTP responses, pull-request comments and terraform arguments. Git itself allows
 /// far more than is safe there (newlines, shell metacharacters, thousands of bytes), so Lockstep
 /// accepts a deliberately small alphabet — `A–Z a–z 0–9 . _ + - /` — on top of git's own rules.
-/// SPEC §8: "hostile tag names … are validated before use".
+/// Every name is checked here before any other use of it (docs/THREAT-MODEL.md §3.2, hostile tag names).
 public enum RefName {
     /// The longest name accepted, in bytes.
     public static let maximumLength = 200

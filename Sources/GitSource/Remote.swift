@@ -19,7 +19,7 @@ public struct Remote: Sendable {
     public var url: String
     public var credentials: Credentials
     /// OpenSSH `known_hosts` file holding the remote's host key. Required for SSH remotes: an
-    /// unknown or changed host key is refused (SPEC §8, man in the middle).
+    /// unknown or changed host key is refused (docs/THREAT-MODEL.md §3.5, man in the middle).
     public var knownHostsFile: String?
     /// How many times credentials are offered before giving up; libgit2 asks again after a
     /// refusal, and an unbounded loop would hammer the server with a wrong token.

@@ -53,7 +53,7 @@ public struct FetchReport: Sendable, Equatable {
     /// `true` when the mirror was created by this call.
     public var initialClone: Bool
     public var createdTags: [Change] = []
-    /// Tags whose name now points at another object. SPEC §3: never followed silently.
+    /// Tags whose name now points at another object. docs/CONTRACT.md §3: never followed silently.
     public var movedTags: [Change] = []
     public var deletedTags: [Change] = []
     /// Branches created, moved or deleted.

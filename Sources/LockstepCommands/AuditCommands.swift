@@ -3,7 +3,8 @@ import Foundation
 import LockstepCore
 import RunStore
 
-/// `lockstep audit`: offline checks of a store's hash-chained audit log (SPEC §5, §8).
+/// `lockstep audit`: offline checks of a store's hash-chained audit log (docs/CONTRACT.md §5;
+/// docs/THREAT-MODEL.md §5.2).
 ///
 /// Both subcommands open the store read-only: they never create, migrate or write the
 /// file, so they can be pointed at a live store, a backup or evidence copied off a host.

@@ -4,7 +4,7 @@ import LockstepCore
 import LockstepHTTP
 
 // `lockstep status|runs|show|approve|reject|rollback|resolve`: clients of the daemon's
-// JSON API (SPEC §5). They decide nothing themselves: every rule (who may approve, which
+// JSON API (docs/CONTRACT.md §5). They decide nothing themselves: every rule (who may approve, which
 // digest, which state) is the daemon's, and its refusal comes back with a stable code and
 // a distinct exit status.
 

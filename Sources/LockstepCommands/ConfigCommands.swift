@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import LockstepConfig
 
-/// `lockstep config`: checks of the two configuration files (SPEC §2).
+/// `lockstep config`: checks of the two configuration files (docs/CONTRACT.md §2).
 public struct ConfigCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "config",

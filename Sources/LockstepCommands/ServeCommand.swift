@@ -3,7 +3,7 @@ import Foundation
 import LockstepDaemon
 import Logging
 
-/// `lockstep serve --config FILE`: the daemon (SPEC §5). Logs go to stderr (journald under
+/// `lockstep serve --config FILE`: the daemon (docs/CONTRACT.md §5). Logs go to stderr (journald under
 /// systemd); they never carry a secret or a plan body.
 public struct ServeCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(

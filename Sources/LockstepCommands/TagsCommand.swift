@@ -10,7 +10,7 @@ import Logging
 import RunStore
 
 /// `lockstep tags ENV`: how the release tags of an environment are decided, with the reason
-/// for every rejection (SPEC §3).
+/// for every rejection (docs/CONTRACT.md §3).
 ///
 /// By default it shows the daemon's own recorded decisions through the API. `--offline`
 /// decides on this machine instead, through ``TagDecisions`` — the very code the daemon's

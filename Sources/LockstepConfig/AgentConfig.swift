@@ -1,7 +1,7 @@
 import Foundation
 import Yams
 
-/// The agent configuration: every trust decision of one Lockstep agent (SPEC §2).
+/// The agent configuration: every trust decision of one Lockstep agent (docs/CONTRACT.md §2).
 ///
 /// It lives on the agent (e.g. `/etc/lockstep/agent.yaml`, owned by root) and is the only
 /// place where approvers, approval counts, credentials, promotion order and apply windows
@@ -95,12 +95,12 @@ public struct RepositoryConfig: Sendable, Hashable {
 public enum GitCredentials: Sendable, Hashable {
     /// HTTPS basic auth with a token read from `tokenFile`.
     case https(username: String, tokenFile: String)
-    /// SSH key auth; the host key must be in `knownHostsFile` (SPEC §8: an unknown host key
+    /// SSH key auth; the host key must be in `knownHostsFile` (docs/THREAT-MODEL.md §3.5: an unknown host key
     /// is refused, which stops a man in the middle on the git remote).
     case ssh(keyFile: String, knownHostsFile: String)
 }
 
-/// Caps on what exporting one commit may produce (SPEC §8: huge files, deep trees, millions
+/// Caps on what exporting one commit may produce (docs/THREAT-MODEL.md §1.7: huge files, deep trees, millions
 /// of files fail cleanly instead of filling the disk).
 public struct ExportLimits: Sendable, Hashable {
     public var maxBytes: Int
@@ -170,7 +170,8 @@ public struct EnvironmentPolicy: Sendable, Hashable {
     public var allowedSignersFile: String?
     /// Empty means apply may start at any time.
     public var applyWindows: [ApplyWindow]
-    /// Env-file for plan; never the apply file (SPEC §8: plan-time code must not read apply credentials).
+    /// Env-file for plan; never the apply file (docs/THREAT-MODEL.md §1.2: plan-time code must not read
+    /// apply credentials).
     public var planCredentialsFile: String?
     /// Env-file read right before apply and given only to that terraform process.
     public var applyCredentialsFile: String?
@@ -698,7 +699,7 @@ struct AgentParser {
         let plan = planNode.flatMap { path($0, at.key("plan_credentials_file"), "a path to the plan credentials env-file") }
         let apply = f.take("apply_credentials_file").flatMap { path($0, at.key("apply_credentials_file"), "a path to the apply credentials env-file") }
         if let plan, let apply, plan == apply {
-            // SPEC §8: plan-time code (external data sources, provider code) must never see
+            // docs/THREAT-MODEL.md §1.2: plan-time code (external data sources, provider code) must never see
             // the credentials that can change the environment.
             reader.fail(at.key("plan_credentials_file"), .conflict, "a different file from `apply_credentials_file` (plan must never see apply credentials)", planNode)
         }

@@ -2,7 +2,7 @@
 ///
 /// Every error names the file, the key path inside it (`environments.prod.approvals`,
 /// `projects.network.environments.dev.var_files[0]`) and what was expected, so an operator
-/// can fix a trust file without guessing (SPEC §2). The description never contains a value
+/// can fix a trust file without guessing (docs/CONTRACT.md §2). The description never contains a value
 /// read from the file: a misplaced secret must not end up in a terminal, a log or a CI
 /// transcript just because it was also a typo.
 public struct ConfigError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -4,7 +4,7 @@ import Foundation
 /// and what is wrong with what the config grants it. The daemon builds its Landlock sandbox
 /// from these; `lockstep config check` reports the same problems before a restart would.
 extension AgentConfig {
-    /// Paths no terraform or verify command may read or write (SPEC §8): the store's folder
+    /// Paths no terraform or verify command may read or write (docs/THREAT-MODEL.md §1.2): the store's folder
     /// (the store, the runs and the runner's tools), the git mirror, this config itself and
     /// every secret file it names. The daemon adds systemd's `$CREDENTIALS_DIRECTORY`.
     public func confinementHiddenPaths(configPath: String) -> [String] {

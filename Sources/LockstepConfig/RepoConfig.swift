@@ -7,7 +7,7 @@ import Darwin
 #endif
 
 /// The repo configuration: `lockstep.yaml` at the delivery repo root, *layout only*
-/// (SPEC §2). It comes from the repository, so it is untrusted input: anyone who can get a
+/// (docs/CONTRACT.md §2). It comes from the repository, so it is untrusted input: anyone who can get a
 /// pull request merged writes it. It may say where projects live, which var and backend
 /// files an environment uses and how to smoke-test it; it can never set a trust decision
 /// (approvals, approvers, credentials, …): such keys are refused, not ignored, so the run
@@ -59,7 +59,7 @@ public struct RepoConfig: Sendable, Hashable {
     }
 
     /// Cross-checks this layout against the agent's trust decisions. An environment the
-    /// agent does not know is an error (SPEC §2: "an error on that run, not a silent skip"),
+    /// agent does not know is an error (docs/CONTRACT.md §2: that run fails, it is never skipped silently),
     /// so a pull request cannot invent an environment that has no approvers.
     public func check(against agent: AgentConfig) -> [ConfigError] {
         var errors: [ConfigError] = []
@@ -126,7 +126,7 @@ public struct EnvironmentLayout: Sendable, Hashable {
 }
 
 /// A smoke-test command: an argv list executed directly, never a shell string, so nothing
-/// from the repo is ever re-parsed by a shell (SPEC §8: hostile names and metacharacters).
+/// from the repo is ever re-parsed by a shell (docs/THREAT-MODEL.md §3.2: hostile names and metacharacters).
 public struct VerifyCommand: Sendable, Hashable {
     /// Program and arguments; `argv[0]` is a program name or a normalised path.
     public var argv: [String]
@@ -139,7 +139,7 @@ public struct VerifyCommand: Sendable, Hashable {
 /// naming `.git`. Lexical only: symlinks are checked by `resolveInside` once a tree exists.
 ///
 /// Stops `var_files: [../../etc/passwd]`, `/etc/shadow` and `.git/config` style reads
-/// outside the exported tree or of repository internals (SPEC §8).
+/// outside the exported tree or of repository internals (docs/THREAT-MODEL.md §1.6).
 public struct RelativePath: Sendable, Hashable, CustomStringConvertible {
     public let value: String
 
@@ -174,7 +174,7 @@ public struct RelativePath: Sendable, Hashable, CustomStringConvertible {
 /// Resolves `relative` inside `root`, following symlinks as `realpath(3)` does, and checks
 /// the result is `root` or below it and not inside `.git`.
 ///
-/// The export keeps symlinks that point anywhere (FACTS: libgit2 checkout writes them as
+/// The export keeps symlinks that point anywhere (as measured, libgit2's checkout writes them as
 /// they are), so a lexically clean `env/prod.tfvars` can still be a link to `/etc/passwd`
 /// or `../../other-run/plan`. This is the check that stops it; the lexical check alone is
 /// not enough. Both `root` and the result are fully resolved before comparing, so a root

@@ -67,7 +67,7 @@ public struct TimeOfDay: Hashable, Sendable, Comparable, CustomStringConvertible
     public static func < (a: TimeOfDay, b: TimeOfDay) -> Bool { a.minutes < b.minutes }
 }
 
-/// A period in which apply may start (SPEC §4: "the environment's apply window is open").
+/// A period in which apply may start (docs/CONTRACT.md §4: apply starts only inside the environment's window).
 /// `from` is inclusive and `to` exclusive, on each of `days`, in `timeZone`.
 public struct ApplyWindow: Hashable, Sendable {
     public var days: Set<Weekday>

@@ -1,7 +1,7 @@
 import Yams
 
 /// Bounds on a configuration document. A config is small, shallow and hand-written; anything
-/// beyond these is either a mistake or an attempt to exhaust the agent (SPEC §7: lockstep.yaml
+/// beyond these is either a mistake or an attempt to exhaust the agent (docs/CONTRACT.md §7: lockstep.yaml
 /// is untrusted input).
 enum DocumentLimits {
     /// Largest accepted file (both configs). Stops memory exhaustion by a giant lockstep.yaml.

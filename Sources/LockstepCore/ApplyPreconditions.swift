@@ -1,4 +1,4 @@
-/// Every fact checked together right before apply (SPEC §4). Gathered by the caller
+/// Every fact checked together right before apply (docs/CONTRACT.md §4). Gathered by the caller
 /// in one go, judged here.
 public struct ApplyFacts: Sendable, Hashable {
     /// Valid approvals now (``ApprovalRules/validApprovals(_:for:policy:now:)``).
@@ -96,7 +96,7 @@ public struct ApplyPreconditionReport: Sendable, Hashable, Codable {
     }
 }
 
-/// SPEC §4 apply preconditions, judged together.
+/// docs/CONTRACT.md §4 apply preconditions, judged together.
 public enum ApplyPreconditions {
     /// Returns every failed precondition, not just the first, so the run's record
     /// shows the whole picture.

@@ -104,7 +104,7 @@ public enum ApprovalDecision: Sendable, Hashable {
     case refused(ApprovalRefusal)
 }
 
-/// SPEC §4 approval rules, pure: N distinct, allowed, unexpired identities quoting the run's plan digest.
+/// docs/CONTRACT.md §4 approval rules, pure: N distinct, allowed, unexpired identities quoting the run's plan digest.
 public enum ApprovalRules {
     /// Decides a new approval. The first failing rule is the reason, checked in this
     /// order: run, state, digest, identity known, identity allowed, tagger, time, duplicate.

@@ -59,7 +59,7 @@ public struct AuditKind: RawRepresentable, Sendable, Hashable, Codable, CustomSt
 /// `hash = SHA-256(previousHash bytes || canonicalBytes)`; the first entry's
 /// `previousHash` is ``AuditHash/genesis``. Changing, removing, inserting or
 /// reordering a stored entry breaks the chain at that point, which
-/// ``AuditChain/verify(_:expectedHead:)`` names (SPEC §8: someone edits the store to hide an apply).
+/// ``AuditChain/verify(_:expectedHead:)`` names (docs/THREAT-MODEL.md §5.2: someone edits the store to hide an apply).
 ///
 /// Canonical encoding (version 1), concatenated in this fixed order; every string is
 /// its UTF-8 bytes preceded by the byte count as a 4-byte big-endian unsigned integer:

@@ -4,7 +4,7 @@
 /// Every string taken from outside (tag names, versions, identifiers) is passed
 /// through ``displaySafe(_:limit:)`` before it reaches `description` or `context`,
 /// so a hostile tag name cannot inject lines or escape sequences into logs,
-/// status pages or the audit log (SPEC §8, hostile tag names).
+/// status pages or the audit log (docs/THREAT-MODEL.md §3.2, hostile tag names).
 public struct CoreError: Error, Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
     /// What went wrong, as a stable machine-readable value. A struct with static
     /// members rather than an enum, so new codes never break callers.
@@ -53,7 +53,7 @@ public struct CoreError: Error, Sendable, Hashable, CustomStringConvertible, Cus
 /// escaped, non-ASCII shown as `\u{…}`, cut at `limit` characters.
 ///
 /// Why: tag names and versions come from the delivery repo, which is untrusted
-/// (SPEC §7). A name carrying a newline or an ANSI escape must not forge log
+/// (docs/CONTRACT.md §7). A name carrying a newline or an ANSI escape must not forge log
 /// lines or audit text when it is quoted in an error.
 public func displaySafe(_ text: String, limit: Int = 80) -> String {
     var out = ""

@@ -47,7 +47,7 @@ public struct PromotionShortfall: Sendable, Hashable, Codable, CustomStringConve
     public let description: String
 }
 
-/// SPEC §3 rule 4 and §4 verify: an environment with `promote_from: E` accepts a
+/// docs/CONTRACT.md §3 rule 4 and §4 verify: an environment with `promote_from: E` accepts a
 /// commit only if the same tree was applied *and verified* in E.
 public enum PromotionRule {
     /// Checks `records` (any runs; others are ignored) for a `verified` run of the same
@@ -56,7 +56,7 @@ public enum PromotionRule {
     /// Why the tree and not the commit: a re-tag or cherry-pick that produces the same
     /// content is the same release, while a different tree on a familiar commit
     /// message is not. Why `verified` and not `applied`: a failed smoke test in staging
-    /// must stop the release before prod (SPEC §4, verify).
+    /// must stop the release before prod (docs/CONTRACT.md §4, verify).
     public static func check(tree: GitObjectID, project: ProjectName, source: EnvironmentName,
                              records: [RunRecord]) -> PromotionCheck {
         let sourceTarget = TargetID(project: project, environment: source)

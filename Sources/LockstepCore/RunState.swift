@@ -1,4 +1,4 @@
-/// The states of a run (SPEC §4). Raw values are what the store keeps: strings, never ordinals.
+/// The states of a run (docs/CONTRACT.md §4). Raw values are what the store keeps: strings, never ordinals.
 public enum RunState: String, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
     case queued
     case planning

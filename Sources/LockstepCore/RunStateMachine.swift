@@ -132,7 +132,7 @@ public enum RunAction: Sendable, Hashable {
     case refuse(RunEventRefusal)
 }
 
-/// The run lifecycle of SPEC §4 as a pure value: events in, actions out, no I/O.
+/// The run lifecycle of docs/CONTRACT.md §4 as a pure value: events in, actions out, no I/O.
 ///
 /// Production invariants:
 /// * **Persist first.** Every action list that changes state starts the change with
@@ -320,7 +320,7 @@ public struct RunStateMachine: Sendable, Hashable {
         }
     }
 
-    /// Start-up over an existing store (SPEC §4, crash).
+    /// Start-up over an existing store (docs/CONTRACT.md §4, crash).
     private mutating func recover() -> [RunAction] {
         switch state {
         case .planning:

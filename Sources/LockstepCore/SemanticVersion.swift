@@ -3,7 +3,7 @@
 /// * Parsing accepts one optional leading `v` (`v1.4.0`), nothing else: no spaces,
 ///   no `=`, no missing components, no leading zeros, no numbers beyond `UInt64`.
 /// * Inputs longer than ``maximumLength`` bytes are refused before any work:
-///   tag names are untrusted (SPEC §8, "thousands of bytes").
+///   tag names are untrusted (docs/THREAT-MODEL.md §3.2: a hostile one may be kilobytes long).
 /// * `<` is SemVer *precedence*: build metadata is ignored. `==` is structural
 ///   (build metadata included), so two versions can be neither `<` nor `==`
 ///   (`1.0.0+a`, `1.0.0+b`); use ``hasSamePrecedence(as:)`` to detect that tie.

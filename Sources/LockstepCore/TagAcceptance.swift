@@ -82,7 +82,7 @@ public struct TagRejection: Sendable, Hashable, Codable, CustomStringConvertible
 /// Whether a tag may become desired state.
 public enum TagDecision: Sendable, Hashable {
     case accepted(SemanticVersion)
-    /// Every rule the tag broke (never empty), in the order of SPEC §3.
+    /// Every rule the tag broke (never empty), in the order of docs/CONTRACT.md §3.
     case rejected([TagRejection])
 
     public var isAccepted: Bool {
@@ -90,7 +90,7 @@ public enum TagDecision: Sendable, Hashable {
     }
 }
 
-/// SPEC §3 tag acceptance: a pure decision over facts gathered by the git side.
+/// docs/CONTRACT.md §3 tag acceptance: a pure decision over facts gathered by the git side.
 public enum TagAcceptance {
     /// Decides one tag. All broken rules are reported, not just the first, so an
     /// operator fixes the release in one go.
@@ -144,7 +144,7 @@ public struct AcceptedTag: Sendable, Hashable, Codable {
     }
 }
 
-/// A rollback pin (SPEC §3): the target stays at ``version`` until a tag with a
+/// A rollback pin (docs/CONTRACT.md §3): the target stays at ``version`` until a tag with a
 /// version higher than ``ceiling`` (the highest accepted version when the pin was
 /// set) is accepted.
 public struct RollbackPin: Sendable, Hashable, Codable {
@@ -214,7 +214,8 @@ extension TagAcceptance {
 /// How a tag changed between two listings of the repository.
 public enum TagChange: Sendable, Hashable {
     case appeared(name: String, object: GitObjectID)
-    /// Same name, new object: never followed silently (SPEC §3); its runs are invalidated and an alert raised.
+    /// Same name, new object: never followed silently (docs/CONTRACT.md §3); its runs are invalidated and an
+    /// alert raised.
     case moved(name: String, from: GitObjectID, to: GitObjectID)
     case deleted(name: String, object: GitObjectID)
 

@@ -7,7 +7,7 @@ import LockstepHTTP
 import RunStore
 import TerraformRunner
 
-/// The JSON API's view of the gate (SPEC §5): reads come from the store, every decision
+/// The JSON API's view of the gate (docs/CONTRACT.md §5): reads come from the store, every decision
 /// goes through the ``Gate`` (which records and audits it), and refusals come back as data
 /// with a stable code.
 ///

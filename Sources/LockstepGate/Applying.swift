@@ -36,7 +36,7 @@ extension Gate {
         return .preconditionsFailed(report, state: result.state)
     }
 
-    /// Gathers every apply fact of SPEC §4 together, right before apply: valid approvals
+    /// Gathers every apply fact of docs/CONTRACT.md §4 together, right before apply: valid approvals
     /// now (expiry included), the digest of the plan file on disk, the tag re-resolved after
     /// a fetch, other applies on the target since this plan, the apply window, the checks and
     /// whether this agent serves the environment.
@@ -167,7 +167,7 @@ extension Gate {
         }
     }
 
-    /// Runs the environment's verify commands from `lockstep.yaml` in order (SPEC §4):
+    /// Runs the environment's verify commands from `lockstep.yaml` in order (docs/CONTRACT.md §4):
     /// each an argv list (never a shell string), run in the exported tree, with a time limit,
     /// the target's outputs as JSON in a file named by `LOCKSTEP_OUTPUTS_FILE`, and an
     /// environment built from nothing: no apply credentials, no plan credentials, nothing

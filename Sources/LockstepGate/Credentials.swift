@@ -8,7 +8,7 @@ import Foundation
 /// error. Errors name the file and the line number only.
 ///
 /// Why a file read at the moment of use rather than at start-up: apply credentials are
-/// loaded only right before apply and dropped after (SPEC §4), so a plan-time process or
+/// loaded only right before apply and dropped after (docs/CONTRACT.md §4), so a plan-time process or
 /// a memory dump of an idle daemon does not hold them; systemd credentials work this way.
 enum CredentialsFile {
     /// Largest file accepted: credentials are short; a huge file is a mistake.

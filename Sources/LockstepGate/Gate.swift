@@ -7,7 +7,7 @@ import RunStore
 import TerraformRunner
 
 /// The release gate of one agent: config, git, terraform and the store wired around the
-/// core's rules (SPEC §2–§4). The daemon and the tests drive it the same way:
+/// core's rules (docs/CONTRACT.md §2–§4). The daemon and the tests drive it the same way:
 ///
 /// * ``reconcile()`` — fetch, decide tags, compute desired revisions, create, supersede,
 ///   invalidate, plan, expire and apply runs. Call it on a timer and on webhooks.
@@ -222,7 +222,7 @@ public actor Gate {
         return try await exclusively { try await drive(stored, event, actor: Self.systemActor).state }
     }
 
-    /// Starts a rollback of a target to an earlier accepted version (SPEC §3): a normal,
+    /// Starts a rollback of a target to an earlier accepted version (docs/CONTRACT.md §3): a normal,
     /// gated run, which pins the target at that version until a tag with a version higher
     /// than today's highest accepted one is accepted. A waiting run on the target is
     /// superseded. Returns the new run, `queued` (``reconcile()`` plans it).

@@ -1,7 +1,7 @@
 import Foundation
 import LockstepConfig
 
-/// The built-in checks of SPEC §4 over a plan's JSON, pure (no I/O).
+/// The built-in checks of docs/CONTRACT.md §4 over a plan's JSON, pure (no I/O).
 ///
 /// * **Allow-list.** When the environment sets `allowed_resource_types`, a plan that
 ///   creates, updates, replaces or deletes a managed resource of any other type fails the

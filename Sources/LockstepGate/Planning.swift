@@ -23,7 +23,7 @@ struct RunLayout: Sendable {
 
 extension Gate {
     /// Folder names never exported into a run directory: a committed provider binary in
-    /// either would otherwise be executed by terraform (SPEC §8).
+    /// either would otherwise be executed by terraform (docs/THREAT-MODEL.md §1.1).
     static let excludedNames: Set<String> = [".terraform", "terraform.d"]
 
     /// The detail stored with a `plan_cancelled` transition.
@@ -145,7 +145,7 @@ extension Gate {
         return tree
     }
 
-    /// Plans the run (SPEC §4): fresh directory, export, layout, `init`, `plan -out`,
+    /// Plans the run (docs/CONTRACT.md §4): fresh directory, export, layout, `init`, `plan -out`,
     /// `show -json`, all with the environment's plan credentials only. Returns the event for
     /// the state machine and the fields to store with the transition it causes.
     func performPlan(_ run: StoredRun) async -> (RunEvent, RunUpdate) {

@@ -50,7 +50,7 @@ extension Gate {
         report.tagsDeleted = fetch.deletedTags.map(\.name)
         let targets = try await servedTargets(report: &report)
 
-        // A moved or deleted tag is never followed silently (SPEC §3): say so on every
+        // A moved or deleted tag is never followed silently (docs/CONTRACT.md §3): say so on every
         // target whose pattern it matches, even when no run uses it any more.
         for change in fetch.movedTags + fetch.deletedTags {
             for served in targets where served.pattern.match(change.name, target: served.target) != .noMatch {
@@ -225,7 +225,7 @@ extension Gate {
         try await driveOpenRuns(served, report: &report, toPlan: &toPlan)
     }
 
-    /// SPEC §3 acceptance for every tag of the target, each decision recorded (the store
+    /// docs/CONTRACT.md §3 acceptance for every tag of the target, each decision recorded (the store
     /// keeps only changes). Returns the accepted tags.
     func decideTags(_ served: ServedTarget, listing: TagListing, report: inout ReconcileReport) async throws -> [Candidate] {
         let target = served.target
@@ -274,7 +274,7 @@ extension Gate {
         }
     }
 
-    /// SPEC §3 desired revision → at most one open run per target for it.
+    /// docs/CONTRACT.md §3 desired revision → at most one open run per target for it.
     func pursueDesiredRevision(_ served: ServedTarget, accepted: [Candidate], report: inout ReconcileReport) async throws {
         let target = served.target
         let pin = try await store.pin(for: target)

@@ -4,7 +4,7 @@ public import LockstepConfig
 public import LockstepCore
 public import RunStore
 
-/// How the release tags of one target are decided (SPEC §3): the single code path behind
+/// How the release tags of one target are decided (docs/CONTRACT.md §3): the single code path behind
 /// the daemon's reconcile pass and `lockstep tags --offline`. Having one keeps the two from
 /// drifting apart: an operator checking a tag offline sees exactly the decision, and the
 /// reason, the daemon records (including the promotion rule, which needs the store).

@@ -25,14 +25,14 @@ public protocol APIBackend: Sendable {
     func runs(_ filter: APIRunFilter) async throws -> [APIRunSummary]
     /// One run, or nil when there is no such run.
     func run(_ id: RunID) async throws -> APIRunDetail?
-    /// Records `identity`'s approval of the plan with `digest` (SPEC §4).
+    /// Records `identity`'s approval of the plan with `digest` (docs/CONTRACT.md §4).
     func approve(_ run: RunID, identity: IdentityName, digest: Digest) async throws -> APIOutcome<APIRunDetail>
     /// Rejects the run; it ends in `rejected`.
     func reject(_ run: RunID, identity: IdentityName, reason: String) async throws -> APIOutcome<APIRunDetail>
-    /// Starts a gated rollback run of an earlier accepted version (SPEC §3), for `project` or,
+    /// Starts a gated rollback run of an earlier accepted version (docs/CONTRACT.md §3), for `project` or,
     /// when nil, for every project of the environment.
     func rollback(_ request: APIRollbackRequest, identity: IdentityName) async throws -> APIOutcome<APIRollbackResult>
-    /// Settles an `interrupted` run after an operator looked at the infrastructure (SPEC §4, crash).
+    /// Settles an `interrupted` run after an operator looked at the infrastructure (docs/CONTRACT.md §4, crash).
     func resolve(_ run: RunID, as resolution: OperatorResolution, reason: String,
                  identity: IdentityName) async throws -> APIOutcome<APIRunDetail>
 }

@@ -1,7 +1,7 @@
 public import Foundation
 public import LockstepCore
 
-// The JSON shapes of `/api/v1` (SPEC §5). Every key is spelled out in `CodingKeys`, so
+// The JSON shapes of `/api/v1` (docs/CONTRACT.md §5). Every key is spelled out in `CodingKeys`, so
 // renaming a Swift property can never change what a script reading the API sees; the
 // golden test in LockstepHTTPTests pins the keys. Times are ISO 8601 in UTC (see APIJSON).
 // Lists are wrapped in an object (`{"runs": [...]}`) so fields can be added without
@@ -46,7 +46,7 @@ public struct APIPendingRevision: Sendable, Hashable, Codable {
     }
 }
 
-/// A rollback pin (SPEC §3): the target stays at `version` until a tag above `ceiling` is accepted.
+/// A rollback pin (docs/CONTRACT.md §3): the target stays at `version` until a tag above `ceiling` is accepted.
 public struct APIPin: Sendable, Hashable, Codable {
     public var version: SemanticVersion
     public var ceiling: SemanticVersion
@@ -137,7 +137,7 @@ public struct APIRunSummary: Sendable, Hashable, Codable {
     public var state: RunState
     /// The plan digest an approval must quote (once planned).
     public var digest: Digest?
-    /// Whether the run is a rollback (SPEC §3).
+    /// Whether the run is a rollback (docs/CONTRACT.md §3).
     public var rollback: Bool
     public var createdAt: Date
     public var updatedAt: Date
@@ -466,7 +466,7 @@ public struct APITagRejection: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey { case code, message }
 }
 
-/// A release tag of one target as the daemon last decided it (SPEC §3).
+/// A release tag of one target as the daemon last decided it (docs/CONTRACT.md §3).
 public struct APITagDecision: Sendable, Hashable, Codable {
     public var project: ProjectName
     public var environment: EnvironmentName

@@ -2,7 +2,7 @@ public import LockstepCore
 import Synchronization
 
 /// One API identity as the agent config names it: who, and the SHA-256 of their token.
-/// The token itself is never configured, stored or logged (SPEC §8, stolen or guessed API tokens).
+/// The token itself is never configured, stored or logged (docs/THREAT-MODEL.md §4.1, stolen or guessed API tokens).
 public struct APICredential: Sendable, Hashable {
     public var identity: IdentityName
     public var tokenSHA256: Digest
@@ -172,7 +172,7 @@ enum BearerToken {
 }
 
 /// A refused request, handed to the server's `onRefusal` closure so the daemon can audit it
-/// (SPEC §8: every refusal audited). It never carries the token.
+/// (docs/THREAT-MODEL.md §4.1: every refusal audited). It never carries the token.
 public struct APIAccessRefusal: Sendable, Hashable {
     /// 401, 403 or 429.
     public var status: Int

@@ -1,9 +1,9 @@
 import Foundation
 public import LockstepCore
 
-// The store port (STYLE.md: SQLite now, PostgreSQL later, behind one protocol).
+// The store port: SQLite now, PostgreSQL later, all behind this one protocol.
 //
-// Invariants every implementation keeps (SPEC §4, §6, §8):
+// Invariants every implementation keeps (docs/CONTRACT.md §4, §6; docs/THREAT-MODEL.md §4.3, §5.1):
 // * Every write is one transaction that also appends its audit entry; a write
 //   either happened with its audit entry or not at all.
 // * ``RunStore/transition(_:_:update:at:actor:)`` is a compare-and-set on the
@@ -29,7 +29,7 @@ public struct NewRun: Sendable, Hashable, Codable {
     public var tree: GitObjectID
     /// The tagger's e-mail address (annotated tags), used for the self-approval rule.
     public var taggerEmail: String?
-    /// Set on a rollback run (SPEC §3): the store pins the target in the same transaction.
+    /// Set on a rollback run (docs/CONTRACT.md §3): the store pins the target in the same transaction.
     public var rollbackPin: RollbackPin?
     /// Whether the repo config had verify commands for the environment.
     public var hasVerifyCommands: Bool

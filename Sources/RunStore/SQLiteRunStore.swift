@@ -5,17 +5,17 @@ import Glibc
 #endif
 public import LockstepCore
 
-/// The embedded store: one SQLite file (SPEC §6), through GRDB.
+/// The embedded store: one SQLite file (docs/CONTRACT.md §6), through GRDB.
 ///
 /// Durability and concurrency, and the failure each setting stops:
 /// * WAL with `synchronous = FULL`: a transition that returned has reached the disk, so a
-///   power cut or kill -9 right after it can never lose it (SPEC §8, power loss mid-transition).
+///   power cut or kill -9 right after it can never lose it (docs/THREAT-MODEL.md §5.1, power loss mid-transition).
 /// * Every write is one `BEGIN IMMEDIATE` transaction that also appends its audit entry:
 ///   the writer lock is taken before anything is read, so two processes sharing the file
 ///   queue behind each other (up to ``busyTimeout``) instead of both deciding on the same
 ///   old state; and a write never exists without its audit entry.
 /// * `approved → applying` and every other transition is `UPDATE … WHERE id = ? AND state = ?`:
-///   only one caller, in any process, sees its row change (SPEC §8, a plan applied twice).
+///   only one caller, in any process, sees its row change (docs/THREAT-MODEL.md §4.3, a plan applied twice).
 /// * One open run per target is a partial unique index, so SQLite refuses a second one
 ///   even from a process that skipped the check.
 /// * Foreign keys are on: approvals, transitions and logs cannot name a run that does not exist.

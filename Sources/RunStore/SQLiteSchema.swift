@@ -9,7 +9,7 @@ public import LockstepCore
 ///   in `grdb_migrations`; a migration transforms rows, it never drops data (an older
 ///   store is migrated, never recreated).
 /// * States and codes are stored as their string names, never as ordinals, so adding a
-///   state can never silently re-label the rows already written (STYLE habit 10).
+///   state can never silently re-label the rows already written.
 /// * A file is used only when it carries Lockstep's `application_id` (or is an empty
 ///   database, which becomes a new store). Any other file, or a store whose recorded
 ///   migrations include one this build does not know (written by a newer Lockstep), is

@@ -2,7 +2,7 @@ import Foundation
 
 /// The terraform CLI configuration Lockstep writes for every invocation.
 ///
-/// Invariant (SPEC §8, committed provider binaries): it always contains an
+/// Invariant (docs/THREAT-MODEL.md §1.1, committed provider binaries): it always contains an
 /// explicit `provider_installation` block. Without one terraform consults
 /// implied local mirrors, including `terraform.d/plugins` in the working
 /// directory, which a delivery repo controls; with one, only the sources named

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Why: `terraform plan` runs code from the delivery repository before anyone approved it
 /// (`external` data sources, `local-exec` in data, provider code), as the daemon's own OS
-/// user. Unconfined, that code could read the *apply* credentials files (SPEC §8: plan
+/// user. Unconfined, that code could read the *apply* credentials files (docs/THREAT-MODEL.md §1.2: plan
 /// never sees apply credentials), edit the store to forge approvals, put a provider of its
 /// own into the shared plugin cache for a later apply, or read other runs' plan files.
 ///

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 
-/// How a terraform command ended, classified at the edge (STYLE habit 8): a
+/// How a terraform command ended, classified at the edge: a
 /// non-zero exit is data the reconciler decides on, not an exception.
 public enum CommandOutcome: Sendable, Equatable, CustomStringConvertible {
     /// Exit 0 (or exit 2 of `plan -detailed-exitcode`: changes present).
@@ -142,7 +142,7 @@ extension TerraformRunnerError.Code {
     public static let planJSONTooLarge = TerraformRunnerError.Code("plan_json_too_large")
 }
 
-/// SHA-256 of a saved plan file's bytes; approvals quote it (SPEC §1).
+/// SHA-256 of a saved plan file's bytes; approvals quote it (docs/CONTRACT.md §1).
 public struct PlanDigest: Hashable, Sendable, Codable, CustomStringConvertible {
     /// Lower-case hex.
     public let hex: String

@@ -3,7 +3,7 @@ import Foundation
 /// Redacts the JSON of `terraform show -json` before Lockstep keeps it.
 ///
 /// Terraform prints sensitive values in clear in this JSON: values of
-/// `sensitive` input variables under `variables` (FACTS.md), and attribute
+/// `sensitive` input variables under `variables` (seen with terraform 1.11.4), and attribute
 /// values it marks in `after_sensitive` / `before_sensitive` /
 /// `sensitive_values` next to them. Every such value is replaced with
 /// ``Redactor/placeholder`` and returned, so the caller can also scrub it from

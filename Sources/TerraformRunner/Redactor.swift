@@ -8,7 +8,7 @@ import Darwin
 
 /// Replaces every known secret value in text before it leaves the process.
 ///
-/// Invariant (SPEC §7): credential values handed to terraform, values of
+/// Invariant (docs/CONTRACT.md §7): credential values handed to terraform, values of
 /// `sensitive` variables and values terraform marks sensitive in its plan JSON
 /// never reach logs, renderings, errors or stored JSON. Terraform itself only
 /// masks what it knows is sensitive; a credential passed as a plain `TF_VAR_`

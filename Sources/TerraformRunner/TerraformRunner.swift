@@ -202,7 +202,7 @@ public struct TerraformRunner: Sendable {
     /// Creates a fresh private run directory (mode 0700) under `parent`.
     ///
     /// Plan files and exported trees hold secrets; other local users must not
-    /// read them (SPEC §8).
+    /// read them (docs/THREAT-MODEL.md §2.3).
     public static func makeRunDirectory(under parent: URL, name: String = UUID().uuidString) throws -> URL {
         let url = parent.appendingPathComponent(name, isDirectory: true)
         do {
@@ -423,7 +423,7 @@ public struct TerraformRunner: Sendable {
     /// Applies a saved plan, only if its bytes still have `expectedDigest`.
     ///
     /// The plan file is deleted when this returns or throws, whatever the
-    /// outcome: a plan can be applied at most once (SPEC §8, replay).
+    /// outcome: a plan can be applied at most once (docs/THREAT-MODEL.md §4.3, replay).
     public func apply(_ invocation: Invocation, planFile: URL, expectedDigest: PlanDigest) async throws -> CommandResult {
         defer { try? FileManager.default.removeItem(at: planFile) }
         _ = try prepareTools()
@@ -441,7 +441,7 @@ public struct TerraformRunner: Sendable {
     /// `terraform output -json` after an apply, with the value of every output terraform
     /// marks `sensitive` replaced by ``Redactor/placeholder`` and every credential value
     /// of the invocation redacted: the only form of the outputs Lockstep stores or hands
-    /// to verify commands (SPEC §8: outputs leaking secrets).
+    /// to verify commands (docs/THREAT-MODEL.md §6.4: outputs leaking secrets).
     ///
     /// Reading outputs only needs read access to the state, so callers pass plan
     /// credentials here, never apply credentials.
@@ -576,7 +576,7 @@ public struct TerraformRunner: Sendable {
     /// command with whatever credentials the *next* process holds. A HOME
     /// shared between commands would let a plan of one environment plant such a
     /// file for the apply of another, or plan-time code (plan credentials) plant
-    /// it for the apply of its own run (apply credentials, SPEC §8). So every
+    /// it for the apply of its own run (apply credentials, docs/THREAT-MODEL.md §1.1). So every
     /// command gets its own HOME, removed when it ends. It lives under the
     /// runner's tools directory, not in the exported tree: the delivery repo
     /// must not be able to ship a `.terraform.d/` or `.terraformrc` into HOME.

@@ -17,7 +17,7 @@ public struct TerraformRunnerError: Error, Sendable, CustomStringConvertible, Cu
         public static let executableNotFound = Code("executable_not_found")
         /// The process could not be launched.
         public static let launchFailed = Code("launch_failed")
-        /// A run directory or plan file is readable by other users (SPEC §8).
+        /// A run directory or plan file is readable by other users (docs/THREAT-MODEL.md §2.3).
         public static let insecurePermissions = Code("insecure_permissions")
         /// The caller tried to pass an environment variable that would steer
         /// terraform (`TF_CLI_ARGS*`, `TF_CLI_CONFIG_FILE`, `PATH`, ...).

@@ -3,7 +3,7 @@
 ///
 /// Why: `terraform plan` runs code from the delivery repository before anyone approved it
 /// (`external` data sources, providers, `local-exec`). Unconfined it runs as the daemon's user and
-/// can read the apply credentials (SPEC §8), forge approvals in the SQLite store, poison the shared
+/// can read the apply credentials (docs/THREAT-MODEL.md §1.2), forge approvals in the SQLite store, poison the shared
 /// plugin cache or read other runs' directories. The daemon starts every terraform through this
 /// launcher with those paths hidden and only the run's own directory writable. The same code can
 /// also leave a process behind (`setsid`, a double fork) that rewrites files after the command
