@@ -4,7 +4,7 @@ import Testing
 import Glibc
 #endif
 
-/// SPEC §8 "plan-time code reads apply credentials", tried on the real daemon as an attacker
+/// docs/THREAT-MODEL.md §1.2 (plan-time code reads apply credentials), tried on the real daemon as an attacker
 /// would: a merged release whose configuration reads the agent's apply credentials file at
 /// plan time (`file()`, no provider needed). The daemon confines terraform by default, so the
 /// plan fails with the kernel's refusal, and the secret reaches no plan, API answer, log or

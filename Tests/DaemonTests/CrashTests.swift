@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-/// Crash safety and shutdown shown on the real `lockstep serve` process (SPEC §4, §5):
+/// Crash safety and shutdown shown on the real `lockstep serve` process (docs/CONTRACT.md §4, §5):
 /// the terraform wrapper stops at an exact point (before plan or apply runs), the test
 /// kills the daemon there, restarts it and reads the outcome through the real API and
 /// the store file. Serialized: each test runs terraform and a daemon on 2 shared cores.

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// The main job end to end on the real `lockstep serve` process, operated only through the
-/// real `lockstep` client verbs (SPEC §2, §5): a merged release goes dev → staging → prod,
+/// real `lockstep` client verbs (docs/CONTRACT.md §2, §5): a merged release goes dev → staging → prod,
 /// each step planned by the daemon, shown, approved by people who did not tag it, applied by
 /// real terraform and verified; prod needs two of its two allowed approvers, and approvals the
 /// gate refuses (an identity prod does not trust, a digest that is not the plan's) change

@@ -71,7 +71,7 @@ final class NotifySocket {
     }
 }
 
-/// systemd `Type=notify` readiness (SPEC §5) on the real `lockstep serve` process: systemd
+/// systemd `Type=notify` readiness (docs/CONTRACT.md §5) on the real `lockstep serve` process: systemd
 /// starts units ordered after lockstep once `READY=1` arrives, so it must not arrive before
 /// the daemon can serve (store open, API listening, first fetch tried), and must still
 /// arrive when the remote is down (else systemd kills the unit at its start timeout and a

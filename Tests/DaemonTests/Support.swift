@@ -114,7 +114,7 @@ final class DaemonWorld: @unchecked Sendable {
     enum Pipeline {
         /// `dev` only, approvals 1 by alice or bob; the tagger may approve.
         case devOnly
-        /// dev → staging → prod (SPEC §2): 1, 1 and 2 approvals; prod only by alice and bob;
+        /// dev → staging → prod (docs/CONTRACT.md §2): 1, 1 and 2 approvals; prod only by alice and bob;
         /// no environment lets the tagger approve, and no apply window limits prod.
         case devStagingProd
         /// `dev` as in `devOnly`, with plan and apply credentials files under `secrets/`.

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import LockstepCore
 
-/// Digest-bound approvals (SPEC §4) and the apply precondition check.
+/// Digest-bound approvals (docs/CONTRACT.md §4) and the apply precondition check.
 @Suite struct ApprovalTests {
     static let run = runID("run-1")
     static let plan = digest("a")

@@ -1,7 +1,7 @@
 import Testing
 @testable import LockstepCore
 
-/// SPEC §3 rule 4: promote only a tree that was applied and verified in the source environment.
+/// docs/CONTRACT.md §3 rule 4: promote only a tree that was applied and verified in the source environment.
 @Suite struct PromotionTests {
     static let tree = object("7")
     static let staging = TargetID(project: project("net"), environment: env("staging"))

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import LockstepCore
 
-/// The run state machine (SPEC §4): an event → action table for every transition and
+/// The run state machine (docs/CONTRACT.md §4): an event → action table for every transition and
 /// exit, refusal of everything else, persist-before-side-effect, and apply at most once.
 @Suite struct RunStateMachineTests {
     static let d = digest("a")

@@ -1,7 +1,7 @@
 import Testing
 @testable import LockstepCore
 
-/// SPEC §3 tag acceptance, desired revision with rollback pins, and tag change detection.
+/// docs/CONTRACT.md §3 tag acceptance, desired revision with rollback pins, and tag change detection.
 @Suite struct TagAcceptanceTests {
     static let good = TagFacts(name: "prod/v1.4.0", version: .success(version("1.4.0")), isAnnotated: true,
                                signature: .verified, reachableFromProtectedBranch: true,

@@ -28,7 +28,7 @@ struct ApprovalTests {
         let run = try await world.run("prod", "1.0.0")
         #expect(run.state == .awaitingApproval)
         let digest = try #require(run.planDigest)
-        // What a plan leaves on disk is private to the agent's user (SPEC §8).
+        // What a plan leaves on disk is private to the agent's user (docs/THREAT-MODEL.md §2.3).
         let runDirectory = world.scratch.appendingPathComponent("runs/\(run.id.rawValue)")
         #expect(mode(of: runDirectory) == 0o700)
         #expect(mode(of: runDirectory.appendingPathComponent("sealed")) == 0o700)

@@ -56,7 +56,7 @@ struct CredentialsAndVerifyTests {
         env | cut -d= -f1 | sort > \(state)/verify-env.txt
         cp "$LOCKSTEP_OUTPUTS_FILE" \(state)/verify-outputs.json
         """
-        // Provider binaries committed to the repo (SPEC §8) must never run.
+        // Provider binaries committed to the repo (docs/THREAT-MODEL.md §1.1) must never run.
         let fake = "#!/bin/sh\ntouch \(state)/committed-provider-ran\nexit 1\n"
         let providerPath = "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4"
         let committed = ["verify.sh": verify, "app/terraform.d/plugins/\(providerPath)": fake,

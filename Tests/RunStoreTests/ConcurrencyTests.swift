@@ -9,7 +9,7 @@ enum Outcome: Equatable, Sendable {
 }
 
 /// The two guarantees that stop a double apply and two plans racing on one target
-/// (SPEC §8: the same plan applied twice; §4: one pending plan per target).
+/// (docs/THREAT-MODEL.md §4.3: the same plan applied twice; docs/CONTRACT.md §4: one pending plan per target).
 @Suite("SQLiteRunStore: compare-and-set and one open run per target under concurrency")
 struct ConcurrencyTests {
     /// Many callers, spread over `stores`, all try `approved → applying` on one run.

@@ -95,7 +95,7 @@ func expectBreak(_ verification: AuditVerification, _ code: AuditBreak.Code, seq
     #expect(found.index == index, "\(found)", sourceLocation: sourceLocation)
 }
 
-/// SPEC §8: someone edits the store to hide an apply. Each test edits the SQLite file
+/// docs/THREAT-MODEL.md §5.2: someone edits the store to hide an apply. Each test edits the SQLite file
 /// with the sqlite3 CLI, outside Lockstep, and the store's entries must name the first
 /// broken entry with the right code.
 @Suite("SQLiteRunStore: tampering with the audit log is named")

@@ -4,7 +4,7 @@ import Testing
 @testable import TerraformRunner
 
 /// Attacks by code from the delivery repository on the agent's own files, tried against real
-/// terraform with and without ``Confinement`` (SPEC §8: plan never sees apply credentials; the
+/// terraform with and without ``Confinement`` (docs/THREAT-MODEL.md §1.2: plan never sees apply credentials; the
 /// store, the plugin cache and other runs are not terraform's to touch). Each attack is first
 /// shown to work unconfined, so a test that passes proves the confinement stopped it.
 @Suite("TerraformRunner confinement", .serialized)

@@ -2,7 +2,8 @@ import Foundation
 import Testing
 @testable import TerraformRunner
 
-/// Attacks from SPEC §7/§8 tried against real terraform: each shows nothing leaked and nothing foreign ran.
+/// Attacks from docs/THREAT-MODEL.md (and docs/CONTRACT.md §7) tried against real terraform: each shows nothing
+/// leaked and nothing foreign ran.
 @Suite("TerraformRunner security")
 struct SecurityTests {
     static let sensitiveVariableSecret = "tfvars-secret-9f8e7d"
