@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import LockstepCore
 import LockstepHTTP
+import Logging
 import Synchronization
 import Testing
 
@@ -21,7 +22,12 @@ struct LiveSocketTests {
         let harness = try Harness()
         // The same entry point the daemon uses; the test framework binds it to localhost:0.
         let listening = PortBox()
-        let application = harness.server().makeApplication(address: .hostname("127.0.0.1", port: 8420),
+        // Timeouts far longer than the test: on a loaded machine this client's task can wait
+        // long between requests, and the server would rightly close an idle connection.
+        let connections = ConnectionGuard(limits: HTTPConnectionLimits(headerTimeout: .seconds(3_600), idleTimeout: .seconds(3_600),
+                                                                       requestReadTimeout: .seconds(3_600)),
+                                          logger: Logger(label: "lockstep.http.test"))
+        let application = harness.server().makeApplication(address: .hostname("127.0.0.1", port: 8420), connections: connections,
                                                            onListening: { listening.set($0) })
         try await application.test(.live) { client in
             #expect(listening.port != nil && listening.port == client.port, "onListening reports the bound port")
