@@ -248,7 +248,13 @@ public final class DaemonService: Service, Sendable {
 /// An error as a log line or status says it: its own description when it has one, never a
 /// dump of its fields (which reads as noise and may carry values nobody meant to log).
 func readable(_ error: any Error) -> String {
-    (error as? any CustomStringConvertible)?.description ?? "an unexpected \(type(of: error))"
+    switch error {
+    case let error as GateError: error.description
+    case let error as StoreError: error.description
+    case let error as DaemonError: error.description
+    case is CancellationError: "cancelled"
+    default: "an unexpected \(type(of: error))"
+    }
 }
 
 /// Runs two operations and returns when the first ends, cancelling the other.

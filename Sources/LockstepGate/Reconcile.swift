@@ -94,8 +94,9 @@ extension Gate {
             await loadStoredLayout(branch: branch)
         }
         if examinedLayoutTip != tip && lastGoodLayout?.tip != tip {
-            examinedLayoutTip = tip
-            await examineLayout(at: tip, branch: branch)
+            // An invalid layout stays invalid at this tip: read once. One that could not be
+            // read (a full disk, a broken mirror) is read again on the next pass.
+            if await examineLayout(at: tip, branch: branch) { examinedLayoutTip = tip }
         }
         if let problem = branchLayoutProblem { report.problems.append(problem) }
         let layout = lastGoodLayout?.config
@@ -130,7 +131,8 @@ extension Gate {
     /// here and in the store; an invalid or unreadable one sets ``branchLayoutProblem`` and
     /// changes nothing else: the targets keep coming from the last valid layout, never from a
     /// layout nobody could check.
-    private func examineLayout(at tip: ObjectID, branch: String) async {
+    /// Returns whether the answer is final for this tip (valid, or invalid as written).
+    private func examineLayout(at tip: ObjectID, branch: String) async -> Bool {
         let scratch = runsDirectory.appendingPathComponent(".layout-\(UUID().uuidString)", isDirectory: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
         let text: String
@@ -146,10 +148,10 @@ extension Gate {
         } catch let error as ConfigErrors {
             setBranchLayoutProblem("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
                                    + oneLine(error.errors.map(\.description).joined(separator: "; ")))
-            return
+            return true
         } catch {
             setBranchLayoutProblem("the layout at \(branch) (\(tip.short)) could not be read: \(safeDescription(error))")
-            return
+            return false
         }
         lastGoodLayout = (tip, config)
         setBranchLayoutProblem(nil)
@@ -160,6 +162,7 @@ extension Gate {
             logger.warning("the valid layout could not be stored; a restart before the next valid layout falls back to the previous one",
                            metadata: ["error": "\(safeDescription(error))"])
         }
+        return true
     }
 
     /// The last valid layout from the store, when this process has not read one yet. One that
