@@ -39,7 +39,7 @@ struct AbuseTests {
             print("DEBUGLOG runs: \(try world.runs())\n\(world.daemonLogs)")
             throw error
         }
-        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        let digest = try world.planDigest(of: id)
         #expect(try await world.refusalEntries().isEmpty)
 
         let total = 3_000
@@ -60,7 +60,7 @@ struct AbuseTests {
         }
         try await eventually("the flood to be under way", seconds: 60) { sent.current >= 300 }
         let health = try world.http("GET", "/healthz", as: nil)
-        let approval = try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        let approval = try world.approve(id, digest: digest)
         let sentAtChecks = sent.current
         let statuses = await flood.value
         #expect(health.status == 200)

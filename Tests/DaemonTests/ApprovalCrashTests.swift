@@ -41,11 +41,11 @@ struct ApprovalCrashTests {
         }
         try world.release("1.0.0")
         let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        let digest = try world.planDigest(of: id)
         let before = try await world.auditEntries()
 
         // The daemon dies inside the approval's transaction: curl gets no answer.
-        let answer = try? world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        let answer = try? world.approve(id, digest: digest)
         first.waitUntilExit()
         #expect(answer == nil, "the daemon answered: \(answer.map { "\($0.status) \($0.json)" } ?? "")")
         #expect(first.terminationReason == .uncaughtSignal && first.terminationStatus == SIGKILL,
@@ -64,7 +64,7 @@ struct ApprovalCrashTests {
 
         // Restarted without the kill point: alice approves again and is not a duplicate.
         try await world.startReadyDaemon()
-        let again = try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        let again = try world.approve(id, digest: digest)
         #expect(again.status == 200, "\(again.json)")
         try await eventually("the run to be applied after the restart") {
             let state = try world.runState(id)
@@ -84,7 +84,7 @@ struct ApprovalCrashTests {
         try world.release("1.0.0")
         let id: String
         do { id = try await world.waitForRun(in: ["awaiting_approval"]) } catch { print("DBG", world.daemonLogs.suffix(6000)); print("DBG runs", try world.runs()); throw error }
-        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        let digest = try world.planDigest(of: id)
         world.kill9(first)
 
         // The state such a crash left: the approval row and its audit entry, no transition.
@@ -97,7 +97,7 @@ struct ApprovalCrashTests {
 
         try await world.startReadyDaemon()
         #expect(try world.runState(id) == "awaiting_approval")
-        let retry = try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        let retry = try world.approve(id, digest: digest)
         #expect(retry.status == 200, "the retry is not refused as a duplicate: \(retry.json)")
         try await eventually("the run to be applied") {
             let state = try world.runState(id)
@@ -116,10 +116,10 @@ struct ApprovalCrashTests {
         let first = try await world.startReadyDaemon()
         try world.release("1.0.0")
         let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        let digest = try world.planDigest(of: id)
         // Hold the apply so the kill lands before anything after `approved` happens.
         try world.block("apply")
-        let approved = try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        let approved = try world.approve(id, digest: digest)
         #expect(approved.status == 200, "\(approved.json)")
         world.kill9(first)
         world.killBlocked("apply")

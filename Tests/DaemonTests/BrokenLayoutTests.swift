@@ -36,8 +36,8 @@ struct BrokenLayoutTests {
         #expect(try world.http("GET", "/api/v1/runs/\(id)").json["version"] as? String == "1.0.0")
         let problems = try world.http("GET", "/api/v1/environments").json["problems"] as? [[String: Any]] ?? []
         let layout = problems.first { $0["code"] as? String == "layout_invalid" }
-        #expect((layout?["message"] as? String ?? "").contains("the targets of the last valid layout are still followed"),
-                "\(problems)")
+        let message = layout?["message"] as? String ?? ""
+        #expect(message.contains("the targets of the last valid layout are still followed"), "\(problems)")
         // Said once in the log, not on every poll.
         let said = world.daemonLogs.components(separatedBy: "the layout at the protected branch is not used").count - 1
         #expect(said == 1, "logged \(said) times")

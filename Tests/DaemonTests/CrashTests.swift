@@ -48,9 +48,9 @@ struct CrashTests {
         let first = try await world.startReadyDaemon()
         try world.release("1.0.0")
         let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        let digest = try world.planDigest(of: id)
         try world.block("apply")
-        let approved = try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        let approved = try world.approve(id, digest: digest)
         #expect(approved.status == 200, "\(approved.json)")
         try await eventually("terraform apply to start") { world.started("apply") }
         #expect(try world.runState(id) == "applying")
@@ -90,14 +90,14 @@ struct CrashTests {
         let first = try await world.startReadyDaemon()
         try world.release("1.0.0")
         let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        let digest = try world.planDigest(of: id)
         // The apply trigger re-resolves the tag with a fetch before it may store `applying`;
         // with the remote away it defers and stores nothing. That holds the run at exactly
         // the point between the stored `approved` and its side effect, for as long as the
         // test needs, without a race against the apply worker.
         let aside = world.scratch.appendingPathComponent("remote-away.git")
         try FileManager.default.moveItem(at: world.remote, to: aside)
-        let approved = try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+        let approved = try world.approve(id, digest: digest)
         #expect(approved.status == 200, "\(approved.json)")
         try await eventually("the apply trigger to defer") {
             world.daemonLogs.contains("apply trigger") && world.daemonLogs.contains("deferred")
@@ -149,9 +149,9 @@ struct CrashTests {
         let daemon = try await world.startReadyDaemon()
         try world.release("1.0.0")
         let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try #require(try world.http("GET", "/api/v1/runs/\(id)").json["digest"] as? String)
+        let digest = try world.planDigest(of: id)
         try world.block("apply")
-        #expect(try world.http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#).status == 200)
+        #expect(try world.approve(id, digest: digest).status == 200)
         try await eventually("terraform apply to start") { world.started("apply") }
 
         kill(daemon.processIdentifier, SIGTERM)

@@ -454,6 +454,16 @@ final class DaemonWorld: @unchecked Sendable {
         try http("GET", "/api/v1/runs").json["runs"] as? [[String: Any]] ?? []
     }
 
+    /// The digest of run `id`'s plan, as a reviewer reads it from `GET /api/v1/runs/ID`.
+    func planDigest(of id: String) throws -> String {
+        try #require(try http("GET", "/api/v1/runs/\(id)").json["digest"] as? String, "run \(id) has no plan digest")
+    }
+
+    /// Approves run `id` as alice, quoting `digest`.
+    func approve(_ id: String, digest: String) throws -> Response {
+        try http("POST", "/api/v1/runs/\(id)/approve", body: #"{"digest":"\#(digest)"}"#)
+    }
+
     func runState(_ id: String) throws -> String? {
         try http("GET", "/api/v1/runs/\(id)").json["state"] as? String
     }
