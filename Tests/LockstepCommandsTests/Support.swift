@@ -73,7 +73,20 @@ enum CLI {
 
     /// Longest a command may take before the test kills it and fails: a safety net for a
     /// hung client, never a wait for something to happen.
-    static let limit: Duration = .seconds(60)
+    static let limit: Duration = .seconds(400)
+
+    /// The verbs that talk to the daemon and take `--timeout`.
+    static let clientVerbs: Set<String> = ["status", "runs", "show", "approve", "reject", "rollback", "resolve", "tags"]
+
+    /// `arguments` with `--timeout 300` added to a client verb that names none. The API server
+    /// of these tests runs in the test process: while other tests hold the cooperative pool's
+    /// threads (two on a two-core machine) it can answer late, and the client's 30 s default
+    /// would turn that into a failure that says nothing about the client.
+    static func patient(_ arguments: [String]) -> [String] {
+        guard let verb = arguments.first, clientVerbs.contains(verb), !arguments.contains("--timeout"),
+              !arguments.contains("--offline"), !arguments.contains("--help") else { return arguments }
+        return arguments + ["--timeout", "300"]
+    }
 
     /// - Parameter stdin: a file to connect to standard input (default: /dev/null).
     static func run(_ arguments: [String], home: Scratch, environment: [String: String] = [:], stdin: String? = nil,
@@ -82,7 +95,7 @@ enum CLI {
                      "no lockstep binary at \(binary.path): run swift build --build-tests first")
         let environment = ["PATH": "/usr/bin:/bin", "HOME": home.url.path, "COLUMNS": "100", "LINES": "50",
                            "LANG": "C.UTF-8"].merging(environment) { $1 }
-        return try await Subprocess.run(binary, arguments, environment: environment, home: home, stdin: stdin,
+        return try await Subprocess.run(binary, patient(arguments), environment: environment, home: home, stdin: stdin,
                                         sourceLocation: sourceLocation)
     }
 }
