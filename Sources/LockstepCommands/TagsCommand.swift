@@ -162,7 +162,7 @@ public struct TagsCommand: AsyncParsableCommand {
             let target = TargetID(project: project, environment: environmentName)
             var records: [RunRecord] = []
             if let source, let runStore {
-                records = try await runStore.runs(target: TargetID(project: project, environment: source), states: nil)
+                records = try await runStore.runSummaries(target: TargetID(project: project, environment: source), states: nil)
                     .map(\.record)
             }
             let listing: TagListing

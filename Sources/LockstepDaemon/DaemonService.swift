@@ -174,7 +174,7 @@ public final class DaemonService: Service, Sendable {
     /// Whether a run other than the apply worker's is applying or verifying now.
     private func applyRunningInPass() async -> Bool {
         let worker = applyingNow.withLock { $0 }
-        let running = (try? await store.runs(target: nil, states: [.applying, .verifying])) ?? []
+        let running = (try? await store.runSummaries(target: nil, states: [.applying, .verifying])) ?? []
         return running.contains { $0.id != worker }
     }
 
@@ -227,7 +227,7 @@ public final class DaemonService: Service, Sendable {
 
     /// One status line: what needs a human first, then what the daemon waits for.
     private func refreshStatus(problem: String?) async {
-        let open = (try? await store.runs(target: nil, states: [.interrupted, .awaitingApproval, .approved, .applying,
+        let open = (try? await store.runSummaries(target: nil, states: [.interrupted, .awaitingApproval, .approved, .applying,
                                                                  .verifying, .planning, .queued])) ?? []
         let interrupted = open.filter { $0.state == .interrupted }.count
         let awaiting = open.filter { $0.state == .awaitingApproval }.count

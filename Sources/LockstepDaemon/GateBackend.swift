@@ -102,7 +102,7 @@ public struct GateBackend: APIBackend {
     }
 
     public func runs(_ filter: APIRunFilter) async throws -> [APIRunSummary] {
-        try await store.runs(target: filter.target, states: filter.states).prefix(max(0, filter.limit)).map(summary)
+        try await store.runSummaries(target: filter.target, states: filter.states).prefix(max(0, filter.limit)).map(summary)
     }
 
     public func run(_ id: RunID) async throws -> APIRunDetail? {
@@ -239,7 +239,7 @@ public struct GateBackend: APIBackend {
 
     /// One target on the status board.
     func board(_ target: TargetID) async throws -> APITarget {
-        let runs = try await store.runs(target: target, states: nil)
+        let runs = try await store.runSummaries(target: target, states: nil)
         let decisions = try await store.tagDecisions(for: target).filter(\.accepted)
         let pin = try await store.pin(for: target)
         let accepted = decisions.compactMap { decision -> AcceptedTag? in
@@ -264,7 +264,7 @@ public struct GateBackend: APIBackend {
                          pending: pending, pin: pin.map(APIPin.init), alerts: alerts)
     }
 
-    func summary(_ run: StoredRun) -> APIRunSummary {
+    func summary(_ run: RunSummary) -> APIRunSummary {
         APIRunSummary(id: run.id, project: run.target.project, environment: run.target.environment, tag: run.run.tagName,
                       version: run.run.version, commit: run.run.commit, state: run.state, digest: run.planDigest,
                       rollback: run.run.rollbackPin != nil, createdAt: run.createdAt, updatedAt: run.updatedAt)

@@ -234,7 +234,7 @@ extension Gate {
         let target = served.target
         var sourceRecords: [RunRecord] = []
         if let promoteFrom = TagDecisions.promotionSource(of: served.policy) {
-            sourceRecords = try await store.runs(target: TargetID(project: target.project, environment: promoteFrom), states: nil)
+            sourceRecords = try await store.runSummaries(target: TargetID(project: target.project, environment: promoteFrom), states: nil)
                 .map(\.record)
         }
         // The same decision code as `lockstep tags --offline` (TagDecisions.swift).

@@ -106,6 +106,50 @@ public struct StoredRun: Sendable, Hashable, Codable {
     }
 }
 
+/// A run without its plan: what a listing needs. A plan's JSON and rendering are large, so
+/// they are read only for one run (``RunStore/run(_:)``), never for a list.
+public struct RunSummary: Sendable, Hashable, Codable {
+    public var run: NewRun
+    public var state: RunState
+    public var planDigest: Digest?
+    /// Code of the transition that put the run in `state`.
+    public var lastReason: TransitionReason.Code?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(run: NewRun, state: RunState, planDigest: Digest?, lastReason: TransitionReason.Code?,
+                createdAt: Date, updatedAt: Date) {
+        self.run = run
+        self.state = state
+        self.planDigest = planDigest
+        self.lastReason = lastReason
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    public var id: RunID { run.id }
+    public var target: TargetID { run.target }
+
+    /// The view the promotion rule needs.
+    public var record: RunRecord {
+        RunRecord(runID: run.id, target: run.target, commit: run.commit, tree: run.tree, state: state,
+                  lastReason: lastReason)
+    }
+}
+
+extension StoredRun {
+    public init(summary: RunSummary, plan: StoredPlan?) {
+        self.init(run: summary.run, state: summary.state, planDigest: summary.planDigest, plan: plan,
+                  lastReason: summary.lastReason, createdAt: summary.createdAt, updatedAt: summary.updatedAt)
+    }
+
+    /// The run without its plan.
+    public var summary: RunSummary {
+        RunSummary(run: run, state: state, planDigest: planDigest, lastReason: lastReason, createdAt: createdAt,
+                   updatedAt: updatedAt)
+    }
+}
+
 /// Fields written together with a transition (nil leaves a field as it is).
 public struct RunUpdate: Sendable, Hashable {
     public var planDigest: Digest?
@@ -238,8 +282,11 @@ public protocol RunStore: Sendable {
     func transition(_ runID: RunID, _ transition: RunTransition, update: RunUpdate, at time: Date,
                     actor: String) async throws -> Bool
     func run(_ id: RunID) async throws -> StoredRun?
-    /// Runs, newest first; nil filters match everything.
+    /// Runs with their plans, newest first; nil filters match everything. Reads every matching
+    /// run's plan: for a list, use ``runSummaries(target:states:)``.
     func runs(target: TargetID?, states: Set<RunState>?) async throws -> [StoredRun]
+    /// The same runs as ``runs(target:states:)`` without their plans (no plan text is read).
+    func runSummaries(target: TargetID?, states: Set<RunState>?) async throws -> [RunSummary]
     func transitions(of runID: RunID) async throws -> [StoredTransition]
     /// Runs of `target` that entered `applying` after `runID` finished planning
     /// (its `planning → checking` transition): "no other apply reached the target since the plan".
@@ -304,6 +351,10 @@ public protocol RunStore: Sendable {
                      actor: String) async throws
     /// Every audit entry in stored order.
     func auditEntries() async throws -> [AuditEntry]
+    /// The hash of the last audit entry (``AuditHash/genesis`` when there is none): keep it
+    /// outside the store and pass it to `audit verify --expect-head` to detect a cut-off or
+    /// rewritten chain.
+    func auditHead() async throws -> AuditHash
 }
 
 extension RunStore {

@@ -10,10 +10,10 @@ enum Outcome: Equatable, Sendable {
 
 /// The two guarantees that stop a double apply and two plans racing on one target
 /// (docs/THREAT-MODEL.md §4.3: the same plan applied twice; docs/CONTRACT.md §4: one pending plan per target).
-@Suite("SQLiteRunStore: compare-and-set and one open run per target under concurrency")
+@Suite("RunStore: compare-and-set and one open run per target under concurrency")
 struct ConcurrencyTests {
     /// Many callers, spread over `stores`, all try `approved → applying` on one run.
-    private func race(_ stores: [SQLiteRunStore], callers: Int) async -> [Outcome] {
+    private func race(_ stores: [any RunStore], callers: Int) async -> [Outcome] {
         await withTaskGroup(of: Outcome.self) { group in
             for caller in 0..<callers {
                 let store = stores[caller % stores.count]
@@ -32,7 +32,7 @@ struct ConcurrencyTests {
         }
     }
 
-    private func expectExactlyOneApply(_ outcomes: [Outcome], _ store: SQLiteRunStore,
+    private func expectExactlyOneApply(_ outcomes: [Outcome], _ store: any RunStore,
                                        sourceLocation: SourceLocation = #_sourceLocation) async throws {
         #expect(outcomes.filter { $0 == .won }.count == 1, sourceLocation: sourceLocation)
         #expect(outcomes.filter { $0 == .lost }.count == outcomes.count - 1, "failures: \(outcomes)",
@@ -47,10 +47,10 @@ struct ConcurrencyTests {
         #expect(AuditChain.verify(entries).isIntact, sourceLocation: sourceLocation)
     }
 
-    @Test("approved → applying from 40 concurrent tasks on one store: exactly one wins")
-    func casOneStore() async throws {
+    @Test("approved → applying from 40 concurrent tasks on one store: exactly one wins", arguments: StoreKind.allCases)
+    func casOneStore(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         try await walk(store, "r1", toApproved)
         let outcomes = await race([store], callers: 40)
@@ -69,10 +69,11 @@ struct ConcurrencyTests {
         try await expectExactlyOneApply(outcomes, second)
     }
 
-    @Test("a second open run on a target is target_busy and writes nothing; after the first ends, a new one is allowed")
-    func targetBusy() async throws {
+    @Test("a second open run on a target is target_busy and writes nothing; after the first ends, a new one is allowed",
+          arguments: StoreKind.allCases)
+    func targetBusy(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         let before = try await store.auditEntries()
         let error = await storeError { _ = try await store.createRun(newRun("r2"), at: at(1), actor: "lockstep") }

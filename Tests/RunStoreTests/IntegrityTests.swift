@@ -207,6 +207,39 @@ struct TamperTests {
         #expect(error?.description.contains("m2") == true && error?.description.contains("state") == true)
         try sqlite3(scratch.store, "UPDATE runs SET state = 'queued', created_ms = 'yesterday' WHERE id = 'm2';")
         #expect(await storeError { _ = try await store.runs(target: nil, states: nil) }?.code == .corrupt)
+        #expect(await storeError { _ = try await store.runSummaries(target: nil, states: nil) }?.code == .corrupt)
+    }
+
+    @Test("text where an integer belongs is store_corrupt naming the column, never read as 0 (also through a cursor)")
+    func textInIntegerColumn() async throws {
+        let scratch = try Scratch()
+        _ = try await closedHistoryStore(scratch)
+        try sqlite3(scratch.store, "UPDATE audit_log SET time_ms = 'soon' WHERE sequence = 5;")
+        let store = try SQLiteRunStore.openReadOnly(path: scratch.store)
+        let error = await storeError { _ = try await store.auditEntries() }
+        #expect(error?.code == .corrupt)
+        #expect(error?.description.contains("position 5") == true && error?.description.contains("time_ms") == true)
+        try sqlite3(scratch.store, "UPDATE audit_log SET time_ms = 1 WHERE sequence = 5; UPDATE runs SET has_verify_commands = 2;")
+        let flag = await storeError { _ = try await store.run(runID("m1")) }
+        #expect(flag?.code == .corrupt && flag?.description.contains("has_verify_commands") == true)
+    }
+
+    @Test("a listing reads no plan: a damaged plan row fails the run's own read and the full list, never runSummaries")
+    func listingReadsNoPlan() async throws {
+        let scratch = try Scratch()
+        let store = try SQLiteRunStore(path: scratch.store)
+        _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
+        try await walk(store, "r1", [.queued, .planning])
+        let plan = StoredPlan(summaryJSON: #"{"create":1}"#, rendering: "+ null_resource.a", planJSON: "{}")
+        #expect(try await store.transition(runID("r1"), step(.planning, .checking, .planSucceeded),
+                                           update: RunUpdate(planDigest: digest("d"), plan: plan), at: at(1),
+                                           actor: "lockstep"))
+        try sqlite3(scratch.store, "UPDATE plans SET rendering_truncated = 7, plan_json = 42;")
+        let error = await storeError { _ = try await store.run(runID("r1")) }
+        #expect(error?.code == .corrupt && error?.description.contains("run r1") == true)
+        #expect(await storeError { _ = try await store.runs(target: nil, states: nil) }?.code == .corrupt)
+        let summaries = try await store.runSummaries(target: nil, states: nil)
+        #expect(summaries.map(\.id) == [runID("r1")] && summaries.first?.planDigest == digest("d"))
     }
 }
 

@@ -31,8 +31,26 @@ func step(_ from: RunState, _ to: RunState, _ code: TransitionReason.Code = .pla
     RunTransition(from: from, to: to, reason: TransitionReason(code, detail: detail))
 }
 
+/// The implementations of the port. Behavioural tests take one as their argument and run
+/// against each, so both keep one contract; SQLite-only facts (files, migrations, integrity,
+/// crashes, several processes) are tested on SQLite alone.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case memory
+
+    var testDescription: String { self == .sqlite ? "SQLite" : "in memory" }
+
+    /// A new empty store (for SQLite, a new file in `scratch`).
+    func make(_ scratch: Scratch, maxLogBytesPerRun: Int = 1 << 20) throws -> any RunStore {
+        switch self {
+        case .sqlite: try SQLiteRunStore(path: scratch.store, maxLogBytesPerRun: maxLogBytesPerRun)
+        case .memory: InMemoryRunStore(maxLogBytesPerRun: maxLogBytesPerRun)
+        }
+    }
+}
+
 /// Moves a run along `path` (consecutive states), each step a successful compare-and-set.
-func walk(_ store: SQLiteRunStore, _ id: String, _ path: [RunState], at time: Date = t0,
+func walk(_ store: any RunStore, _ id: String, _ path: [RunState], at time: Date = t0,
           sourceLocation: SourceLocation = #_sourceLocation) async throws {
     for (from, to) in zip(path, path.dropFirst()) {
         let update = to == .checking ? RunUpdate(planDigest: digest("d")) : RunUpdate()

@@ -3,13 +3,14 @@ import Testing
 import LockstepCore
 @testable import RunStore
 
-/// Every method of the port against a real SQLite file.
-@Suite("SQLiteRunStore: every port method on a real file")
-struct SQLiteRunStoreTests {
-    @Test("createRun stores every field, starts queued and audits the creation")
-    func createAndRead() async throws {
+/// Every method of the port, run against both implementations (a real SQLite file and the
+/// in-memory store): one contract, so a gate tested on the in-memory store meets the same rules.
+@Suite("RunStore contract: every port method, on SQLite and in memory")
+struct RunStoreContractTests {
+    @Test("createRun stores every field, starts queued and audits the creation", arguments: StoreKind.allCases)
+    func createAndRead(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         let created = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         #expect(created.run == newRun("r1"))
         #expect(created.state == .queued)
@@ -27,10 +28,10 @@ struct SQLiteRunStoreTests {
         #expect(entries[0].actor == "lockstep")
     }
 
-    @Test("transition stores state, digest, plan, reason and a transition row with its audit entry")
-    func transitionStoresEverything() async throws {
+    @Test("transition stores state, digest, plan, reason and a transition row with its audit entry", arguments: StoreKind.allCases)
+    func transitionStoresEverything(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         #expect(try await store.transition(runID("r1"), step(.queued, .planning), update: RunUpdate(), at: at(1),
                                            actor: "lockstep"))
@@ -64,10 +65,10 @@ struct SQLiteRunStoreTests {
                                      "detail": "1 to add", "digest": digest("d").rawValue])
     }
 
-    @Test("a transition from the wrong state changes nothing and writes no audit entry; an unknown run is not_found")
-    func compareAndSetRefusal() async throws {
+    @Test("a transition from the wrong state changes nothing and writes no audit entry; an unknown run is not_found", arguments: StoreKind.allCases)
+    func compareAndSetRefusal(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         let before = try await store.auditEntries()
         let moved = try await store.transition(runID("r1"), step(.approved, .applying, .preconditionsHeld),
@@ -86,10 +87,10 @@ struct SQLiteRunStoreTests {
         #expect(try await store.auditEntries() == before)
     }
 
-    @Test("runs filters by target and states, newest first")
-    func listRuns() async throws {
+    @Test("runs filters by target and states, newest first", arguments: StoreKind.allCases)
+    func listRuns(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("a1", "dev"), at: at(0), actor: "lockstep")
         try await walk(store, "a1", [.queued, .planning, .noChanges])
         _ = try await store.createRun(newRun("a2", "dev"), at: at(1), actor: "lockstep")
@@ -102,10 +103,69 @@ struct SQLiteRunStoreTests {
         #expect(try await store.runs(target: target("staging"), states: nil).isEmpty)
     }
 
-    @Test("appliesStarted lists other runs of the target that entered applying after the plan")
-    func appliesSincePlan() async throws {
+    @Test("runSummaries lists the same runs in the same order as runs, each without its plan", arguments: StoreKind.allCases)
+    func listSummaries(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
+        _ = try await store.createRun(newRun("a1", "dev"), at: at(0), actor: "lockstep")
+        try await walk(store, "a1", [.queued, .planning])
+        let plan = StoredPlan(summaryJSON: #"{"create":1}"#, rendering: "+ null_resource.a", planJSON: "{}")
+        #expect(try await store.transition(runID("a1"), step(.planning, .checking, .planSucceeded),
+                                           update: RunUpdate(planDigest: digest("d"), plan: plan), at: at(1),
+                                           actor: "lockstep"))
+        _ = try await store.createRun(newRun("b1", "prod"), at: at(2), actor: "lockstep")
+        let filters: [(TargetID?, Set<RunState>?)] = [(nil, nil), (target("dev"), nil), (nil, [.checking]), (nil, [])]
+        for (target, states) in filters {
+            let full = try await store.runs(target: target, states: states)
+            #expect(try await store.runSummaries(target: target, states: states) == full.map(\.summary))
+        }
+        let summary = try #require(try await store.runSummaries(target: target("dev"), states: nil).first)
+        #expect(summary.planDigest == digest("d") && summary.state == .checking && summary.lastReason == .planSucceeded)
+        #expect(summary.record == (try #require(try await store.run(runID("a1")))).record)
+        #expect(try await store.run(runID("a1"))?.plan == plan, "one run's read still carries its plan")
+    }
+
+    @Test("moving a final run back to an open state while another run of the target is open is target_busy and writes nothing",
+          arguments: StoreKind.allCases)
+    func reopenIsTargetBusy(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
+        _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
+        try await walk(store, "r1", [.queued, .failed])
+        _ = try await store.createRun(newRun("r2"), at: at(1), actor: "lockstep")
+        let before = try await store.auditEntries()
+        let error = await storeError {
+            _ = try await store.transition(runID("r1"), step(.failed, .queued, .requeuedAfterCrash), update: RunUpdate(),
+                                           at: at(2), actor: "lockstep")
+        }
+        #expect(error?.code == .targetBusy)
+        #expect(try await store.run(runID("r1"))?.state == .failed)
+        #expect(try await store.transitions(of: runID("r1")).count == 1)
+        #expect(try await store.auditEntries() == before)
+    }
+
+    @Test("the last valid layout is kept per branch and replaced by a newer one; no layout for an unknown branch",
+          arguments: StoreKind.allCases)
+    func branchLayouts(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
+        #expect(try await store.lastValidLayout(branch: "main") == nil)
+        let first = StoredBranchLayout(branch: "main", commit: object("a"), yaml: "projects:\n  app: {}\n")
+        let second = StoredBranchLayout(branch: "main", commit: object("b"), yaml: "projects:\n  app: {}\n  db: {}\n")
+        let other = StoredBranchLayout(branch: "release", commit: object("c"), yaml: "projects: {}\n")
+        try await store.recordValidLayout(first, at: at(1))
+        try await store.recordValidLayout(other, at: at(2))
+        try await store.recordValidLayout(second, at: at(3))
+        #expect(try await store.lastValidLayout(branch: "main") == second)
+        #expect(try await store.lastValidLayout(branch: "release") == other)
+        #expect(try await store.lastValidLayout(branch: "develop") == nil)
+        #expect(try await store.auditEntries().isEmpty, "a layout is a cache of the branch, not an audited event")
+    }
+
+    @Test("appliesStarted lists other runs of the target that entered applying after the plan", arguments: StoreKind.allCases)
+    func appliesSincePlan(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
         // An apply before anything else (counts only for a run that never planned).
         _ = try await store.createRun(newRun("early"), at: at(0), actor: "lockstep")
         try await walk(store, "early", toVerified)
@@ -129,20 +189,20 @@ struct SQLiteRunStoreTests {
         #expect(error?.code == .notFound)
     }
 
-    @Test("a run that never finished planning counts every apply of the target (fails closed)")
-    func appliesWithoutPlan() async throws {
+    @Test("a run that never finished planning counts every apply of the target (fails closed)", arguments: StoreKind.allCases)
+    func appliesWithoutPlan(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("done"), at: at(0), actor: "lockstep")
         try await walk(store, "done", toVerified)
         _ = try await store.createRun(newRun("unplanned"), at: at(1), actor: "lockstep")
         #expect(try await store.appliesStarted(on: target("prod"), sincePlanOf: runID("unplanned")) == [runID("done")])
     }
 
-    @Test("approvals and refusals are kept in order with their audit entries; a refusal of an unknown run is kept too")
-    func approvalsAndRefusals() async throws {
+    @Test("approvals and refusals are kept in order with their audit entries; a refusal of an unknown run is kept too", arguments: StoreKind.allCases)
+    func approvalsAndRefusals(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         let alice = Approval(runID: runID("r1"), identity: identity("alice"), digest: digest("d"), time: at(10))
         let bob = Approval(runID: runID("r1"), identity: identity("bob"), digest: digest("d"), time: at(11))
@@ -180,10 +240,10 @@ struct SQLiteRunStoreTests {
         #expect(try await store.auditEntries() == before)
     }
 
-    @Test("a tag decision is recorded only when it differs from the last for the same tag object; latest per tag is returned")
-    func tagDecisions() async throws {
+    @Test("a tag decision is recorded only when it differs from the last for the same tag object; latest per tag is returned", arguments: StoreKind.allCases)
+    func tagDecisions(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         let rejected = StoredTagDecision(
             target: target("prod"), tagName: "prod/v1.0.0", tagObject: object("1"), commit: object("c"),
             version: version("1.0.0"), accepted: false,
@@ -214,10 +274,10 @@ struct SQLiteRunStoreTests {
         #expect(audit[2].payload["tag_object"] == object("3").rawValue)
     }
 
-    @Test("apply precondition reports are kept per run with their audit entries")
-    func preconditionReports() async throws {
+    @Test("apply precondition reports are kept per run with their audit entries", arguments: StoreKind.allCases)
+    func preconditionReports(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         let failed = ApplyPreconditionReport(failures: [
             ApplyPreconditionFailure(code: .tagMoved, description: "moved"),
@@ -237,10 +297,10 @@ struct SQLiteRunStoreTests {
         #expect(error?.code == .notFound)
     }
 
-    @Test("alerts are kept with their target and run, filtered by target")
-    func alerts() async throws {
+    @Test("alerts are kept with their target and run, filtered by target", arguments: StoreKind.allCases)
+    func alerts(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         let moved = RunAlert(code: .tagMoved, description: "prod/v1.0.0 moved")
         let global = RunAlert(code: .applyInterrupted, description: "found applying at start")
@@ -256,10 +316,10 @@ struct SQLiteRunStoreTests {
                     == ["tag_moved", "apply_interrupted"])
     }
 
-    @Test("outputs: the newest per target is returned; the audit entry holds their digest, not their text")
-    func outputs() async throws {
+    @Test("outputs: the newest per target is returned; the audit entry holds their digest, not their text", arguments: StoreKind.allCases)
+    func outputs(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         #expect(try await store.outputs(of: target("prod")) == nil)
         try await store.setOutputs(#"{"url":"https://old.example"}"#, target: target("prod"), runID: runID("r1"), at: at(1))
@@ -277,10 +337,10 @@ struct SQLiteRunStoreTests {
         #expect(error?.code == .notFound)
     }
 
-    @Test("a run's log keeps its streams in order")
-    func logStreams() async throws {
+    @Test("a run's log keeps its streams in order", arguments: StoreKind.allCases)
+    func logStreams(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         #expect(try await store.log(of: runID("r1")) == "")
         try await store.appendLog("init\n", stream: .plan, runID: runID("r1"), at: at(1))
@@ -291,11 +351,12 @@ struct SQLiteRunStoreTests {
         #expect(error?.code == .notFound)
     }
 
-    @Test("a run's log is bounded: old text is cut, the cut is marked, the newest text is kept, UTF-8 stays valid")
-    func logBounded() async throws {
+    @Test("a run's log is bounded: old text is cut, the cut is marked, the newest text is kept, UTF-8 stays valid",
+          arguments: StoreKind.allCases)
+    func logBounded(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
         let limit = 100
-        let store = try SQLiteRunStore(path: scratch.store, maxLogBytesPerRun: limit)
+        let store = try kind.make(scratch, maxLogBytesPerRun: limit)
         _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
         var written = 0
         for line in 0..<50 {
@@ -323,10 +384,10 @@ struct SQLiteRunStoreTests {
         #expect(try await store.auditEntries().count == 2)
     }
 
-    @Test("a rollback run pins its target; clearing the pin is audited; a new rollback replaces the pin")
-    func rollbackPins() async throws {
+    @Test("a rollback run pins its target; clearing the pin is audited; a new rollback replaces the pin", arguments: StoreKind.allCases)
+    func rollbackPins(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         #expect(try await store.pin(for: target("prod")) == nil)
         let pin = RollbackPin(version: version("1.2.0"), ceiling: version("1.4.0"))
         _ = try await store.createRun(newRun("rb1", version: "1.2.0", pin: pin), at: at(0), actor: "api:alice")
@@ -349,13 +410,15 @@ struct SQLiteRunStoreTests {
         try await store.clearPin(for: target("prod"), at: at(3), actor: "lockstep")
         #expect(try await store.auditEntries().count == count, "clearing no pin writes nothing")
         // Pins are never deleted.
-        #expect(try sqlite3(scratch.store, "SELECT count(*) FROM rollback_pins;") == "2\n")
+        if kind == .sqlite {
+            #expect(try sqlite3(scratch.store, "SELECT count(*) FROM rollback_pins;") == "2\n")
+        }
     }
 
-    @Test("appendAudit stores a caller's entry verbatim in the chain")
-    func appendAudit() async throws {
+    @Test("appendAudit stores a caller's entry verbatim in the chain", arguments: StoreKind.allCases)
+    func appendAudit(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         try await store.appendAudit(kind: .refusal, target: nil, runID: nil,
                                     payload: ["request": "POST /api/v1/runs/x/approve", "reason": "bad token"],
                                     at: at(5), actor: "api:anonymous")
@@ -365,10 +428,10 @@ struct SQLiteRunStoreTests {
         #expect(try await store.auditHead() == entry.hash)
     }
 
-    @Test("the audit chain is intact after a mix of every kind of write, and its head is the last hash")
-    func auditChainIntact() async throws {
+    @Test("the audit chain is intact after a mix of every kind of write, and its head is the last hash", arguments: StoreKind.allCases)
+    func auditChainIntact(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
-        let store = try SQLiteRunStore(path: scratch.store)
+        let store = try kind.make(scratch)
         try await mixedHistory(store)
         let entries = try await store.auditEntries()
         #expect(entries.count > 15)
@@ -377,6 +440,10 @@ struct SQLiteRunStoreTests {
         #expect(AuditChain.verify(entries, expectedHead: head) == .intact(entries: entries.count, head: head))
     }
 
+}
+
+@Suite("SQLiteRunStore: schema facts")
+struct SQLiteSchemaFactTests {
     @Test("the partial unique index names exactly the final states of RunState")
     func finalStatesMatchCore() {
         #expect(Set(SQLiteSchema.finalStatesV1) == Set(RunState.allCases.filter(\.isFinal).map(\.rawValue)))
@@ -384,7 +451,7 @@ struct SQLiteRunStoreTests {
 }
 
 /// A history touching every audited write, used by several suites.
-func mixedHistory(_ store: SQLiteRunStore) async throws {
+func mixedHistory(_ store: any RunStore) async throws {
     let decision = StoredTagDecision(target: target("prod"), tagName: "prod/v1.0.0", tagObject: object("1"),
                                      commit: object("c"), version: version("1.0.0"), accepted: true, rejections: [])
     try await store.recordTagDecision(decision, at: at(0), actor: "lockstep")
