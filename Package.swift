@@ -61,6 +61,7 @@ let package = Package(
         .target(
             name: "TerraformRunner",
             dependencies: [
+                "LockstepCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -166,7 +167,7 @@ let package = Package(
             dependencies: ["GitSource", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-        .testTarget(name: "TerraformRunnerTests", dependencies: ["TerraformRunner"], swiftSettings: strict),
+        .testTarget(name: "TerraformRunnerTests", dependencies: ["TerraformRunner", "LockstepCore"], swiftSettings: strict),
         .testTarget(name: "LockstepCoreTests", dependencies: ["LockstepCore"], swiftSettings: strict),
         .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig"], swiftSettings: strict),
         .testTarget(name: "RunStoreTests", dependencies: ["RunStore", "LockstepCore"], swiftSettings: strict),

@@ -53,7 +53,7 @@ extension Gate {
                                                  policy: approvalPolicy, now: moment)
         var onDisk: Digest?
         if let sealed = FileManager.default.contents(atPath: sealedPlanFile(run.id).path) {
-            onDisk = try? Digest(PlanDigest.of(sealed).hex)
+            onDisk = Digest.sha256(of: sealed)
         }
         do {
             _ = try await mirror.sync()
@@ -123,7 +123,7 @@ extension Gate {
                                                         timeout: agent.terraform.applyTimeout)
             let result: CommandResult
             do {
-                result = try await runner.apply(invocation, planFile: planFile, expectedDigest: PlanDigest(hex: digest.rawValue))
+                result = try await runner.apply(invocation, planFile: planFile, expectedDigest: digest)
             } catch {
                 throw RunFailure("terraform apply was not started: \(safeDescription(error))")
             }
@@ -194,7 +194,7 @@ extension Gate {
             } catch {
                 throw RunFailure("the verify home directory could not be created")
             }
-            let searchPath = runner.configuration.searchPath
+            let searchPath = runner.searchPath
             let environment: [String: String] = [
                 "PATH": searchPath,
                 "HOME": home.path,
@@ -216,7 +216,7 @@ extension Gate {
                     writable: [home] + grants(for: run.target.environment).writable)
                 let result: CommandResult
                 do {
-                    result = try await ExternalProgram.run(request)
+                    result = try await runner.runProgram(request)
                 } catch {
                     throw RunFailure("verify command \(number) could not be started: \(safeDescription(error))")
                 }

@@ -40,6 +40,6 @@ extension Gate {
     /// The confinement for a verify command of `environment`: every other environment's folders
     /// hidden as well.
     nonisolated func verifyConfinement(for environment: EnvironmentName) -> Confinement? {
-        runner.configuration.confinement?.hiding(grants(for: environment).hidden)
+        runner.confinement?.hiding(grants(for: environment).hidden)
     }
 }

@@ -41,7 +41,8 @@ public actor Gate {
     public nonisolated let agent: AgentConfig
     let store: any RunStore
     let mirror: GitMirror
-    let runner: TerraformRunner
+    /// Terraform and verify programs: the ``TerraformRunner`` in production, a double in unit tests.
+    let runner: any PlanRunner
     /// Parent of every run directory (created `0700`).
     public nonisolated let runsDirectory: URL
     let now: @Sendable () -> Date
@@ -105,13 +106,22 @@ public actor Gate {
     ///   - now: the clock; tests pass a controllable one.
     public init(agent: AgentConfig, store: any RunStore, mirror: GitMirror, terraform: TerraformRunner.Configuration,
                 runsDirectory: URL, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
+        // Every command keeps what the agent's `limits:` allow of plan text, plan JSON and output.
+        let runner = TerraformRunner(configuration: terraform, logger: logger)
+            .limitingOutput(planTextBytes: agent.limits.planTextBytes, planJSONBytes: agent.limits.planJSONBytes,
+                            commandOutputBytes: agent.limits.commandOutputBytes)
+        self.init(agent: agent, store: store, mirror: mirror, runner: runner, runsDirectory: runsDirectory,
+                  logger: logger, now: now)
+    }
+
+    /// The same with any ``PlanRunner`` instead of a terraform configuration (unit tests pass a
+    /// double). The runner is used as given, output limits included.
+    public init(agent: AgentConfig, store: any RunStore, mirror: GitMirror, runner: any PlanRunner,
+                runsDirectory: URL, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
         self.agent = agent
         self.store = store
         self.mirror = mirror
-        // Every command keeps what the agent's `limits:` allow of plan text, plan JSON and output.
-        self.runner = TerraformRunner(configuration: terraform, logger: logger)
-            .limitingOutput(planTextBytes: agent.limits.planTextBytes, planJSONBytes: agent.limits.planJSONBytes,
-                            commandOutputBytes: agent.limits.commandOutputBytes)
+        self.runner = runner
         self.runsDirectory = runsDirectory
         self.logger = logger
         self.now = now

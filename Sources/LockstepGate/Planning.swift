@@ -185,12 +185,7 @@ extension Gate {
             // The bytes were read once and hashed; the file they came from is writable by
             // whatever the plan left behind, so it is removed and never read again.
             try? FileManager.default.removeItem(at: saved.file)
-            let digest: Digest
-            do {
-                digest = try Digest(saved.digest.hex)
-            } catch {
-                throw RunFailure("the plan digest is malformed")
-            }
+            let digest = saved.digest
             if saved.changes == .noChanges {
                 log.info("plan has no changes", metadata: ["plan.digest": "\(digest)"])
                 return (.planSucceeded(digest: digest, hasChanges: false), RunUpdate(planDigest: digest))
@@ -269,7 +264,7 @@ extension Gate {
         guard let contents = FileManager.default.contents(atPath: sealedPlanFile(id).path) else {
             throw RunFailure("the sealed plan of this run is missing")
         }
-        guard PlanDigest.of(contents).hex == digest.rawValue else {
+        guard Digest.sha256(of: contents) == digest else {
             throw RunFailure("the sealed plan no longer has the approved digest \(digest)")
         }
         return contents

@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import LockstepCore
 
 /// How a terraform command ended, classified at the edge: a
 /// non-zero exit is data the reconciler decides on, not an exception.
@@ -86,6 +86,14 @@ public struct CommandResult: Sendable {
     public var output: String
     /// Bytes of output that were streamed to the sink but not retained.
     public var droppedOutputBytes: Int
+
+    public init(outcome: CommandOutcome, exitCode: Int32, duration: Duration, output: String, droppedOutputBytes: Int = 0) {
+        self.outcome = outcome
+        self.exitCode = exitCode
+        self.duration = duration
+        self.output = output
+        self.droppedOutputBytes = droppedOutputBytes
+    }
 }
 
 /// The lines Lockstep writes into kept output where something was left out, and the byte
@@ -142,38 +150,6 @@ extension TerraformRunnerError.Code {
     public static let planJSONTooLarge = TerraformRunnerError.Code("plan_json_too_large")
 }
 
-/// SHA-256 of a saved plan file's bytes; approvals quote it (docs/CONTRACT.md §1).
-public struct PlanDigest: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// Lower-case hex.
-    public let hex: String
-
-    public init(hex: String) { self.hex = hex.lowercased() }
-
-    public var description: String { "sha256:\(hex)" }
-
-    /// Digest of bytes already in memory (a plan read once, see ``SavedPlan/contents``).
-    public static func of(_ contents: Data) -> PlanDigest {
-        PlanDigest(hex: SHA256.hash(data: contents).map { String(format: "%02x", $0) }.joined())
-    }
-
-    /// Digest of the file at `url`, read in chunks.
-    public static func of(fileAt url: URL) throws -> PlanDigest {
-        guard let handle = try? FileHandle(forReadingFrom: url) else {
-            throw TerraformRunnerError(.planFileMissing, "the plan file does not exist or cannot be read")
-        }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        do {
-            while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-                hasher.update(data: chunk)
-            }
-        } catch {
-            throw TerraformRunnerError(.fileSystem, "the plan file could not be read")
-        }
-        return PlanDigest(hex: hasher.finalize().map { String(format: "%02x", $0) }.joined())
-    }
-}
-
 /// `plan -detailed-exitcode` read as data (0 no changes, 2 changes present).
 public enum PlanChanges: String, Sendable, Equatable, Codable {
     case noChanges = "no_changes"
@@ -189,9 +165,16 @@ public enum PlanChanges: String, Sendable, Equatable, Codable {
 /// would see one plan and another would be applied). See docs/THREAT-MODEL.md.
 public struct SavedPlan: Sendable, Equatable {
     public var file: URL
-    public var digest: PlanDigest
+    public var digest: Digest
     public var changes: PlanChanges
     public var contents: Data
+
+    public init(file: URL, digest: Digest, changes: PlanChanges, contents: Data) {
+        self.file = file
+        self.digest = digest
+        self.changes = changes
+        self.contents = contents
+    }
 }
 
 /// The result of `plan -out`.
@@ -199,6 +182,11 @@ public struct PlanResult: Sendable {
     public var command: CommandResult
     /// Present when the plan succeeded.
     public var plan: SavedPlan?
+
+    public init(command: CommandResult, plan: SavedPlan?) {
+        self.command = command
+        self.plan = plan
+    }
 }
 
 /// A saved plan read back for review and checks.
@@ -235,6 +223,14 @@ public struct Diagnostic: Sendable, Equatable, Codable {
     public var detail: String?
     public var filename: String?
     public var line: Int?
+
+    public init(severity: String, summary: String, detail: String? = nil, filename: String? = nil, line: Int? = nil) {
+        self.severity = severity
+        self.summary = summary
+        self.detail = detail
+        self.filename = filename
+        self.line = line
+    }
 }
 
 /// The result of `init -backend=false` + `validate -json`.
@@ -244,6 +240,13 @@ public struct ValidationResult: Sendable {
     public var validation: CommandResult?
     public var valid: Bool
     public var diagnostics: [Diagnostic]
+
+    public init(initialization: CommandResult, validation: CommandResult?, valid: Bool, diagnostics: [Diagnostic]) {
+        self.initialization = initialization
+        self.validation = validation
+        self.valid = valid
+        self.diagnostics = diagnostics
+    }
 }
 
 /// What `version -json` reported.
@@ -251,20 +254,17 @@ public struct TerraformVersion: Sendable, Equatable, Codable {
     /// The binary's file name (`terraform` or `tofu`).
     public var tool: String
     /// E.g. `1.0.3`.
-    public var version: String
+    public var version: SemanticVersion
     public var platform: String?
 
-    /// Major, minor and patch numbers (missing parts are 0).
-    public var components: (major: Int, minor: Int, patch: Int) {
-        let numbers = version.split(separator: "-").first.map {
-            $0.split(separator: ".").map { Int($0) ?? 0 }
-        } ?? []
-        return (numbers.first ?? 0, numbers.count > 1 ? numbers[1] : 0, numbers.count > 2 ? numbers[2] : 0)
+    public init(tool: String, version: SemanticVersion, platform: String? = nil) {
+        self.tool = tool
+        self.version = version
+        self.platform = platform
     }
 
-    /// True when this version is at least `major.minor`.
-    public func isAtLeast(_ major: Int, _ minor: Int) -> Bool {
-        let parts = components
-        return parts.major > major || (parts.major == major && parts.minor >= minor)
+    /// True when this version is at least `major.minor` (pre-release labels are not compared).
+    public func isAtLeast(_ major: UInt64, _ minor: UInt64) -> Bool {
+        (version.major, version.minor) >= (major, minor)
     }
 }

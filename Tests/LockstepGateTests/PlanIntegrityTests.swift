@@ -45,7 +45,7 @@ struct PlanIntegrityTests {
         // The leftover ran and rewrote the plan path while show ran.
         try await attack.waitFor("swapped")
         let digest = try #require(run.planDigest)
-        #expect(PlanDigest.of(benign).hex != digest.rawValue, "the benign plan must differ, or the attack proves nothing")
+        #expect(Digest.sha256(of: benign) != digest, "the benign plan must differ, or the attack proves nothing")
 
         // What reviewers see and the checks read is the hashed plan: two resources to add.
         let plan = try #require(run.plan)

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Testing
 @testable import TerraformRunner
 
@@ -10,8 +11,22 @@ struct RunnerTests {
         let scratch = try Fixtures.scratch()
         let version = try await Fixtures.runner(scratch: scratch).version()
         #expect(version.tool == "terraform")
-        #expect(version.version == "1.0.3")
-        #expect(version.components.major == 1 && version.components.minor == 0)
+        #expect(version.version == (try SemanticVersion("1.0.3")))
+        #expect(version.isAtLeast(1, 0) && !version.isAtLeast(1, 1))
+    }
+
+    @Test("a version terraform reports that is not a semantic version is refused with a malformed-output error, not recorded")
+    func unparseableVersionRefused() async throws {
+        let scratch = try Fixtures.scratch()
+        // A stand-in binary that answers `version -json` with a version that does not parse.
+        let fake = scratch.appendingPathComponent("fake-terraform")
+        try "#!/bin/sh\necho '{\"terraform_version\":\"1.0.x-local\",\"platform\":\"linux_amd64\"}'\n"
+            .write(to: fake, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: fake.path)
+        let runner = try Fixtures.runner(scratch: scratch, executable: fake)
+        let error = await #expect(throws: TerraformRunnerError.self) { try await runner.version() }
+        #expect(error?.code == .malformedOutput)
+        #expect(error?.description.contains("not a semantic version") == true)
     }
 
     @Test("init + plan + show + apply: typed summary, digest, 0700/0600, detailed exit code, deletes and replaces")
@@ -32,7 +47,7 @@ struct RunnerTests {
         #expect(first.command.outcome == .succeeded)
         let saved = try #require(first.plan)
         #expect(saved.changes == .changesPresent)
-        #expect(saved.digest == (try PlanDigest.of(fileAt: planFile)))
+        #expect(saved.digest == (try TerraformRunner.digest(ofFileAt: planFile)))
         #expect(mode(of: planFile) == 0o600)
         #expect(mode(of: planFile.deletingLastPathComponent()) == 0o700)
         #expect(mode(of: scratch) == 0o700)

@@ -260,8 +260,8 @@ struct SecurityTests {
         #expect(!FileManager.default.fileExists(atPath: marker.path), "the committed fake provider was executed")
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("terraform.d").path))
         let installed = directory.appendingPathComponent(".terraform/providers/\(providerPath)")
-        let realDigest = try PlanDigest.of(fileAt: Fixtures.mirror.appendingPathComponent(providerPath))
-        #expect(try PlanDigest.of(fileAt: installed) == realDigest, "the provider in use is the mirror's")
+        let realDigest = try TerraformRunner.digest(ofFileAt: Fixtures.mirror.appendingPathComponent(providerPath))
+        #expect(try TerraformRunner.digest(ofFileAt: installed) == realDigest, "the provider in use is the mirror's")
     }
 
     @Test("the written CLI config always has an explicit provider_installation block")

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Logging
 import Synchronization
 import Testing
@@ -46,7 +47,8 @@ enum Fixtures {
             process.waitUntilExit()
             struct Raw: Decodable { var terraform_version: String }
             guard let raw = try? JSONDecoder().decode(Raw.self, from: data) else { continue }
-            let version = TerraformVersion(tool: "terraform", version: raw.terraform_version, platform: nil)
+            guard let parsed = try? SemanticVersion(raw.terraform_version) else { continue }
+            let version = TerraformVersion(tool: "terraform", version: parsed)
             if version.isAtLeast(1, 1) { return candidate }
         }
         return nil
