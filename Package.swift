@@ -26,6 +26,11 @@ let package = Package(
         // HTTPTypes (request/response fields) is imported by the HTTP layer itself, not only
         // through Hummingbird, so it is declared.
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        // The CLI's client of the daemon's API (LockstepClient). NIO and NIOSSL are named because
+        // the client imports their types itself (requests, statuses, connection and TLS errors).
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config. Only GitSource imports it.
@@ -90,11 +95,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The JSON API under /api/v1, health endpoints and systemd readiness (docs/CONTRACT.md §5).
+        // The JSON wire types of /api/v1 shared by the server and its clients (docs/CONTRACT.md §5).
+        // Foundation and LockstepCore only: no HTTP library, so a client never links the server.
+        .target(
+            name: "LockstepAPI",
+            dependencies: ["LockstepCore"],
+            swiftSettings: strict
+        ),
+        // The JSON API under /api/v1 and health endpoints (docs/CONTRACT.md §5).
         // It talks to the gate only through its APIBackend protocol.
         .target(
             name: "LockstepHTTP",
             dependencies: [
+                "LockstepAPI",
                 "LockstepCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -102,7 +115,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The daemon: the gate as a long-lived service behind the JSON API (docs/CONTRACT.md §5).
+        // A client of the daemon's /api/v1 over AsyncHTTPClient: never follows a redirect, so the
+        // bearer token goes only to the configured server. Knows the wire types, never the server.
+        .target(
+            name: "LockstepClient",
+            dependencies: [
+                "LockstepAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
+        // The daemon: the gate as a long-lived service behind the JSON API (docs/CONTRACT.md §5),
+        // with systemd readiness.
         .target(
             name: "LockstepDaemon",
             dependencies: [
@@ -125,6 +153,8 @@ let package = Package(
             dependencies: [
                 "LockstepDaemon",
                 "GitSource",
+                "LockstepAPI",
+                "LockstepClient",
                 "LockstepConfig",
                 "LockstepCore",
                 "LockstepGate",
@@ -186,6 +216,12 @@ let package = Package(
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: strict
+        ),
+        // The daemon's parts that run without the whole daemon (the systemd notifier).
+        .testTarget(
+            name: "LockstepDaemonTests",
+            dependencies: ["LockstepDaemon"],
             swiftSettings: strict
         ),
         // The API client commands, run as the built `lockstep` binary against a real APIServer.

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import LockstepAPI
 import LockstepCore
-import LockstepHTTP
 
 // `lockstep status|runs|show|approve|reject|rollback|resolve`: clients of the daemon's
 // JSON API (docs/CONTRACT.md §5). They decide nothing themselves: every rule (who may approve, which
@@ -51,13 +51,13 @@ enum ClientCommandRunner {
 
     static func run(_ options: ClientOptions,
                     validate: () throws(ClientError) -> Void = {},
-                    _ body: (APIClient) async throws(ClientError) -> Output) async throws {
+                    _ body: (CommandClient) async throws(ClientError) -> Output) async throws {
         do {
             try validate()
             let settings = try ClientSettings.resolve(options, environment: ProcessInfo.processInfo.environment,
                                                       warn: { printError($0) })
             warnAboutPlainHTTP(settings.server)
-            let output = try await body(APIClient(settings: settings))
+            let output = try await CommandClient.with(settings, body)
             if options.json {
                 var data = output.json
                 if data.last != 0x0A { data.append(0x0A) }
@@ -110,20 +110,6 @@ enum ClientCommandRunner {
         }
         return trimmed
     }
-}
-
-// MARK: - Request bodies (the daemon refuses unknown fields, so these match it exactly)
-
-private struct ApproveRequest: Encodable { let digest: String }
-private struct RejectRequest: Encodable { let reason: String }
-private struct ResolveRequest: Encodable {
-    let `as`: String
-    let reason: String
-}
-private struct RollbackRequest: Encodable {
-    let environment: String
-    let project: String?
-    let version: String
 }
 
 // MARK: - Commands
@@ -279,7 +265,7 @@ public struct ApproveCommand: AsyncParsableCommand {
                        try ClientCommandRunner.parse("--digest", digest) { raw throws(CoreError) in try Digest(raw) })
         }) { api throws(ClientError) in
             guard let (id, digest) = request else { throw ClientError(.usage, "RUN is missing") }
-            let reply = try await api.post("runs/\(id.rawValue)/approve", body: ApproveRequest(digest: digest.rawValue))
+            let reply = try await api.post("runs/\(id.rawValue)/approve", body: APIApproveBody(digest: digest))
             let detail = try api.decode(APIRunDetail.self, from: reply)
             return .init(json: reply.body, human: ClientRendering.afterApproval(detail))
         }
@@ -314,7 +300,7 @@ public struct RejectCommand: AsyncParsableCommand {
                        try ClientCommandRunner.reason(reason))
         }) { api throws(ClientError) in
             guard let (id, reason) = request else { throw ClientError(.usage, "RUN is missing") }
-            let reply = try await api.post("runs/\(id.rawValue)/reject", body: RejectRequest(reason: reason))
+            let reply = try await api.post("runs/\(id.rawValue)/reject", body: APIRejectBody(reason: reason))
             let detail = try api.decode(APIRunDetail.self, from: reply)
             return .init(json: reply.body, human: ClientRendering.afterRejection(detail))
         }
@@ -348,7 +334,7 @@ public struct RollbackCommand: AsyncParsableCommand {
     public init() {}
 
     public func run() async throws {
-        var request: RollbackRequest?
+        var request: APIRollbackBody?
         try await ClientCommandRunner.run(client, validate: { () throws(ClientError) in
             let environment = try ClientCommandRunner.parse("ENV", environment) { raw throws(CoreError) in try EnvironmentName(raw) }
             // A leading "v" is how tags spell versions; the API wants the version itself.
@@ -357,8 +343,7 @@ public struct RollbackCommand: AsyncParsableCommand {
             let project = try project.map { value throws(ClientError) in
                 try ClientCommandRunner.parse("--project", value) { raw throws(CoreError) in try ProjectName(raw) }
             }
-            request = RollbackRequest(environment: environment.rawValue, project: project?.rawValue,
-                                      version: version.description)
+            request = APIRollbackBody(environment: environment, project: project, version: version)
         }) { api throws(ClientError) in
             guard let request else { throw ClientError(.usage, "ENV is missing") }
             let reply = try await api.post("rollback", body: request)
@@ -407,7 +392,7 @@ public struct ResolveCommand: AsyncParsableCommand {
         }) { api throws(ClientError) in
             guard let (id, resolution, reason) = request else { throw ClientError(.usage, "RUN is missing") }
             let reply = try await api.post("runs/\(id.rawValue)/resolve",
-                                           body: ResolveRequest(as: resolution.rawValue, reason: reason))
+                                           body: APIResolveBody(as: resolution, reason: reason))
             let detail = try api.decode(APIRunDetail.self, from: reply)
             return .init(json: reply.body, human: ClientRendering.afterResolution(detail, as: resolution.rawValue))
         }

@@ -1,6 +1,6 @@
 import Foundation
+import LockstepAPI
 import LockstepCore
-import LockstepHTTP
 
 /// Shell completion of run ids, environments and targets, asked of the daemon when the
 /// user presses TAB (swift-argument-parser calls these through `lockstep ---completion`).
@@ -31,33 +31,32 @@ enum ClientCompletion {
     }
 
     static let environments: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
-        guard let api = client(words: words),
-              let reply = try? await api.get("environments"),
-              let list = try? api.decode(APIEnvironmentList.self, from: reply)
-        else { return [] }
-        return list.environments.map(\.name.rawValue).filter { $0.hasPrefix(prefix) }
+        let list = await ask(words: words) { api throws(ClientError) in
+            try api.decode(APIEnvironmentList.self, from: try await api.get("environments"))
+        }
+        return (list?.environments ?? []).map(\.name.rawValue).filter { $0.hasPrefix(prefix) }
     }
 
     static let targets: @Sendable ([String], Int, String) async -> [String] = { words, _, prefix in
-        guard let api = client(words: words),
-              let reply = try? await api.get("environments"),
-              let list = try? api.decode(APIEnvironmentList.self, from: reply)
-        else { return [] }
-        return list.environments.flatMap(\.targets).map(\.target.description).filter { $0.hasPrefix(prefix) }
+        let list = await ask(words: words) { api throws(ClientError) in
+            try api.decode(APIEnvironmentList.self, from: try await api.get("environments"))
+        }
+        return (list?.environments ?? []).flatMap(\.targets).map(\.target.description).filter { $0.hasPrefix(prefix) }
     }
 
     private static func runs(words: [String], prefix: String, states: [RunState]) async -> [String] {
-        guard let api = client(words: words) else { return [] }
         let query = states.map { URLQueryItem(name: "state", value: $0.rawValue) } + [URLQueryItem(name: "limit", value: "200")]
-        guard let reply = try? await api.get("runs", query: query),
-              let list = try? api.decode(APIRunList.self, from: reply)
-        else { return [] }
-        return list.runs.map(\.id.rawValue).filter { $0.hasPrefix(prefix) }
+        let list = await ask(words: words) { api throws(ClientError) in
+            try api.decode(APIRunList.self, from: try await api.get("runs", query: query))
+        }
+        return (list?.runs ?? []).map(\.id.rawValue).filter { $0.hasPrefix(prefix) }
     }
 
-    /// A client from the connection options already typed on the command line, the
-    /// environment and the client config; nil when that is not enough.
-    private static func client(words: [String]) -> APIClient? {
+    /// Asks the daemon with the connection options already typed on the command line, the
+    /// environment and the client config. Nil when that is not enough or the request fails:
+    /// a completion offers nothing rather than an error.
+    private static func ask<Result: Sendable>(words: [String],
+                                              _ body: (CommandClient) async throws(ClientError) -> Result) async -> Result? {
         var options = ClientOptions()
         options.server = value(of: "--server", in: words)
         options.tokenFile = value(of: "--token-file", in: words)
@@ -66,7 +65,7 @@ enum ClientCompletion {
         guard let settings = try? ClientSettings.resolve(options, environment: ProcessInfo.processInfo.environment,
                                                          warn: { _ in })
         else { return nil }
-        return APIClient(settings: settings)
+        return try? await CommandClient.with(settings, body)
     }
 
     /// `--name VALUE` or `--name=VALUE` in the shell words, without surrounding quotes.

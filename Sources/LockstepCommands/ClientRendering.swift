@@ -1,6 +1,6 @@
 import Foundation
+import LockstepAPI
 import LockstepCore
-import LockstepHTTP
 
 // The human forms of the API's answers. Every string that came from the server goes
 // through `terminalSafe` (repo-derived text reaches these screens), and dates are shown in

@@ -1,23 +1,7 @@
-public import Foundation
+import Foundation
+import LockstepAPI
 import HTTPTypes
 import Hummingbird
-
-/// The JSON encoder and decoder of the API. Clients (the CLI) use the same ones so both
-/// sides agree on dates (ISO 8601, UTC) and key order (sorted, so output is diffable).
-public enum APIJSON {
-    public static func makeEncoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }
-
-    public static func makeDecoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
-    }
-}
 
 /// An error response the HTTP layer sends: a status, a stable code and a client-safe
 /// message. Nothing else becomes a response body: any other error turns into `internal`

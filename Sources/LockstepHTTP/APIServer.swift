@@ -141,21 +141,21 @@ public struct APIServer: Sendable {
         api.post("runs/:id/approve") { request, context in
             let identity = try authenticated(context)
             let id = try runID(context)
-            let body = try BodyDecoder.decode(ApproveBody.self, from: try await collect(request))
+            let body = try BodyDecoder.decode(APIApproveBody.self, from: try await collect(request))
             let digest = try field("digest") { () throws(CoreError) in try Digest(body.digest) }
             return try await respond(to: request, context: context, with: backend.approve(id, identity: identity, digest: digest))
         }
         api.post("runs/:id/reject") { request, context in
             let identity = try authenticated(context)
             let id = try runID(context)
-            let body = try BodyDecoder.decode(RejectBody.self, from: try await collect(request))
+            let body = try BodyDecoder.decode(APIRejectBody.self, from: try await collect(request))
             let reason = try ReasonText.validate(body.reason, field: "reason", maximumBytes: limits.maximumReasonBytes)
             return try await respond(to: request, context: context, with: backend.reject(id, identity: identity, reason: reason))
         }
         api.post("runs/:id/resolve") { request, context in
             let identity = try authenticated(context)
             let id = try runID(context)
-            let body = try BodyDecoder.decode(ResolveBody.self, from: try await collect(request))
+            let body = try BodyDecoder.decode(APIResolveBody.self, from: try await collect(request))
             guard let resolution = OperatorResolution(rawValue: body.as) else {
                 throw APIFailure.badRequest("field \"as\" must be \"applied\" or \"failed\"")
             }
@@ -166,7 +166,7 @@ public struct APIServer: Sendable {
         api.post("rollback") { request, context in
             let identity = try authenticated(context)
             try rejectQuery(request, allowing: [])
-            let body = try BodyDecoder.decode(RollbackBody.self, from: try await collect(request))
+            let body = try BodyDecoder.decode(APIRollbackBody.self, from: try await collect(request))
             let environment = try field("environment") { () throws(CoreError) in try EnvironmentName(body.environment) }
             let project = try body.project.map { raw in
                 try field("project") { () throws(CoreError) in try ProjectName(raw) }

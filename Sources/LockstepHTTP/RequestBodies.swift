@@ -1,4 +1,5 @@
 import Foundation
+import LockstepAPI
 import LockstepCore
 
 // Request bodies are decoded strictly: a JSON object with exactly the documented fields.
@@ -7,37 +8,15 @@ import LockstepCore
 // something else. Fields are plain strings here and validated into domain types by the
 // handler, so every error names the field it is about.
 
-/// A request body with a fixed set of field names.
+/// A request body with a fixed set of field names (the wire shapes are LockstepAPI's).
 protocol StrictBody: Decodable, Sendable {
     static var fields: Set<String> { get }
 }
 
-struct ApproveBody: StrictBody {
-    static let fields: Set<String> = ["digest"]
-    let digest: String
-}
-
-struct RejectBody: StrictBody {
-    static let fields: Set<String> = ["reason"]
-    let reason: String
-}
-
-struct RollbackBody: StrictBody {
-    static let fields: Set<String> = ["environment", "project", "version"]
-    let environment: String
-    let project: String?
-    let version: String
-}
-
-struct ResolveBody: StrictBody {
-    static let fields: Set<String> = ["as", "reason"]
-    let `as`: String
-    let reason: String
-
-    enum CodingKeys: String, CodingKey {
-        case `as`, reason
-    }
-}
+extension APIApproveBody: StrictBody {}
+extension APIRejectBody: StrictBody {}
+extension APIRollbackBody: StrictBody {}
+extension APIResolveBody: StrictBody {}
 
 /// Any JSON object key.
 private struct AnyKey: CodingKey {

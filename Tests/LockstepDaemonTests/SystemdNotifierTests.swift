@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Foundation
 import Glibc
-import LockstepHTTP
+import LockstepDaemon
 import Testing
 
 /// A real unix datagram socket standing in for systemd's notify socket.
