@@ -133,9 +133,9 @@ public final class DaemonService: Service, Sendable {
     /// group from ending and so leave SIGTERM unanswered.
     private func pollLoop() async {
         var backoff = Backoff(initial: pollInterval, maximum: max(pollInterval, Self.maximumFailureWait))
-        while !status.isDraining && !Task.isCancelled {
+        while !stopping {
             let succeeded = await passUnlessDraining()
-            if status.isDraining || Task.isCancelled { break }
+            if stopping { break }
             let wait: Duration
             if succeeded {
                 backoff.succeeded()
@@ -145,19 +145,27 @@ public final class DaemonService: Service, Sendable {
                 logger.debug("next pass after a failure", metadata: ["retry.in_ms": "\(wait.components.seconds * 1_000 + wait.components.attoseconds / 1_000_000_000_000_000)",
                                                                       "retry.failures": "\(backoff.failures)"])
             }
-            await firstOf({ try? await Task.sleep(for: wait) }, { await self.status.waitForDrain() })
+            // Ends early on a drain: the sleep is cancelled when graceful shutdown begins.
+            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
         }
+    }
+
+    /// A drain began (graceful shutdown reached this service) or the task was cancelled.
+    private var stopping: Bool {
+        status.isDraining || Task.isShuttingDownGracefully || Task.isCancelled
     }
 
     /// The longest wait between passes while they keep failing.
     static let maximumFailureWait: Duration = .seconds(30)
 
     /// Runs one pass; true when it succeeded. When a drain starts during it, the pass is
-    /// cancelled unless an apply runs in it (then it is let finish).
+    /// cancelled unless an apply runs in it (then it is let finish). Not
+    /// `cancelWhenGracefulShutdown`: that cancels at once, and a running apply must not be cut off.
     private func passUnlessDraining() async -> Bool {
         await withTaskGroup(of: Bool?.self) { group in
             group.addTask { await self.pass() }
-            group.addTask { await self.status.waitForDrain(); return nil }
+            // Returns when graceful shutdown begins (or throws when the pass ended first and cancelled it).
+            group.addTask { try? await gracefulShutdown(); return nil }
             while let result = await group.next() {
                 if let succeeded = result { group.cancelAll(); return succeeded }
                 if Task.isCancelled { group.cancelAll(); continue }
@@ -257,16 +265,6 @@ func readable(_ error: any Error) -> String {
     }
 }
 
-/// Runs two operations and returns when the first ends, cancelling the other.
-func firstOf(_ first: @escaping @Sendable () async -> Void, _ second: @escaping @Sendable () async -> Void) async {
-    await withTaskGroup(of: Void.self) { group in
-        group.addTask { await first() }
-        group.addTask { await second() }
-        await group.next()
-        group.cancelAll()
-    }
-}
-
 /// What the daemon is doing, for `/readyz`, `STATUS=` and the drain. Synchronous (a
 /// mutex, not an actor) because the graceful-shutdown handler cannot await.
 public final class DaemonStatus: Sendable {
@@ -277,7 +275,6 @@ public final class DaemonStatus: Sendable {
         var readySent = false
         var draining = false
         var fetchProblem: String?
-        var drainWaiters: [UUID: CheckedContinuation<Void, Never>] = [:]
     }
 
     private let state = Mutex(State())
@@ -333,39 +330,20 @@ public final class DaemonStatus: Sendable {
         if let line { notify { try notifier.ready(status: line) } }
     }
 
-    /// Returns true the first time: the caller starts the drain.
+    /// Returns true the first time: the caller starts the drain. Code that must wait for the
+    /// drain awaits service-lifecycle's `gracefulShutdown()`; this flag is for synchronous
+    /// readers (the API's request handlers, `/readyz`).
     func beginDrain() -> Bool {
-        let waiters: [CheckedContinuation<Void, Never>]? = state.withLock { s in
-            guard !s.draining else { return nil }
+        state.withLock { s in
+            guard !s.draining else { return false }
             s.draining = true
-            defer { s.drainWaiters = [:] }
-            return Array(s.drainWaiters.values)
+            return true
         }
-        guard let waiters else { return false }
-        waiters.forEach { $0.resume() }
-        return true
     }
 
     func stopping(_ line: String) {
         state.withLock { $0.line = line }
         notify { try notifier.stopping(status: line) }
-    }
-
-    /// Returns when a drain begins, or when the calling task is cancelled.
-    func waitForDrain() async {
-        let id = UUID()
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
-                    if s.draining || Task.isCancelled { return true }
-                    s.drainWaiters[id] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.drainWaiters.removeValue(forKey: id) }?.resume()
-        }
     }
 
     private func notify(_ send: () throws -> Bool) {
