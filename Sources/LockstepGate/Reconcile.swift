@@ -317,7 +317,7 @@ extension Gate {
     func ensureRun(for candidate: Candidate, served: ServedTarget, rollbackPin: RollbackPin?, actor: String,
                    report: inout ReconcileReport) async throws -> StoredRun? {
         let target = served.target
-        let runs = try await store.runs(target: target, states: nil)
+        let runs = try await store.runSummaries(target: target, states: nil)
         if runs.contains(where: { $0.run.tagName == candidate.info.name && $0.run.tagObject != candidate.object }) {
             let alert = RunAlert(code: Self.tagNotFollowed,
                                  description: "release tag \"\(displaySafe(candidate.info.name))\" now names another object than "
@@ -332,7 +332,8 @@ extension Gate {
         let id = try RunID(UUID().uuidString.lowercased())
         if let open = runs.first(where: { !$0.state.isFinal }) {
             guard open.state.isBeforeApply else { return nil }
-            let result = try await drive(open, .superseded(by: id), actor: actor)
+            guard let loaded = try await store.run(open.id) else { return nil }
+            let result = try await drive(loaded, .superseded(by: id), actor: actor)
             guard result.state == .superseded else { return nil }
             report.runsSuperseded.append(open.id)
             report.runsAdvanced[open.id] = .superseded

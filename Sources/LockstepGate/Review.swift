@@ -153,7 +153,7 @@ extension Gate {
               let commit = try? GitObjectID(info.commit.hex), let tree = try? GitObjectID(info.tree.hex) else {
             throw GateError(.versionNotAccepted, "the tag of \(version) moved since it was accepted; it is not followed")
         }
-        if let open = try await store.runs(target: target.target, states: Self.openStates).first, !open.state.isBeforeApply {
+        if let open = try await store.runSummaries(target: target.target, states: Self.openStates).first, !open.state.isBeforeApply {
             throw GateError(.targetBusy, "run \(open.id) on \(target.target) is \(open.state); roll back once it has finished")
         }
         let candidate = Candidate(info: info, version: decision.version ?? version, object: object, commit: commit, tree: tree)
