@@ -19,7 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
@@ -59,6 +59,7 @@ let package = Package(
         .target(
             name: "LockstepConfig",
             dependencies: [
+                "LockstepCore",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
@@ -199,7 +200,9 @@ let package = Package(
         ),
         .testTarget(name: "TerraformRunnerTests", dependencies: ["TerraformRunner", "LockstepCore"], swiftSettings: strict),
         .testTarget(name: "LockstepCoreTests", dependencies: ["LockstepCore"], swiftSettings: strict),
-        .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig"], swiftSettings: strict),
+        // Name literals (`"prod"` as an EnvironmentName) for test fixtures only; no product has them.
+        .target(name: "NameLiterals", dependencies: ["LockstepCore"], path: "Tests/NameLiterals", swiftSettings: strict),
+        .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig", "LockstepCore", "NameLiterals"], swiftSettings: strict),
         .testTarget(name: "RunStoreTests", dependencies: ["RunStore", "LockstepCore"], swiftSettings: strict),
         // One canned APIBackend and its fixtures for the HTTP and CLI tests. Test-only:
         // only test targets depend on it, and no product contains it.
@@ -236,7 +239,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LockstepGateTests",
-            dependencies: ["LockstepGate", "LockstepCore", "LockstepConfig", "RunStore", "GitSource", "TerraformRunner",
+            dependencies: ["LockstepGate", "LockstepCore", "NameLiterals", "LockstepConfig", "RunStore", "GitSource", "TerraformRunner",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),

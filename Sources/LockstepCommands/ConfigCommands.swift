@@ -47,13 +47,13 @@ public struct ConfigCheckCommand: ParsableCommand {
     /// One line: what the agent config sets up and, with a repo, what its layout holds.
     private func summary() -> String {
         guard let agent = try? AgentConfig.load(path: config) else { return config }
-        let names = agent.environments.keys.sorted()
-        let served = names.filter { agent.environments[$0]?.serves == true }
+        let names = agent.environments.keys.sorted().map(\.rawValue)
+        let served = agent.environments.values.filter(\.serves).map(\.name.rawValue).sorted()
         var line = "\(config): \(names.count) environment\(names.count == 1 ? "" : "s") (\(names.joined(separator: ", "))), "
             + "serves \(served.isEmpty ? "none" : served.joined(separator: ", ")), "
             + "\(agent.identities.count) identit\(agent.identities.count == 1 ? "y" : "ies")"
         if let repo, let layout = try? RepoConfig.load(root: repo) {
-            let projects = layout.projects.keys.sorted()
+            let projects = layout.projects.keys.sorted().map(\.rawValue)
             line += "; \(layout.file): \(projects.count) project\(projects.count == 1 ? "" : "s") "
                 + "(\(projects.joined(separator: ", ")))"
         }

@@ -121,7 +121,7 @@ public struct TagsCommand: AsyncParsableCommand {
         } catch {
             throw OfflineError(error.errors.map(\.description).joined(separator: "\n"))
         }
-        guard let policy = agent.environments[environmentName.rawValue] else {
+        guard let policy = agent.environments[environmentName] else {
             throw OfflineError("the agent config \(config) has no environment \(environmentName)")
         }
         let mirrorURL = URL(fileURLWithPath: mirrorPath).standardizedFileURL
@@ -135,7 +135,7 @@ public struct TagsCommand: AsyncParsableCommand {
         }
 
         let mirror = GitMirror(remote: GateBackend.remote(for: agent), path: mirrorURL.path, logger: Logger(label: "lockstep"))
-        let projects: [String]
+        let projects: [ProjectName]
         let pattern: TagPattern
         do {
             _ = try await mirror.sync()
@@ -147,7 +147,7 @@ public struct TagsCommand: AsyncParsableCommand {
         } catch {
             throw OfflineError("the delivery repository could not be read: \(error)")
         }
-        if let projectName, !projects.contains(projectName.rawValue) {
+        if let projectName, !projects.contains(projectName) {
             throw OfflineError("lockstep.yaml at \(agent.repository.branch) has no project \(projectName)")
         }
 
@@ -157,8 +157,7 @@ public struct TagsCommand: AsyncParsableCommand {
         defer { try? runStore?.close() }
         var decisions: [StoredTagDecision] = []
         var problems: [String] = []
-        for name in projects where projectName == nil || projectName?.rawValue == name {
-            guard let project = try? ProjectName(name) else { continue }
+        for project in projects where projectName == nil || projectName == project {
             let target = TargetID(project: project, environment: environmentName)
             var records: [RunRecord] = []
             if let source, let runStore {

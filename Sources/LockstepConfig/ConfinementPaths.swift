@@ -1,4 +1,5 @@
 import Foundation
+public import LockstepCore
 
 /// What terraform must never reach when it runs confined (`terraform.confine`, the default),
 /// and what is wrong with what the config grants it. The daemon builds its Landlock sandbox
@@ -49,7 +50,7 @@ extension AgentConfig {
         }
         for name in environments.keys.sorted() {
             for (index, path) in (environments[name]?.writablePaths ?? []).enumerated() {
-                let key = "environments.\(name).writable_paths[\(index)]"
+                let key = "environments.\(name.rawValue).writable_paths[\(index)]"
                 var isFolder: ObjCBool = false
                 if onThisMachine, !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) || !isFolder.boolValue {
                     problems.append(ConfigError(file: file, keyPath: key, expected: "an existing folder", code: .invalidValue))
@@ -91,7 +92,7 @@ extension AgentConfig {
     /// The provider cache of one environment: `NAME` inside `terraform.plugin_cache_dir`, or
     /// nil when no cache root is configured. Each environment has its own, so a provider an
     /// init of one environment put there is never run by another's plan or apply.
-    public func pluginCacheDirectory(environment: String) -> String? {
-        terraform.pluginCacheDir.map { ($0 == "/" ? "" : $0) + "/" + environment }
+    public func pluginCacheDirectory(environment: EnvironmentName) -> String? {
+        terraform.pluginCacheDir.map { ($0 == "/" ? "" : $0) + "/" + environment.rawValue }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+public import LockstepCore
 import Yams
 #if canImport(Glibc)
 import Glibc
@@ -20,12 +21,12 @@ public struct RepoConfig: Sendable, Hashable {
 
     public var file: String
     /// Project name → layout. Never empty.
-    public var projects: [String: ProjectLayout]
+    public var projects: [ProjectName: ProjectLayout]
     /// Extra policy files (read by external checks), relative to the repo root.
     public var policyFiles: [RelativePath]
 
     /// Every environment named by any project.
-    public var environmentNames: Set<String> {
+    public var environmentNames: Set<EnvironmentName> {
         Set(projects.values.flatMap { $0.environments.keys })
     }
 
@@ -63,12 +64,12 @@ public struct RepoConfig: Sendable, Hashable {
     /// so a pull request cannot invent an environment that has no approvers.
     public func check(against agent: AgentConfig) -> [ConfigError] {
         var errors: [ConfigError] = []
-        let known = agent.environments.keys.sorted().joined(separator: ", ")
+        let known = agent.environments.keys.sorted().map(\.rawValue).joined(separator: ", ")
         for project in projects.keys.sorted() {
             guard let layout = projects[project] else { continue }
             for env in layout.environments.keys.sorted() where agent.environments[env] == nil {
                 errors.append(ConfigError(
-                    file: file, keyPath: KeyPath().key("projects").key(project).key("environments").key(env).rendered,
+                    file: file, keyPath: KeyPath().key("projects").key(project.rawValue).key("environments").key(env.rawValue).rendered,
                     expected: "an environment defined in the agent config (\(known)); a repo config cannot add environments",
                     code: .unknownReference))
             }
@@ -91,11 +92,11 @@ public struct RepoConfig: Sendable, Hashable {
         }
         for name in projects.keys.sorted() {
             guard let p = projects[name] else { continue }
-            let at = KeyPath().key("projects").key(name)
+            let at = KeyPath().key("projects").key(name.rawValue)
             check(p.dir, at.key("dir"))
             for env in p.environments.keys.sorted() {
                 guard let e = p.environments[env] else { continue }
-                let eat = at.key("environments").key(env)
+                let eat = at.key("environments").key(env.rawValue)
                 for (i, v) in e.varFiles.enumerated() { check(v, eat.key("var_files").index(i)) }
                 for (i, v) in e.backendConfigFiles.enumerated() { check(v, eat.key("backend_config_files").index(i)) }
             }
@@ -107,16 +108,16 @@ public struct RepoConfig: Sendable, Hashable {
 
 /// One Terraform root module of the delivery repo.
 public struct ProjectLayout: Sendable, Hashable {
-    public var name: String
+    public var name: ProjectName
     /// The module folder, relative to the repo root (`.` for the root itself).
     public var dir: RelativePath
     /// Environment name → its files and checks. Never empty.
-    public var environments: [String: EnvironmentLayout]
+    public var environments: [EnvironmentName: EnvironmentLayout]
 }
 
 /// The layout of one (project, environment) target.
 public struct EnvironmentLayout: Sendable, Hashable {
-    public var name: String
+    public var name: EnvironmentName
     /// `-var-file` arguments, relative to the repo root.
     public var varFiles: [RelativePath]
     /// `-backend-config` files, relative to the repo root.
@@ -248,7 +249,7 @@ struct RepoParser {
     func parse(_ root: Node, file: String) -> RepoConfig? {
         let top = KeyPath()
         guard let f = reader.mapping(root, top, "a mapping at the top level with `projects`") else { return nil }
-        var projects: [String: ProjectLayout]?
+        var projects: [ProjectName: ProjectLayout]?
         if let pnode = f.take("projects") {
             projects = projectsMap(pnode, top.key("projects"))
         } else {
@@ -260,14 +261,14 @@ struct RepoParser {
         return RepoConfig(file: file, projects: projects, policyFiles: policy)
     }
 
-    private func projectsMap(_ node: Node, _ at: KeyPath) -> [String: ProjectLayout]? {
+    private func projectsMap(_ node: Node, _ at: KeyPath) -> [ProjectName: ProjectLayout]? {
         guard let f = reader.mapping(node, at, "a mapping of project names to `dir` and `environments`") else { return nil }
         let entries = f.entries()
         if entries.isEmpty {
             reader.fail(at, .invalidValue, "at least one project", node)
             return nil
         }
-        var out: [String: ProjectLayout] = [:]
+        var out: [ProjectName: ProjectLayout] = [:]
         var ok = true
         for (name, value) in entries {
             let here = at.key(name)
@@ -276,7 +277,7 @@ struct RepoParser {
                 ok = false
                 continue
             }
-            if let p = project(name, value, here) { out[name] = p } else { ok = false }
+            if let p = project(name, value, here) { out[p.name] = p } else { ok = false }
         }
         return ok ? out : nil
     }
@@ -289,30 +290,32 @@ struct RepoParser {
         } else {
             reader.fail(at.key("dir"), .missingKey, "the project folder relative to the repository root (`.` for the root)", node)
         }
-        var envs: [String: EnvironmentLayout]?
+        var envs: [EnvironmentName: EnvironmentLayout]?
         if let enode = f.take("environments") {
             envs = environments(enode, at.key("environments"))
         } else {
             reader.fail(at.key("environments"), .missingKey, "a mapping of environment names to their files", node)
         }
         f.finish(known: "dir, environments", classify: classify(environmentsAtTop: false))
-        guard let dir, let envs else { return nil }
-        return ProjectLayout(name: name, dir: dir, environments: envs)
+        guard let dir, let envs, let projectName = reader.name(ProjectName.self, name, at, node) else { return nil }
+        return ProjectLayout(name: projectName, dir: dir, environments: envs)
     }
 
-    private func environments(_ node: Node, _ at: KeyPath) -> [String: EnvironmentLayout]? {
+    private func environments(_ node: Node, _ at: KeyPath) -> [EnvironmentName: EnvironmentLayout]? {
         guard let f = reader.mapping(node, at, "a mapping of environment names to `var_files`, `backend_config_files`, `verify`") else { return nil }
         let entries = f.entries()
         if entries.isEmpty {
             reader.fail(at, .invalidValue, "at least one environment", node)
             return nil
         }
-        var out: [String: EnvironmentLayout] = [:]
+        var out: [EnvironmentName: EnvironmentLayout] = [:]
         var ok = true
-        for (name, value) in entries {
-            let here = at.key(name)
-            guard isSimpleName(name) else {
-                reader.fail(here, .invalidValue, "an environment name of lowercase letters, digits, `-`, `_` (at most 63 bytes)", value)
+        for (raw, value) in entries {
+            let here = at.key(raw)
+            guard isSimpleName(raw), let name = reader.name(EnvironmentName.self, raw, here, value) else {
+                if !isSimpleName(raw) {
+                    reader.fail(here, .invalidValue, "an environment name of lowercase letters, digits, `-`, `_` (at most 63 bytes)", value)
+                }
                 ok = false
                 continue
             }
@@ -376,7 +379,7 @@ struct RepoParser {
             f.finish(known: "argv, timeout", classify: classify(environmentsAtTop: false))
             guard let args, let timeout else { return nil }
             return VerifyCommand(argv: args, timeout: timeout)
-        case .scalar:
+        case .scalar, .alias:
             reader.fail(at, .wrongType, argvWhat, node)
             return nil
         }

@@ -1,3 +1,4 @@
+import LockstepCore
 import Yams
 
 /// Bounds on a configuration document. A config is small, shallow and hand-written; anything
@@ -33,6 +34,17 @@ final class Reader {
 
     func append(_ error: ConfigError) { errors.append(error) }
 
+    /// `raw` as one of the core's names, or nil with the core's reason recorded: a name the
+    /// config's own rules accepted but the core does not is an error in the file, never dropped.
+    func name<Name: ValidatedString>(_ type: Name.Type, _ raw: String, _ path: KeyPath, _ node: Node?) -> Name? {
+        do {
+            return try Name(raw)
+        } catch {
+            fail(path, .invalidValue, "a valid name (\(error.description))", node)
+            return nil
+        }
+    }
+
     // MARK: document
 
     /// Size, UTF-8 and nesting checks on the raw text, then Yams, then a structural walk that
@@ -51,6 +63,14 @@ final class Reader {
         let root: Node?
         do {
             root = try Parser(yaml: text).singleRoot()
+        } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+            // Yams refuses a mapping with a key given twice (which value would count is
+            // exactly what a reviewer could misread); only the key names and the line are shown.
+            for key in duplicates.sorted() {
+                errors.append(ConfigError(file: file, keyPath: path.key(key).rendered, expected: "each key at most once in a mapping",
+                                          code: .duplicateKey, line: context.mark.line))
+            }
+            return nil
         } catch let error as YamlError {
             // YamlError's own description quotes the document; only the position and
             // libyaml's fixed problem text are shown, never file content.
@@ -202,14 +222,10 @@ final class Fields {
     init(_ map: Node.Mapping, path: KeyPath, reader: Reader) {
         self.path = path
         self.reader = reader
-        var seen: Set<String> = []
+        // Duplicate keys never get here: the parser refuses them (``Reader/document(_:)``).
         for (i, pair) in map.enumerated() {
             guard case let .scalar(key) = pair.key, !Reader.isNull(pair.key) else {
                 reader.fail(path.index(i), .wrongType, "a plain string key", pair.key)
-                continue
-            }
-            if !seen.insert(key.string).inserted {
-                reader.fail(path.key(key.string), .duplicateKey, "each key at most once", pair.key)
                 continue
             }
             pairs.append((key.string, pair.value))
@@ -283,6 +299,10 @@ struct StructureWalk {
         switch node {
         case .scalar:
             return
+        case .alias:
+            // The parser resolves aliases; a tree built by hand could still hold one.
+            reader.fail(path, .alias, "no YAML anchors or aliases (`&name`, `*name`): write every value out", node)
+            ok = false
         case let .sequence(seq):
             for (i, item) in seq.enumerated() {
                 visit(item, path: path.index(i), depth: depth + 1, firstChild: i == 0)

@@ -29,6 +29,8 @@ public struct CoreError: Error, Sendable, Hashable, CustomStringConvertible, Cus
         public static let policyInvalid = Code(rawValue: "policy_invalid")
         public static let rollbackVersionNotAccepted = Code(rawValue: "rollback_version_not_accepted")
         public static let runStateInvalid = Code(rawValue: "run_state_invalid")
+        // Plans
+        public static let planUnreadable = Code(rawValue: "plan_unreadable")
     }
 
     public let code: Code

@@ -174,7 +174,7 @@ public enum Daemon {
 
     static func credentials(_ agent: AgentConfig) throws -> [APICredential] {
         try agent.identities.values.sorted { $0.name < $1.name }.map { identity in
-            APICredential(identity: try IdentityName(identity.name), tokenSHA256: try Digest(identity.tokenSHA256))
+            APICredential(identity: identity.name, tokenSHA256: try Digest(identity.tokenSHA256))
         }
     }
 

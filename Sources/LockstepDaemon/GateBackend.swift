@@ -38,14 +38,15 @@ public struct GateBackend: APIBackend {
         let served = await gate.servedTargetIDs()
         var result: [APIEnvironment] = []
         for name in promotionOrder() {
-            guard let policy = agent.environments[name], let environment = try? EnvironmentName(name) else { continue }
+            guard let policy = agent.environments[name] else { continue }
+            let environment = name
             var targets: [APITarget] = []
             for target in served where target.environment == environment {
                 targets.append(try await board(target))
             }
             result.append(APIEnvironment(
-                name: environment, promoteFrom: policy.promoteFrom.flatMap { try? EnvironmentName($0) },
-                requiredApprovals: policy.approvals, approvers: policy.approvers.compactMap { try? IdentityName($0) },
+                name: environment, promoteFrom: policy.promoteFrom,
+                requiredApprovals: policy.approvals, approvers: policy.approvers,
                 served: policy.serves, targets: targets))
         }
         return result
@@ -68,7 +69,7 @@ public struct GateBackend: APIBackend {
     }
 
     public func tagDecisions(environment: EnvironmentName, project: ProjectName?) async throws -> APITagDecisionList? {
-        guard agent.environments[environment.rawValue] != nil else { return nil }
+        guard agent.environments[environment] != nil else { return nil }
         var targets = await gate.servedTargetIDs().filter { $0.environment == environment }
         if let project {
             targets = targets.filter { $0.project == project }
@@ -157,7 +158,7 @@ public struct GateBackend: APIBackend {
 
     public func rollback(_ request: APIRollbackRequest, identity: IdentityName) async throws -> APIOutcome<APIRollbackResult> {
         if let refusal = drainingRefusal() { return .refused(refusal) }
-        guard let policy = agent.environments[request.environment.rawValue], policy.serves else {
+        guard let policy = agent.environments[request.environment], policy.serves else {
             return .refused(APIRefusal(code: .environmentNotServed,
                                        message: "this agent does not serve environment \(request.environment)"))
         }
@@ -201,7 +202,7 @@ public struct GateBackend: APIBackend {
             // The gate checks who may decide first; asking the policy again picks the code
             // without reading the message.
             guard let stored = try await store.run(run) else { return .notFound("there is no run \(run)") }
-            let allowed = agent.environments[stored.target.environment.rawValue]?.approvers.contains(identity.rawValue) ?? false
+            let allowed = agent.environments[stored.target.environment]?.approvers.contains(identity) ?? false
             return .refused(APIRefusal(code: allowed ? .runStateInvalid : .identityNotAllowed, message: message))
         }
     }
@@ -223,9 +224,9 @@ public struct GateBackend: APIBackend {
     }
 
     /// Environments sources first (promotion order), then by name.
-    func promotionOrder() -> [String] {
-        func depth(_ name: String) -> Int {
-            var seen: Set<String> = [name]
+    func promotionOrder() -> [EnvironmentName] {
+        func depth(_ name: EnvironmentName) -> Int {
+            var seen: Set<EnvironmentName> = [name]
             var current = name
             var level = 0
             while let next = agent.environments[current]?.promoteFrom, seen.insert(next).inserted {

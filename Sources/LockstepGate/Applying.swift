@@ -69,7 +69,7 @@ extension Gate {
         } catch {
             throw FactsUnavailable(reason: "the release tag could not be re-resolved: \(error.description)")
         }
-        let checksPassed = run.plan.map { PlanChecks.evaluate(planJSON: Data($0.planJSON.utf8), policy: policy).passed } ?? false
+        let checksPassed = run.plan != nil && checks(of: run, policy).passed
         return ApplyFacts(validApprovals: valid.count, requiredApprovals: approvalPolicy.requiredApprovals,
                           approvedDigest: digest, planDigestOnDisk: onDisk, runCommit: run.run.commit,
                           tagCommitNow: tagCommit,

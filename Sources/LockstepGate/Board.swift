@@ -21,10 +21,8 @@ extension Gate {
     public func servedTargetIDs() -> [TargetID] {
         guard let layout = lastGoodLayout?.config else { return [] }
         var targets: [TargetID] = []
-        for (name, policy) in agent.environments where policy.serves {
-            guard let environment = try? EnvironmentName(name) else { continue }
+        for (environment, policy) in agent.environments where policy.serves {
             for project in layout.projects.keys {
-                guard let project = try? ProjectName(project) else { continue }
                 targets.append(TargetID(project: project, environment: environment))
             }
         }
@@ -40,7 +38,7 @@ extension Gate {
         }
         let given = Set(try await store.approvals(of: run.id).filter { $0.digest == digest }.map(\.identity))
         let taggers = policy.taggerMayApprove ? [] : taggerIdentities(run)
-        let may = policy.approvers.compactMap { try? IdentityName($0) }
+        let may = policy.approvers
             .filter { knownIdentities.contains($0) && !given.contains($0) && !taggers.contains($0) }
         return ReviewFacts(requiredApprovals: approvalPolicy.requiredApprovals, mayApprove: may)
     }

@@ -25,16 +25,15 @@ extension Gate {
     /// The grants of `environment` (see ``EnvironmentGrants``). Unconfined nothing is hidden or
     /// withheld; the provider cache is still the environment's own.
     nonisolated func grants(for environment: EnvironmentName) -> EnvironmentGrants {
-        let name = environment.rawValue
         let folder = { (path: String) in URL(fileURLWithPath: path, isDirectory: true) }
         let root = runner.pluginCacheDirectory
-        let cache = { (environment: String) in root.appendingPathComponent(environment, isDirectory: true) }
+        let cache = { (environment: EnvironmentName) in root.appendingPathComponent(environment.rawValue, isDirectory: true) }
         // Environments this agent does not serve too: the folders are theirs whoever runs them.
-        let others = agent.environments.keys.sorted().filter { $0 != name }
+        let others = agent.environments.keys.sorted().filter { $0 != environment }
         return EnvironmentGrants(
-            writable: (agent.environments[name]?.writablePaths ?? []).map(folder),
+            writable: (agent.environments[environment]?.writablePaths ?? []).map(folder),
             hidden: others.flatMap { other in (agent.environments[other]?.writablePaths ?? []).map(folder) + [cache(other)] },
-            pluginCache: cache(name))
+            pluginCache: cache(environment))
     }
 
     /// The confinement for a verify command of `environment`: every other environment's folders

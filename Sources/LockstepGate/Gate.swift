@@ -247,28 +247,26 @@ public actor Gate {
     static let openStates: Set<RunState> = Set(RunState.allCases.filter { !$0.isFinal })
 
     func environmentPolicy(_ target: TargetID) -> EnvironmentPolicy? {
-        agent.environments[target.environment.rawValue]
+        agent.environments[target.environment]
     }
 
     /// Every identity the agent config defines.
     var knownIdentities: Set<IdentityName> {
-        Set(agent.identities.keys.compactMap { try? IdentityName($0) })
+        Set(agent.identities.keys)
     }
 
     /// Identities whose configured e-mail addresses match the run's tagger.
     func taggerIdentities(_ run: StoredRun) -> Set<IdentityName> {
         guard let email = run.run.taggerEmail else { return [] }
         var directory: [IdentityName: [String]] = [:]
-        for identity in agent.identities.values {
-            if let name = try? IdentityName(identity.name) { directory[name] = identity.emails }
-        }
+        for identity in agent.identities.values { directory[identity.name] = identity.emails }
         return ApprovalRules.identities(matchingEmail: email, in: directory)
     }
 
     /// Whether `identity` is one of the environment's approvers (who may also reject,
     /// resolve and roll back).
     func isApprover(_ identity: IdentityName, of policy: EnvironmentPolicy) -> Bool {
-        knownIdentities.contains(identity) && policy.approvers.contains(identity.rawValue)
+        knownIdentities.contains(identity) && policy.approvers.contains(identity)
     }
 
     /// A failure reason as reviewers see it (a run's transitions and log): the agent's own

@@ -69,8 +69,8 @@ extension Gate {
         guard errors.isEmpty else {
             throw RunFailure("lockstep.yaml was refused: " + errors.map(\.description).joined(separator: "; "))
         }
-        let projectName = run.target.project.rawValue
-        let envName = run.target.environment.rawValue
+        let projectName = run.target.project
+        let envName = run.target.environment
         guard let project = repo.projects[projectName] else {
             throw RunFailure("lockstep.yaml at this commit defines no project \"\(projectName)\"")
         }

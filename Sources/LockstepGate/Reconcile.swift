@@ -113,16 +113,14 @@ extension Gate {
             throw GateError(.layout, "tag pattern \(pattern) has no {project} but lockstep.yaml defines \(layout.projects.count) projects")
         }
         var targets: [ServedTarget] = []
-        for (name, policy) in agent.environments where policy.serves {
-            guard let environment = try? EnvironmentName(name) else { continue }
-            for projectName in layout.projects.keys {
-                guard let project = try? ProjectName(projectName) else { continue }
+        for (environment, policy) in agent.environments where policy.serves {
+            for project in layout.projects.keys {
                 targets.append(ServedTarget(target: TargetID(project: project, environment: environment),
                                             policy: policy, pattern: pattern))
             }
         }
         return targets.sorted {
-            let (a, b) = (promotionDepth($0.target.environment.rawValue), promotionDepth($1.target.environment.rawValue))
+            let (a, b) = (promotionDepth($0.target.environment), promotionDepth($1.target.environment))
             return a != b ? a < b : $0.target < $1.target
         }
     }
@@ -191,7 +189,7 @@ extension Gate {
         branchLayoutProblem = problem
     }
 
-    private func promotionDepth(_ environment: String) -> Int {
+    private func promotionDepth(_ environment: EnvironmentName) -> Int {
         var depth = 0
         var current = agent.environments[environment]?.promoteFrom
         while let next = current, depth < agent.environments.count {

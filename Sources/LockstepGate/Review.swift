@@ -104,7 +104,7 @@ extension Gate {
 
     func rollbackTarget(_ environment: EnvironmentName, project: ProjectName?, to version: SemanticVersion,
                         identity: IdentityName) async throws -> StoredRun {
-        guard let policy = agent.environments[environment.rawValue], policy.serves else {
+        guard let policy = agent.environments[environment], policy.serves else {
             throw GateError(.unknownTarget, "this agent does not serve environment \(environment)")
         }
         guard isApprover(identity, of: policy) else {

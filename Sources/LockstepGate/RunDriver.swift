@@ -219,13 +219,13 @@ extension Gate {
         }
     }
 
-    /// The built-in checks over the stored (redacted) plan JSON.
+    /// The built-in checks over the stored plan's model.
     func runChecks(_ run: StoredRun) -> RunEvent {
         guard let policy = environmentPolicy(run.target) else {
             return .checksFailed(reasons: ["this agent has no policy for environment \(run.target.environment)"])
         }
-        guard let plan = run.plan else { return .checksFailed(reasons: ["the run has no stored plan"]) }
-        let checks = PlanChecks.evaluate(planJSON: Data(plan.planJSON.utf8), policy: policy)
+        guard run.plan != nil else { return .checksFailed(reasons: ["the run has no stored plan"]) }
+        let checks = checks(of: run, policy)
         return checks.passed ? .checksPassed : .checksFailed(reasons: checks.failures)
     }
 
@@ -233,13 +233,13 @@ extension Gate {
     /// the plan destroys a protected resource type (see ``PlanChecks``).
     func approvalPolicy(for run: StoredRun, _ policy: EnvironmentPolicy) throws -> ApprovalPolicy {
         var required = policy.approvals
-        if let plan = run.plan, PlanChecks.evaluate(planJSON: Data(plan.planJSON.utf8), policy: policy).needsExtraApproval {
+        if run.plan != nil, checks(of: run, policy).needsExtraApproval {
             required += 1
         }
         let seconds = Double(policy.approvalTTL.components.seconds)
         do {
             return try ApprovalPolicy(requiredApprovals: required,
-                                      allowedIdentities: Set(policy.approvers.compactMap { try? IdentityName($0) }),
+                                      allowedIdentities: Set(policy.approvers),
                                       taggerMayApprove: policy.taggerMayApprove, approvalLifetime: seconds)
         } catch {
             throw GateError(.notAllowed, "the approval policy of \(run.target.environment) cannot be met: \(error.description)")

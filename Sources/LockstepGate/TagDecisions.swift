@@ -28,7 +28,7 @@ public enum TagDecisions {
 
     /// The environment this one promotes from, when its policy names one.
     public static func promotionSource(of policy: EnvironmentPolicy) -> EnvironmentName? {
-        policy.promoteFrom.flatMap { try? EnvironmentName($0) }
+        policy.promoteFrom
     }
 
     /// The acceptance rules of an environment: agent config only (a repository never sets them).

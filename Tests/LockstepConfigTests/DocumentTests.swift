@@ -1,3 +1,4 @@
+import NameLiterals
 import Foundation
 import Testing
 @testable import LockstepConfig
@@ -39,11 +40,15 @@ struct DocumentTests {
         #expect(errors.map(\.code) == [.wrongType])
     }
 
-    @Test("the deepest flow nesting the lexical bound lets through reaches the tree walk and is refused there, not a crash")
+    @Test("nesting past the walk's bound is refused by the walk; the deepest the lexical bound lets through is refused, not a crash")
     func deepFlowNesting() {
-        let depth = DocumentLimits.maxFlowBrackets - 1
-        let yaml = "mirror_dir: " + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "\n"
-        #expect(agentErrors(yaml).map(\.code) == [.tooComplex])
+        func nested(_ depth: Int) -> String {
+            "mirror_dir: " + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "\n"
+        }
+        #expect(agentErrors(nested(DocumentLimits.maxDepth + 1)).map(\.code) == [.tooComplex])
+        // libyaml itself stops at its own depth limit (a syntax error) before the walk sees it.
+        let deepest = agentErrors(nested(DocumentLimits.maxFlowBrackets - 1)).map(\.code)
+        #expect(deepest == [.tooComplex] || deepest == [.syntax], "\(deepest)")
     }
 
     @Test("a document of hundreds of thousands of brackets is refused before Yams builds a tree")

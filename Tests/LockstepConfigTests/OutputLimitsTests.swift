@@ -1,3 +1,4 @@
+import NameLiterals
 import Foundation
 import Testing
 @testable import LockstepConfig

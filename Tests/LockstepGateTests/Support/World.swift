@@ -1,3 +1,4 @@
+import NameLiterals
 import Foundation
 import GitSource
 import LockstepConfig
