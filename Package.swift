@@ -43,6 +43,7 @@ let package = Package(
             name: "GitSource",
             dependencies: [
                 "CLibgit2",
+                "LockstepCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -195,7 +196,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GitSourceTests",
-            dependencies: ["GitSource", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GitSource", "LockstepCore", .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(name: "TerraformRunnerTests", dependencies: ["TerraformRunner", "LockstepCore"], swiftSettings: strict),

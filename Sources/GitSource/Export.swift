@@ -1,5 +1,6 @@
 internal import CLibgit2
 import Foundation
+import LockstepCore
 
 /// Caps on what one export may write. A commit is untrusted input: without caps, a tree of a
 /// million files, a 50 GB blob or a path 10,000 folders deep fills the agent's disk or exhausts
@@ -21,15 +22,25 @@ public struct ExportLimits: Sendable, Hashable {
 
 /// What an export wrote.
 public struct ExportResult: Sendable {
-    public let commit: ObjectID
+    public let commit: GitObjectID
     /// The tree of the exported commit (promotion compares trees).
-    public let tree: ObjectID
+    public let tree: GitObjectID
     public let fileCount: Int
     public let byteCount: Int
     /// Paths left out because a folder (or file or link) had an excluded name.
     public let excluded: [String]
     /// Submodule entries, which are never followed.
     public let skippedSubmodules: [String]
+
+    public init(commit: GitObjectID, tree: GitObjectID, fileCount: Int, byteCount: Int, excluded: [String] = [],
+                skippedSubmodules: [String] = []) {
+        self.commit = commit
+        self.tree = tree
+        self.fileCount = fileCount
+        self.byteCount = byteCount
+        self.excluded = excluded
+        self.skippedSubmodules = skippedSubmodules
+    }
 }
 
 extension GitMirror {
@@ -43,18 +54,18 @@ extension GitMirror {
     /// provider binaries must never run) are left out at any depth. Folders are created `0700`,
     /// files `0600` (`0700` when executable in git), so a run directory never exposes plan
     /// inputs to other users.
-    public func export(commit: ObjectID, to directory: String, limits: ExportLimits = ExportLimits(),
+    public func export(commit: GitObjectID, to directory: String, limits: ExportLimits = ExportLimits(),
                        excludingNames excludedNames: Set<String> = []) throws(GitError) -> ExportResult {
         try withRepository { repo throws(GitError) in
             try checkTarget(directory)
-            var oid = commit.gitOID
-            let commitObject = try make("commit not found", ref: commit.hex, free: { git_commit_free($0) }) {
+            var oid = try commit.gitOID()
+            let commitObject = try make("commit not found", ref: commit.rawValue, free: { git_commit_free($0) }) {
                 git_commit_lookup($0, repo.pointer, &oid)
             }
-            let tree = try make("cannot read the commit's tree", ref: commit.hex, free: { git_tree_free($0) }) {
+            let tree = try make("cannot read the commit's tree", ref: commit.rawValue, free: { git_tree_free($0) }) {
                 git_commit_tree($0, commitObject.pointer)
             }
-            let treeID = ObjectID(git_tree_id(tree.pointer))
+            let treeID = GitObjectID(git_tree_id(tree.pointer))
             let odb = try make("cannot open the object database", free: { git_odb_free($0) }) {
                 git_repository_odb($0, repo.pointer)
             }

@@ -52,6 +52,12 @@ public struct GitError: Error, Sendable, CustomStringConvertible, CustomDebugStr
         public static let filesystem = Code("filesystem")
         /// An object, pack or ref of a repository is damaged or unreadable.
         public static let corruptRepository = Code("corrupt_repository")
+        /// An object id in a format this build cannot address (a SHA-256 id; libgit2 1.5 reads SHA-1 only).
+        public static let unsupportedObjectFormat = Code("unsupported_object_format")
+        /// A file asked of a commit is not a regular file (a folder, a symlink, a submodule).
+        public static let notAFile = Code("not_a_file")
+        /// A file asked of a commit is larger than the caller allows.
+        public static let fileTooLarge = Code("file_too_large")
         /// Any other libgit2 failure.
         public static let libgit2 = Code("libgit2")
     }

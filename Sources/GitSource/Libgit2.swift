@@ -1,5 +1,6 @@
 internal import CLibgit2
 import Foundation
+import LockstepCore
 
 /// libgit2 is initialised once per process; a global `let` is initialised lazily and exactly once.
 private let libgit2Initialisation: Int32 = lockstep_git_init()
@@ -146,17 +147,27 @@ func make(_ what: @autoclosure () -> String, ref: String? = nil,
     return Managed(pointer, free: free)
 }
 
-extension ObjectID {
+extension GitObjectID {
+    /// The id libgit2 holds. `git_oid_fmt` writes exactly 40 lowercase hex digits, which
+    /// always parse, so this cannot fail.
     init(_ oid: UnsafePointer<git_oid>) {
         var buffer = [CChar](repeating: 0, count: 40)
         git_oid_fmt(&buffer, oid)
-        self.init(uncheckedHex: String(decoding: buffer.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        self = try! GitObjectID(String(decoding: buffer.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 
-    /// The libgit2 form of this id.
-    var gitOID: git_oid {
+    /// The libgit2 form of this id. A SHA-256 id (64 digits) is refused by name: the
+    /// libgit2 this agent links (1.5) addresses SHA-1 objects only, and reading only the
+    /// first 40 digits would name another object.
+    func gitOID() throws(GitError) -> git_oid {
+        guard rawValue.utf8.count == 40 else {
+            throw GitError(.unsupportedObjectFormat,
+                           "object \(short)… is a SHA-256 id; this agent's libgit2 reads SHA-1 repositories only",
+                           ref: rawValue)
+        }
         var oid = git_oid()
-        _ = hex.withCString { git_oid_fromstrn(&oid, $0, 40) }
+        let rc = rawValue.withCString { git_oid_fromstrn(&oid, $0, 40) }
+        try check(rc, "cannot read object id", ref: rawValue)
         return oid
     }
 }

@@ -1,5 +1,6 @@
 internal import CLibgit2
 import Foundation
+import LockstepCore
 
 // How the mirror takes refs from the remote, one ref at a time.
 //
@@ -76,9 +77,9 @@ struct GitOID: Hashable {
         key = RefTarget(oid)
     }
 
-    var objectID: ObjectID {
+    var objectID: GitObjectID {
         var copy = raw
-        return ObjectID(&copy)
+        return GitObjectID(&copy)
     }
 
     static func == (lhs: GitOID, rhs: GitOID) -> Bool { lhs.key == rhs.key }
@@ -134,7 +135,7 @@ enum RefVetting {
             let rc = git_odb_read_header(&size, &type, odb, &current)
             if rc == GIT_ENOTFOUND.rawValue {
                 git_error_clear()
-                let id = ObjectID(&current).short
+                let id = GitObjectID(&current).short
                 return RefProblem(code: .missingObject, reason: depth == 0
                     ? "the object it points at (\(id)) does not exist"
                     : "its tag object points at an object (\(id)) that does not exist")
@@ -148,7 +149,7 @@ enum RefVetting {
                 var tag: OpaquePointer?
                 guard git_tag_lookup(&tag, repo, &current) == 0, let tag, let next = git_tag_target_id(tag) else {
                     git_error_clear()
-                    return RefProblem(code: .notACommit, reason: "its tag object \(ObjectID(&current).short) cannot be parsed")
+                    return RefProblem(code: .notACommit, reason: "its tag object \(GitObjectID(&current).short) cannot be parsed")
                 }
                 current = next.pointee
                 git_tag_free(tag)

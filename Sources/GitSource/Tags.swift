@@ -1,17 +1,26 @@
 import Foundation
+import LockstepCore
 
 /// One tag of the mirror, peeled to the commit it names.
 public struct TagInfo: Sendable, Hashable {
     /// The short name, without `refs/tags/`.
     public let name: String
     /// The object the tag ref points at: the tag object of an annotated tag, else the commit.
-    public let target: ObjectID
+    public let target: GitObjectID
     /// The commit the tag names after peeling.
-    public let commit: ObjectID
+    public let commit: GitObjectID
     /// The tree of that commit (promotion compares trees, not commits).
-    public let tree: ObjectID
+    public let tree: GitObjectID
     /// Who cut the tag and why; `nil` for a lightweight tag.
     public let annotation: TagAnnotation?
+
+    public init(name: String, target: GitObjectID, commit: GitObjectID, tree: GitObjectID, annotation: TagAnnotation?) {
+        self.name = name
+        self.target = target
+        self.commit = commit
+        self.tree = tree
+        self.annotation = annotation
+    }
 
     public var isAnnotated: Bool { annotation != nil }
 }
@@ -25,6 +34,14 @@ public struct TagAnnotation: Sendable, Hashable {
     public let message: String
     /// The format of the signature block, if the tag is signed (not verified here).
     public let signatureFormat: SignatureFormat?
+
+    public init(taggerName: String, taggerEmail: String, taggedAt: Date, message: String, signatureFormat: SignatureFormat?) {
+        self.taggerName = taggerName
+        self.taggerEmail = taggerEmail
+        self.taggedAt = taggedAt
+        self.message = message
+        self.signatureFormat = signatureFormat
+    }
 }
 
 /// A tag that exists in the mirror but that Lockstep will not use, with the reason.
@@ -32,6 +49,11 @@ public struct RefusedTag: Sendable, Hashable {
     /// The tag's name, quoted and escaped so that it is safe to print.
     public let displayName: String
     public let reason: String
+
+    public init(displayName: String, reason: String) {
+        self.displayName = displayName
+        self.reason = reason
+    }
 }
 
 /// The result of listing tags: the usable ones and the refused ones (never silently dropped,
@@ -39,6 +61,11 @@ public struct RefusedTag: Sendable, Hashable {
 public struct TagListing: Sendable {
     public var tags: [TagInfo]
     public var refused: [RefusedTag]
+
+    public init(tags: [TagInfo] = [], refused: [RefusedTag] = []) {
+        self.tags = tags
+        self.refused = refused
+    }
 }
 
 /// What a fetch changed in the mirror.
@@ -46,8 +73,14 @@ public struct FetchReport: Sendable, Equatable {
     /// A ref that was created, moved or deleted. `old` is `nil` for a new ref, `new` for a deleted one.
     public struct Change: Sendable, Hashable {
         public let name: String
-        public let old: ObjectID?
-        public let new: ObjectID?
+        public let old: GitObjectID?
+        public let new: GitObjectID?
+
+        public init(name: String, old: GitObjectID?, new: GitObjectID?) {
+            self.name = name
+            self.old = old
+            self.new = new
+        }
     }
 
     /// `true` when the mirror was created by this call.
@@ -66,6 +99,17 @@ public struct FetchReport: Sendable, Equatable {
     /// Refs skipped before that are no longer skipped: deleted upstream, or fixed (a fixed
     /// one also appears in `createdTags` or `branches`).
     public var clearedSkippedRefs: [SkippedRef] = []
+
+    public init(initialClone: Bool, createdTags: [Change] = [], movedTags: [Change] = [], deletedTags: [Change] = [],
+                branches: [Change] = [], skippedRefs: [SkippedRef] = [], clearedSkippedRefs: [SkippedRef] = []) {
+        self.initialClone = initialClone
+        self.createdTags = createdTags
+        self.movedTags = movedTags
+        self.deletedTags = deletedTags
+        self.branches = branches
+        self.skippedRefs = skippedRefs
+        self.clearedSkippedRefs = clearedSkippedRefs
+    }
 
     public var changed: Bool {
         !(createdTags.isEmpty && movedTags.isEmpty && deletedTags.isEmpty && branches.isEmpty)
@@ -106,12 +150,12 @@ public struct SkippedRef: Sendable, Hashable, CustomStringConvertible {
     /// `true` for a ref under `refs/tags/`, `false` for a branch.
     public let isTag: Bool
     /// The object the remote says the ref points at.
-    public let target: ObjectID?
+    public let target: GitObjectID?
     public let code: Code
     /// Why, in words safe for a client.
     public let reason: String
 
-    public init(displayName: String, isTag: Bool, target: ObjectID?, code: Code, reason: String) {
+    public init(displayName: String, isTag: Bool, target: GitObjectID?, code: Code, reason: String) {
         self.displayName = displayName
         self.isTag = isTag
         self.target = target
@@ -126,12 +170,19 @@ public struct SkippedRef: Sendable, Hashable, CustomStringConvertible {
 public struct ReleaseFacts: Sendable {
     public let tag: TagInfo
     /// The protected branch's tip when the facts were read.
-    public let branchTip: ObjectID
+    public let branchTip: GitObjectID
     /// The tagged commit is the branch tip or one of its ancestors.
     public let reachableFromBranch: Bool
     /// The tagged commit is on the branch's first-parent chain and has two or more parents:
     /// it is the merge commit of a pull request, not a commit pushed next to the review.
     public let isMergeOnFirstParentChain: Bool
+
+    public init(tag: TagInfo, branchTip: GitObjectID, reachableFromBranch: Bool, isMergeOnFirstParentChain: Bool) {
+        self.tag = tag
+        self.branchTip = branchTip
+        self.reachableFromBranch = reachableFromBranch
+        self.isMergeOnFirstParentChain = isMergeOnFirstParentChain
+    }
 }
 
 /// The kind of signature block found at the end of a tag object.
@@ -146,12 +197,20 @@ public struct SignatureFormat: Hashable, Sendable, CustomStringConvertible {
 /// The raw bytes of an annotated tag object, split as git splits them for `verify-tag`.
 public struct RawTagObject: Sendable {
     public let name: String
-    public let id: ObjectID
+    public let id: GitObjectID
     /// The signed bytes: the object up to the start of the signature block.
     public let payload: [UInt8]
     /// The signature block (armoured), or `nil` for an unsigned tag.
     public let signature: [UInt8]?
     public let signatureFormat: SignatureFormat?
+
+    public init(name: String, id: GitObjectID, payload: [UInt8], signature: [UInt8]?, signatureFormat: SignatureFormat?) {
+        self.name = name
+        self.id = id
+        self.payload = payload
+        self.signature = signature
+        self.signatureFormat = signatureFormat
+    }
 
     /// Splits a tag object at the last line that starts a signature block, as git does.
     public static func split(_ bytes: [UInt8]) -> (payload: [UInt8], signature: [UInt8]?, format: SignatureFormat?) {

@@ -1,5 +1,6 @@
 internal import CLibgit2
 import Foundation
+import LockstepCore
 
 /// Tells cheaply whether a fetch would change the mirror, so that the common case — nothing
 /// changed upstream — costs about what `git ls-remote` costs.
@@ -166,8 +167,8 @@ struct RefTarget: Hashable {
         }
     }
 
-    init(_ id: ObjectID) {
-        self.init(id.gitOID)
+    init(_ id: GitObjectID) throws(GitError) {
+        self.init(try id.gitOID())
     }
 }
 

@@ -144,6 +144,12 @@ public struct GitObjectID: ValidatedString {
         }
         self.rawValue = lower
     }
+
+    /// The all-zero id git uses for "no object" (the missing side of a created or deleted ref).
+    public var isZero: Bool { rawValue.utf8.allSatisfy { $0 == UInt8(ascii: "0") } }
+
+    /// The first 12 digits, for humans.
+    public var short: String { String(rawValue.prefix(12)) }
 }
 
 func hexString(_ bytes: some Sequence<UInt8>) -> String {

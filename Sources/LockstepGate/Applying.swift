@@ -56,14 +56,14 @@ extension Gate {
             onDisk = Digest.sha256(of: sealed)
         }
         do {
-            _ = try await mirror.sync()
+            _ = try await source.sync()
         } catch {
             throw FactsUnavailable(reason: "the release tag could not be re-resolved: \(error.description)")
         }
         var tagCommit: GitObjectID?
         do {
-            let info = try await mirror.tag(named: run.run.tagName)
-            tagCommit = try? GitObjectID(info.commit.hex)
+            let info = try await source.tag(named: run.run.tagName)
+            tagCommit = info.commit
         } catch where error.code == .notFound {
             tagCommit = nil
         } catch {

@@ -40,7 +40,8 @@ public actor Gate {
     /// The agent config this gate enforces (every trust decision).
     public nonisolated let agent: AgentConfig
     let store: any RunStore
-    let mirror: GitMirror
+    /// The delivery repository: the libgit2 mirror in production, a double in unit tests.
+    let source: any ReleaseSource
     /// Terraform and verify programs: the ``TerraformRunner`` in production, a double in unit tests.
     let runner: any PlanRunner
     /// Parent of every run directory (created `0700`).
@@ -54,14 +55,14 @@ public actor Gate {
     /// The last layout read at the protected branch tip that was valid, and that tip. Kept in
     /// the store too (``RunStore/recordValidLayout(_:at:)``) and read back from it at the first
     /// pass, so a broken layout merged while the daemon was down does not empty the board.
-    var lastGoodLayout: (tip: ObjectID, config: RepoConfig)?
+    var lastGoodLayout: (tip: GitObjectID, config: RepoConfig)?
     /// Whether a valid layout is known (from the branch tip or the store): the targets come
     /// from it even while ``branchLayoutProblem`` says the tip's layout is not used.
     public var followsValidLayout: Bool { lastGoodLayout != nil }
 
     /// The refs the mirror skips now (a tag on a tree, a name too long to store, …), each
     /// with its reason: every other ref is still fetched.
-    public func skippedRefs() async -> [SkippedRef] { await mirror.skippedRefs() }
+    public func skippedRefs() async -> [SkippedRef] { await source.skippedRefs() }
 
     /// Runs resolved as applied whose verify is still to run (``verifyResolved(run:)``).
     var resolvedAwaitingVerify: Set<RunID> = []
@@ -71,7 +72,7 @@ public actor Gate {
     var storedLayoutLoaded = false
     /// The branch tip whose layout was last examined, valid or not: an invalid tip is read
     /// once, not again on every pass.
-    var examinedLayoutTip: ObjectID?
+    var examinedLayoutTip: GitObjectID?
     /// Why the layout at the protected branch tip is not used (an invalid `lockstep.yaml`
     /// was merged, or it could not be read), or nil when the tip's layout is in use. The
     /// targets keep coming from the last valid layout meanwhile; this is what status and
@@ -104,7 +105,7 @@ public actor Gate {
     ///   - runsDirectory: parent of the per-run directories.
     ///   - logger: never receives a secret or a plan body.
     ///   - now: the clock; tests pass a controllable one.
-    public init(agent: AgentConfig, store: any RunStore, mirror: GitMirror, terraform: TerraformRunner.Configuration,
+    public init(agent: AgentConfig, store: any RunStore, mirror: any ReleaseSource, terraform: TerraformRunner.Configuration,
                 runsDirectory: URL, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
         // Every command keeps what the agent's `limits:` allow of plan text, plan JSON and output.
         let runner = TerraformRunner(configuration: terraform, logger: logger)
@@ -116,11 +117,11 @@ public actor Gate {
 
     /// The same with any ``PlanRunner`` instead of a terraform configuration (unit tests pass a
     /// double). The runner is used as given, output limits included.
-    public init(agent: AgentConfig, store: any RunStore, mirror: GitMirror, runner: any PlanRunner,
+    public init(agent: AgentConfig, store: any RunStore, mirror: any ReleaseSource, runner: any PlanRunner,
                 runsDirectory: URL, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
         self.agent = agent
         self.store = store
-        self.mirror = mirror
+        self.source = mirror
         self.runner = runner
         self.runsDirectory = runsDirectory
         self.logger = logger
@@ -273,7 +274,7 @@ public actor Gate {
     /// folders are named by their role, not their path. The daemon's log keeps the paths.
     func shownToReviewers(_ reason: String) -> String {
         var shown = reason
-        let folders = [(runsDirectory.path, "<runs>"), (mirror.path, "<mirror>"),
+        let folders = [(runsDirectory.path, "<runs>"), (source.path, "<mirror>"),
                        (runsDirectory.deletingLastPathComponent().path, "<agent folder>")]
         for (path, role) in folders where path.count > 1 {
             shown = shown.replacingOccurrences(of: path, with: role)

@@ -32,14 +32,11 @@ extension Gate {
     /// Exports the run's commit into `directory` (which must exist and be empty) within the
     /// agent's export limits, and checks the tree is the one the tag decision saw.
     func export(_ run: StoredRun, into directory: URL) async throws(RunFailure) {
-        guard let commit = ObjectID(hex: run.run.commit.rawValue) else {
-            throw RunFailure("commit \(run.run.commit) is not a SHA-1 object id this agent can export")
-        }
         let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
                                             maxDepth: agent.exportLimits.maxDepth)
         let result: ExportResult
         do {
-            result = try await mirror.export(commit: commit, to: directory.path, limits: limits,
+            result = try await source.export(commit: run.run.commit, to: directory.path, limits: limits,
                                              excludingNames: Self.excludedNames)
         } catch {
             // An export target error names the run's folder on the agent: not the reviewers' business.
@@ -49,7 +46,7 @@ extension Gate {
             }
             throw RunFailure("the tagged commit could not be exported: \(error.description)")
         }
-        guard result.tree.hex == run.run.tree.rawValue else {
+        guard result.tree == run.run.tree else {
             throw RunFailure("the exported tree \(result.tree) is not the tree \(run.run.tree) the tag decision saw")
         }
     }

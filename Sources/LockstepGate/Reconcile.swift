@@ -41,7 +41,7 @@ extension Gate {
         var toPlan: [StoredRun] = []
         let fetch: FetchReport
         do {
-            fetch = try await mirror.sync()
+            fetch = try await source.sync()
         } catch {
             throw GateError(.repository, "the delivery repository could not be fetched: \(error.description)")
         }
@@ -83,9 +83,9 @@ extension Gate {
     /// forget its targets (the runs of such a commit fail with the reason instead).
     func servedTargets(report: inout ReconcileReport) async throws -> [ServedTarget] {
         let branch = agent.repository.branch
-        let tip: ObjectID
+        let tip: GitObjectID
         do {
-            tip = try await mirror.branchTip(branch)
+            tip = try await source.branchTip(branch)
         } catch {
             throw GateError(.repository, "the protected branch could not be read: \(error.description)")
         }
@@ -130,18 +130,11 @@ extension Gate {
     /// changes nothing else: the targets keep coming from the last valid layout, never from a
     /// layout nobody could check.
     /// Returns whether the answer is final for this tip (valid, or invalid as written).
-    private func examineLayout(at tip: ObjectID, branch: String) async -> Bool {
-        let scratch = runsDirectory.appendingPathComponent(".layout-\(UUID().uuidString)", isDirectory: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
+    private func examineLayout(at tip: GitObjectID, branch: String) async -> Bool {
         let text: String
         let config: RepoConfig
         do {
-            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
-                                                maxDepth: agent.exportLimits.maxDepth)
-            _ = try await mirror.export(commit: tip, to: scratch.path, limits: limits, excludingNames: Self.excludedNames)
-            text = try RepoConfig.text(root: scratch.path)
+            text = try await repoConfigText(at: tip)
             config = try RepoConfig.parse(yaml: text)
         } catch let error as ConfigErrors {
             setBranchLayoutProblem("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
@@ -154,7 +147,7 @@ extension Gate {
         lastGoodLayout = (tip, config)
         setBranchLayoutProblem(nil)
         do {
-            let (layout, time, store) = (StoredBranchLayout(branch: branch, commit: try GitObjectID(tip.hex), yaml: text), now(), store)
+            let (layout, time, store) = (StoredBranchLayout(branch: branch, commit: tip, yaml: text), now(), store)
             try await uncancelled { try await store.recordValidLayout(layout, at: time) }
         } catch {
             logger.warning("the valid layout could not be stored; a restart before the next valid layout falls back to the previous one",
@@ -169,8 +162,7 @@ extension Gate {
         do {
             guard let stored = try await store.lastValidLayout(branch: branch) else { return }
             let config = try RepoConfig.parse(yaml: stored.yaml)
-            guard let commit = ObjectID(hex: stored.commit.rawValue) else { return }
-            lastGoodLayout = (commit, config)
+            lastGoodLayout = (stored.commit, config)
             logger.info("last valid layout read from the store", metadata: ["git.commit": "\(stored.commit)"])
         } catch {
             logger.warning("the stored last valid layout is not usable", metadata: ["error": "\(safeDescription(error))"])
@@ -205,7 +197,7 @@ extension Gate {
         let target = served.target
         let listing: TagListing
         do {
-            listing = try await mirror.tags(matching: served.pattern.glob(project: target.project, environment: target.environment),
+            listing = try await source.tags(matching: served.pattern.glob(project: target.project, environment: target.environment),
                                             components: served.pattern.componentCount)
         } catch {
             throw GateError(.repository, "the tags of \(target) could not be listed: \(error.description)")
@@ -237,7 +229,7 @@ extension Gate {
         }
         // The same decision code as `lockstep tags --offline` (TagDecisions.swift).
         let outcome = await TagDecisions.decide(target: target, policy: served.policy, agent: agent, pattern: served.pattern,
-                                                listing: listing, mirror: mirror, sourceRecords: sourceRecords)
+                                                listing: listing, mirror: source, sourceRecords: sourceRecords)
         report.problems += outcome.problems
         var accepted: [Candidate] = []
         for decided in outcome.decided {
@@ -263,9 +255,9 @@ extension Gate {
     /// before apply the run ends (and an alert is raised); after apply started only the
     /// alert is raised, once.
     func invalidateMovedRuns(_ target: TargetID, listing: TagListing, report: inout ReconcileReport) async throws {
-        let current = Dictionary(listing.tags.map { ($0.name, $0.target.hex) }, uniquingKeysWith: { first, _ in first })
+        let current = Dictionary(listing.tags.map { ($0.name, $0.target) }, uniquingKeysWith: { first, _ in first })
         for run in try await store.runs(target: target, states: Self.openStates) {
-            guard current[run.run.tagName] != run.run.tagObject.rawValue else { continue }
+            guard current[run.run.tagName] != run.run.tagObject else { continue }
             let result = try await drive(run, .tagMoved, actor: Self.systemActor)
             report.alertsRaised += result.alerts
             if result.state.isFinal {
@@ -354,20 +346,12 @@ extension Gate {
     }
 
     /// Whether the commit's `lockstep.yaml` has verify commands for the target (read once, at
-    /// run creation, from a throw-away export; the commit is immutable, so the plan reads
+    /// run creation, straight from the mirror; the commit is immutable, so the plan reads
     /// the same file). An unreadable layout says no: that run fails at planning anyway.
     func hasVerifyCommands(commit: GitObjectID, target: TargetID) async -> Bool {
-        guard let oid = ObjectID(hex: commit.rawValue) else { return false }
-        let scratch = runsDirectory.appendingPathComponent(".peek-\(UUID().uuidString)", isDirectory: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
         do {
-            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
-                                                maxDepth: agent.exportLimits.maxDepth)
-            _ = try await mirror.export(commit: oid, to: scratch.path, limits: limits, excludingNames: Self.excludedNames)
-            let config = try RepoConfig.load(root: scratch.path)
-            return !(config.projects[target.project.rawValue]?.environments[target.environment.rawValue]?.verify.isEmpty ?? true)
+            let config = try RepoConfig.parse(yaml: try await repoConfigText(at: commit))
+            return !(config.projects[target.project]?.environments[target.environment]?.verify.isEmpty ?? true)
         } catch {
             return false
         }
@@ -405,5 +389,36 @@ extension Gate {
                 break
             }
         }
+    }
+}
+
+extension Gate {
+    /// The largest `lockstep.yaml` read from a commit (the config reader's own document limit).
+    static let repoConfigMaxBytes = 1 << 20
+
+    /// The text of `commit`'s `lockstep.yaml`, read straight from the release source's object
+    /// database (no export). A file that is missing, a symlink, a folder, too large or not
+    /// UTF-8 is the layout's own problem, reported as a config error; a source that cannot
+    /// be read throws its own error, so the caller can try again later.
+    func repoConfigText(at commit: GitObjectID) async throws -> String {
+        let file = RepoConfig.fileName
+        let data: Data?
+        do {
+            data = try await source.file(at: file, commit: commit, maxBytes: Self.repoConfigMaxBytes)
+        } catch {
+            let code = error.code
+            guard code == .notAFile || code == .fileTooLarge || code == .unsafePath else { throw error }
+            throw ConfigErrors([ConfigError(file: file, keyPath: "", expected: "a regular file of at most \(Self.repoConfigMaxBytes) bytes "
+                                            + "at the repository root (\(error.message))",
+                                            code: code == .fileTooLarge ? .tooLarge : .unsafePath)])
+        }
+        guard let data else {
+            throw ConfigErrors([ConfigError(file: file, keyPath: "", expected: "a \(file) at the repository root of the commit",
+                                            code: .pathMissing)])
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw ConfigErrors([ConfigError(file: file, keyPath: "", expected: "UTF-8 text", code: .syntax)])
+        }
+        return text
     }
 }

@@ -115,7 +115,7 @@ extension Gate {
             throw GateError(.notAllowed, "\(identity) may not roll back \(environment)")
         }
         do {
-            _ = try await mirror.sync()
+            _ = try await source.sync()
         } catch {
             throw GateError(.repository, "the delivery repository could not be fetched: \(error.description)")
         }
@@ -145,18 +145,18 @@ extension Gate {
         }
         let info: TagInfo
         do {
-            info = try await mirror.tag(named: decision.tagName)
+            info = try await source.tag(named: decision.tagName)
         } catch {
             throw GateError(.versionNotAccepted, "the tag of \(version) could not be read: \(error.description)")
         }
-        guard info.target.hex == decision.tagObject.rawValue, let object = try? GitObjectID(info.target.hex),
-              let commit = try? GitObjectID(info.commit.hex), let tree = try? GitObjectID(info.tree.hex) else {
+        guard info.target == decision.tagObject else {
             throw GateError(.versionNotAccepted, "the tag of \(version) moved since it was accepted; it is not followed")
         }
         if let open = try await store.runSummaries(target: target.target, states: Self.openStates).first, !open.state.isBeforeApply {
             throw GateError(.targetBusy, "run \(open.id) on \(target.target) is \(open.state); roll back once it has finished")
         }
-        let candidate = Candidate(info: info, version: decision.version ?? version, object: object, commit: commit, tree: tree)
+        let candidate = Candidate(info: info, version: decision.version ?? version, object: info.target, commit: info.commit,
+                                  tree: info.tree)
         guard let run = try await ensureRun(for: candidate, served: target, rollbackPin: pin, actor: identity.rawValue,
                                             report: &report) else {
             throw GateError(.targetBusy, "another run was created on \(target.target) first")

@@ -44,7 +44,7 @@ public enum TagDecisions {
     /// - Parameter sourceRecords: the runs of the `promote_from` environment's target of the
     ///   same project, from the store (ignored when the policy has no `promote_from`).
     public static func decide(target: TargetID, policy: EnvironmentPolicy, agent: AgentConfig, pattern: TagPattern,
-                              listing: TagListing, mirror: GitMirror, sourceRecords: [RunRecord]) async -> Outcome {
+                              listing: TagListing, mirror: any ReleaseSource, sourceRecords: [RunRecord]) async -> Outcome {
         let rules = rules(for: policy, agent: agent)
         var outcome = Outcome()
         for tag in listing.tags {
@@ -61,8 +61,7 @@ public enum TagDecisions {
                 outcome.problems.append("\(target): tag \"\(displaySafe(tag.name))\" could not be read: \(error.description)")
                 continue
             }
-            guard let object = try? GitObjectID(facts.tag.target.hex), let commit = try? GitObjectID(facts.tag.commit.hex),
-                  let tree = try? GitObjectID(facts.tag.tree.hex) else { continue }
+            let (object, commit, tree) = (facts.tag.target, facts.tag.commit, facts.tag.tree)
             var promotionVerified = true
             if let source = rules.promoteFrom {
                 promotionVerified = PromotionRule.check(tree: tree, project: target.project, source: source,

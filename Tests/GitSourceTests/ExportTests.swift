@@ -1,13 +1,14 @@
 import Foundation
+import LockstepCore
 import Testing
 @testable import GitSource
 
 @Suite("Export of a commit's tree")
 struct ExportTests {
-    private func mirrorWith(_ fixture: GitFixture) async throws -> (GitMirror, ObjectID) {
+    private func mirrorWith(_ fixture: GitFixture) async throws -> (GitMirror, GitObjectID) {
         let mirror = localMirror(of: fixture)
         _ = try await mirror.sync()
-        return (mirror, ObjectID(hex: try fixture.revParse("HEAD"))!)
+        return (mirror, try GitObjectID(try fixture.revParse("HEAD")))
     }
 
     @Test("files, folders, modes and the tree id are exported exactly; excluded folders are dropped at any depth")
@@ -30,7 +31,7 @@ struct ExportTests {
 
         let result = try await mirror.export(commit: commit, to: directory, excludingNames: [".terraform", "terraform.d"])
 
-        #expect(result.tree.hex == (try fixture.revParse("HEAD^{tree}")))
+        #expect(result.tree.rawValue == (try fixture.revParse("HEAD^{tree}")))
         #expect(result.fileCount == 4)
         #expect(Set(result.excluded) == ["infra/.terraform", "infra/terraform.d", "terraform.d"])
         #expect(try String(contentsOfFile: directory + "/infra/main.tf", encoding: .utf8) == "resource \"null_resource\" \"a\" {}\n")

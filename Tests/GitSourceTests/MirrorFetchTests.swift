@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Logging
 import Testing
 @testable import GitSource
@@ -18,7 +19,7 @@ struct MirrorFetchTests {
         #expect(first.initialClone)
         #expect(Set(first.createdTags.map(\.name)) == ["staging/v1.0.0", "dev/v1.0.0"])
         #expect(Set(first.branches.map(\.name)) == ["main", "feature", "unmerged"])
-        #expect(try await mirror.branchTip("main").hex == history.fastForward)
+        #expect(try await mirror.branchTip("main").rawValue == history.fastForward)
 
         let second = try await mirror.sync()
         #expect(!second.initialClone)
@@ -40,12 +41,12 @@ struct MirrorFetchTests {
         try fixture.tag("prod/v1.2.0", at: history.fastForward)
         let report = try await mirror.sync()
 
-        #expect(report.movedTags == [FetchReport.Change(name: "prod/v1.0.0", old: ObjectID(hex: history.base), new: ObjectID(hex: history.unmerged))])
-        #expect(report.deletedTags == [FetchReport.Change(name: "prod/v1.1.0", old: ObjectID(hex: history.merge), new: nil)])
+        #expect(try report.movedTags == [FetchReport.Change(name: "prod/v1.0.0", old: GitObjectID(history.base), new: GitObjectID(history.unmerged))])
+        #expect(try report.deletedTags == [FetchReport.Change(name: "prod/v1.1.0", old: GitObjectID(history.merge), new: nil)])
         #expect(report.createdTags.map(\.name) == ["prod/v1.2.0"])
         let tags = try await mirror.tags(matching: "prod/*", components: 2).tags.map(\.name)
         #expect(tags == ["prod/v1.0.0", "prod/v1.2.0"])
-        #expect(try await mirror.tag(named: "prod/v1.0.0").commit.hex == history.unmerged)
+        #expect(try await mirror.tag(named: "prod/v1.0.0").commit.rawValue == history.unmerged)
     }
 
     @Test("a new branch tip is reported with its old and new commit")
@@ -57,7 +58,7 @@ struct MirrorFetchTests {
         _ = try await mirror.sync()
         let next = try fixture.commit(files: ["x.tf": "# x\n"], message: "next")
         let report = try await mirror.sync()
-        #expect(report.branches == [FetchReport.Change(name: "main", old: ObjectID(hex: history.fastForward), new: ObjectID(hex: next))])
+        #expect(try report.branches == [FetchReport.Change(name: "main", old: GitObjectID(history.fastForward), new: GitObjectID(next))])
         #expect(report.createdTags.isEmpty && report.movedTags.isEmpty)
     }
 
@@ -88,7 +89,7 @@ struct MirrorFetchTests {
         let reopened = GitMirror(remote: remote, path: mirrorPath(in: fixture), logger: .init(label: "t"))
         let report = try await reopened.sync()
         #expect(!report.initialClone && !report.changed)
-        #expect(try await reopened.tag(named: "dev/v1.0.0").commit.hex == history.merge)
+        #expect(try await reopened.tag(named: "dev/v1.0.0").commit.rawValue == history.merge)
     }
 
     @Test("a missing remote fails with a network or not-found error naming the repository")

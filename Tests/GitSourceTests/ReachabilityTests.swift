@@ -1,5 +1,6 @@
 import Testing
 @testable import GitSource
+import LockstepCore
 
 @Suite("Reachability from the protected branch")
 struct ReachabilityTests {
@@ -10,7 +11,7 @@ struct ReachabilityTests {
         let h = try makeMergedHistory(fixture)
         let mirror = localMirror(of: fixture)
         _ = try await mirror.sync()
-        let id = { (hex: String) in ObjectID(hex: hex)! }
+        let id = { (hex: String) in try GitObjectID(hex) }
 
         // (commit, reachable from main, merge commit on main's first-parent chain)
         let table: [(String, String, Bool, Bool)] = [
@@ -34,7 +35,7 @@ struct ReachabilityTests {
         try fixture.git("reset", "-q", "--hard", h.merge)
         let mirror = localMirror(of: fixture)
         _ = try await mirror.sync()
-        let merge = ObjectID(hex: h.merge)!
+        let merge = try GitObjectID(h.merge)
         #expect(try await mirror.branchTip("main") == merge)
         #expect(try await mirror.isReachable(merge, fromBranch: "main"))
         #expect(try await mirror.isMergeOnFirstParentChain(merge, branch: "main"))
@@ -54,7 +55,7 @@ struct ReachabilityTests {
         _ = try fixture.merge("feature2", noFF: true, message: "Merge pull request #2")
         let mirror = localMirror(of: fixture)
         _ = try await mirror.sync()
-        let side = ObjectID(hex: sideMerge)!
+        let side = try GitObjectID(sideMerge)
         #expect(try await mirror.isReachable(side, fromBranch: "main"))
         #expect(try await mirror.isMergeOnFirstParentChain(side, branch: "main") == false)
         _ = h
@@ -73,8 +74,8 @@ struct ReachabilityTests {
         #expect(!sneaky.reachableFromBranch && !sneaky.isMergeOnFirstParentChain)
         let good = try await mirror.releaseFacts(tag: "prod/v1.0.0", protectedBranch: "main")
         #expect(good.reachableFromBranch && good.isMergeOnFirstParentChain)
-        #expect(good.tag.commit.hex == h.merge)
-        #expect(good.branchTip.hex == h.fastForward)
+        #expect(good.tag.commit.rawValue == h.merge)
+        #expect(good.branchTip.rawValue == h.fastForward)
     }
 
     @Test("release facts follow the branch: an unmerged tag becomes reachable once merged, and a branch reset makes a tag unreachable again (answers kept per tip)")
@@ -100,7 +101,7 @@ struct ReachabilityTests {
         _ = try await mirror.sync()
         let reset = try await mirror.releaseFacts(tag: "prod/v9.0.0", protectedBranch: "main")
         #expect(!reset.reachableFromBranch, "the tip went back: the merged answer is not reused")
-        #expect(reset.branchTip.hex == h.fastForward)
+        #expect(reset.branchTip.rawValue == h.fastForward)
     }
 
     @Test("an unknown or hostile branch name is refused")
@@ -114,7 +115,7 @@ struct ReachabilityTests {
         #expect(missing.code == .notFound)
         #expect(missing.ref == "release")
         let hostile = try await #require(throws: GitError.self) {
-            try await mirror.isReachable(ObjectID(hex: h.base)!, fromBranch: "main\n../x")
+            try await mirror.isReachable(try GitObjectID(h.base), fromBranch: "main\n../x")
         }
         #expect(hostile.code == .invalidRefName)
     }

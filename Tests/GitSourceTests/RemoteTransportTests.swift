@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LockstepCore
 import Logging
 import Testing
 @testable import GitSource
@@ -23,7 +24,7 @@ struct RemoteTransportTests {
         let mirror = GitMirror(remote: Remote(url: server.url(for: "delivery.git")), path: mirrorPath(in: fixture), logger: .init(label: "t"))
         let first = try await mirror.sync()
         #expect(first.createdTags.map(\.name) == ["dev/v1.0.0"])
-        #expect(try await mirror.tag(named: "dev/v1.0.0").commit.hex == merge)
+        #expect(try await mirror.tag(named: "dev/v1.0.0").commit.rawValue == merge)
         try fixture.tag("dev/v1.1.0")
         try fixture.makeBareMirror(named: "delivery.git")
         let second = try await mirror.sync()
@@ -85,7 +86,7 @@ struct RemoteTransportTests {
                             knownHostsFile: server.knownHostsPath)
         let mirror = GitMirror(remote: remote, path: mirrorPath(in: fixture), logger: .init(label: "t"))
         #expect(try await mirror.sync().createdTags.map(\.name) == ["dev/v1.0.0"])
-        #expect(try await mirror.tag(named: "dev/v1.0.0").commit.hex == merge)
+        #expect(try await mirror.tag(named: "dev/v1.0.0").commit.rawValue == merge)
 
         // Nothing changed: the advertisement alone shows it, no fetch.
         #expect(try await !mirror.sync().changed)
@@ -97,7 +98,7 @@ struct RemoteTransportTests {
         let moved = try fixture.revParse("dev/v1.0.0")
         let report = try await mirror.sync()
         #expect(report.movedTags.map(\.name) == ["dev/v1.0.0"])
-        #expect(report.movedTags.first?.new?.hex == moved)
+        #expect(report.movedTags.first?.new?.rawValue == moved)
     }
 
     @Test("an up-to-date mirror still refuses a changed SSH host key: skipping the fetch never skips the check",

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Testing
 @testable import GitSource
 
@@ -38,10 +39,10 @@ struct TagTests {
         #expect(annotation.taggerEmail == GitFixture.authorEmail)
         #expect(annotation.message.hasPrefix("Release one\n\nnotes"))
         #expect(annotation.signatureFormat == nil)
-        #expect(annotated.commit.hex == commit)
-        #expect(annotated.target.hex == (try fixture.revParse("dev/v1.0.0")))
+        #expect(annotated.commit.rawValue == commit)
+        #expect(annotated.target.rawValue == (try fixture.revParse("dev/v1.0.0")))
         #expect(annotated.target != annotated.commit)
-        #expect(annotated.tree.hex == (try fixture.revParse("\(commit)^{tree}")))
+        #expect(annotated.tree.rawValue == (try fixture.revParse("\(commit)^{tree}")))
 
         let lightweight = try await mirror.tag(named: "dev/v1.0.1")
         #expect(lightweight.annotation == nil)
@@ -109,7 +110,7 @@ struct TagTests {
         #expect(report.createdTags.count == 10_000)
         let listing = try await mirror.tags(matching: "*", components: 2)
         #expect(listing.tags.count == 10_000)
-        #expect(listing.tags.allSatisfy { $0.commit.hex == commit })
+        #expect(listing.tags.allSatisfy { $0.commit.rawValue == commit })
         #expect(listing.tags.filter(\.isAnnotated).count == 5_000)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Logging
 import Testing
 @testable import GitSource
@@ -88,29 +89,29 @@ struct UpToDateCheckTests {
         switch change {
         case .deleteLastTag:
             try fixture.deleteTag("staging/v1.1.0")
-            expected.deletedTags = [.init(name: "staging/v1.1.0", old: ObjectID(hex: history.merge), new: nil)]
+            expected.deletedTags = [.init(name: "staging/v1.1.0", old: try GitObjectID(history.merge), new: nil)]
         case .deleteFirstTag:
             try fixture.deleteTag("prod/v1.0.0")
-            expected.deletedTags = [.init(name: "prod/v1.0.0", old: ObjectID(hex: history.base), new: nil)]
+            expected.deletedTags = [.init(name: "prod/v1.0.0", old: try GitObjectID(history.base), new: nil)]
         case .moveTag:
             try fixture.forceMoveTag("prod/v1.0.0", to: history.unmerged)
-            expected.movedTags = [.init(name: "prod/v1.0.0", old: ObjectID(hex: history.base), new: ObjectID(hex: history.unmerged))]
+            expected.movedTags = [.init(name: "prod/v1.0.0", old: try GitObjectID(history.base), new: try GitObjectID(history.unmerged))]
         case .moveAnnotatedTag:
             try fixture.forceMoveTag("prod/v1.1.0", to: history.unmerged, annotated: true, message: "moved")
             let moved = try fixture.revParse("prod/v1.1.0")
-            expected.movedTags = [.init(name: "prod/v1.1.0", old: ObjectID(hex: annotated), new: ObjectID(hex: moved))]
+            expected.movedTags = [.init(name: "prod/v1.1.0", old: try GitObjectID(annotated), new: try GitObjectID(moved))]
         case .createTagAtEnd:
             try fixture.tag("zz/v9.9.9", at: history.fastForward)
-            expected.createdTags = [.init(name: "zz/v9.9.9", old: nil, new: ObjectID(hex: history.fastForward))]
+            expected.createdTags = [.init(name: "zz/v9.9.9", old: nil, new: try GitObjectID(history.fastForward))]
         case .createTagAtStart:
             try fixture.tag("aa/v0.0.1", at: history.fastForward)
-            expected.createdTags = [.init(name: "aa/v0.0.1", old: nil, new: ObjectID(hex: history.fastForward))]
+            expected.createdTags = [.init(name: "aa/v0.0.1", old: nil, new: try GitObjectID(history.fastForward))]
         case .moveBranch:
             let next = try fixture.commit(files: ["next.tf": "# next\n"], message: "next")
-            expected.branches = [.init(name: "main", old: ObjectID(hex: history.fastForward), new: ObjectID(hex: next))]
+            expected.branches = [.init(name: "main", old: try GitObjectID(history.fastForward), new: try GitObjectID(next))]
         case .deleteBranch:
             try fixture.git(["branch", "-q", "-D", "unmerged"])
-            expected.branches = [.init(name: "unmerged", old: ObjectID(hex: history.unmerged), new: nil)]
+            expected.branches = [.init(name: "unmerged", old: try GitObjectID(history.unmerged), new: nil)]
         }
         try published.publish()
 
@@ -144,11 +145,11 @@ struct UpToDateCheckTests {
         try published.publish()
         let report = try await mirror.sync()
 
-        #expect(report.movedTags == [.init(name: "prod/v1.0.0", old: ObjectID(hex: history.base), new: ObjectID(hex: history.unmerged))])
-        #expect(report.deletedTags == [.init(name: "staging/v1.1.0", old: ObjectID(hex: history.merge), new: nil)])
-        #expect(report.createdTags == [.init(name: "prod/v1.2.0", old: nil, new: ObjectID(hex: history.fastForward))])
-        #expect(report.branches == [.init(name: "main", old: ObjectID(hex: history.fastForward), new: ObjectID(hex: next))])
-        #expect(try await mirror.tag(named: "prod/v1.0.0").commit.hex == history.unmerged)
+        #expect(try report.movedTags == [.init(name: "prod/v1.0.0", old: GitObjectID(history.base), new: GitObjectID(history.unmerged))])
+        #expect(try report.deletedTags == [.init(name: "staging/v1.1.0", old: GitObjectID(history.merge), new: nil)])
+        #expect(try report.createdTags == [.init(name: "prod/v1.2.0", old: nil, new: GitObjectID(history.fastForward))])
+        #expect(try report.branches == [.init(name: "main", old: GitObjectID(history.fastForward), new: GitObjectID(next))])
+        #expect(try await mirror.tag(named: "prod/v1.0.0").commit.rawValue == history.unmerged)
     }
 
     @Test("a tag moved or added inside the mirror behind Lockstep's back is put back by the next sync and reported")
@@ -165,9 +166,9 @@ struct UpToDateCheckTests {
 
         let report = try await mirror.sync()
         #expect(await mirror.lastSyncPath == .fetched)
-        #expect(report.movedTags == [.init(name: "prod/v1.0.0", old: ObjectID(hex: history.unmerged), new: ObjectID(hex: history.base))])
-        #expect(report.deletedTags == [.init(name: "prod/v6.6.6", old: ObjectID(hex: history.unmerged), new: nil)])
-        #expect(try await mirror.tag(named: "prod/v1.0.0").commit.hex == history.base)
+        #expect(try report.movedTags == [.init(name: "prod/v1.0.0", old: GitObjectID(history.unmerged), new: GitObjectID(history.base))])
+        #expect(try report.deletedTags == [.init(name: "prod/v6.6.6", old: GitObjectID(history.unmerged), new: nil)])
+        #expect(try await mirror.tag(named: "prod/v1.0.0").commit.rawValue == history.base)
     }
 
     @Test("a symbolic branch upstream is left to libgit2: every sync fetches, none reports a phantom change")
@@ -283,7 +284,7 @@ final class ListedRefs: RefStream {
 
     init(_ refs: [(String, Int)], unusualAt: Int? = nil) {
         names = refs.compactMap { strdup($0.0) }
-        targets = refs.map { RefTarget(ObjectID(uncheckedHex: String(format: "%040x", $0.1))) }
+        targets = refs.map { try! RefTarget(try! GitObjectID(String(format: "%040x", $0.1))) }
         self.unusualAt = unusualAt
     }
 
