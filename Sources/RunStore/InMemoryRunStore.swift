@@ -86,19 +86,13 @@ public actor InMemoryRunStore: RunStore {
             let stored = StoredRun(run: run, state: .queued, planDigest: nil, plan: nil, lastReason: nil, createdAt: now,
                                    updatedAt: now)
             state.runs.append(stored)
-            var payload = [
-                "state": RunState.queued.rawValue, "tag": run.tagName, "tag_object": run.tagObject.rawValue,
-                "version": run.version.description, "commit": run.commit.rawValue, "tree": run.tree.rawValue,
-            ]
             if let pin = run.rollbackPin {
                 for index in state.pins.indices where state.pins[index].target == run.target {
                     state.pins[index].active = false
                 }
                 state.pins.append((run.target, pin, run.id, true))
-                payload["pin_version"] = pin.version.description
-                payload["pin_ceiling"] = pin.ceiling.description
             }
-            state.appendAudit(time, actor, .runCreated, run.target, run.id, payload)
+            state.appendAudit(time, actor, .runCreated, run.target, run.id, AuditPayload.runCreated(run))
             return stored
         }
     }
@@ -127,11 +121,8 @@ public actor InMemoryRunStore: RunStore {
         state.transitions.append(StoredTransition(sequence: state.nextTransition, runID: runID, transition: transition,
                                                   actor: actor, time: Milliseconds.stored(time)))
         state.nextTransition += 1
-        var payload = ["from": transition.from.rawValue, "to": transition.to.rawValue,
-                       "reason": transition.reason.code.rawValue]
-        if let detail = transition.reason.detail { payload["detail"] = detail }
-        if let digest = update.planDigest { payload["digest"] = digest.rawValue }
-        state.appendAudit(time, actor, .transition, run.target, runID, payload)
+        state.appendAudit(time, actor, .transition, run.target, runID,
+                          AuditPayload.transition(transition, digest: update.planDigest))
         return true
     }
 
@@ -177,8 +168,7 @@ public actor InMemoryRunStore: RunStore {
                 let target = state.runs[try state.existingIndex(of: approval.runID)].target
                 state.approvals.append(Approval(runID: approval.runID, identity: approval.identity, digest: approval.digest,
                                                 time: Milliseconds.stored(approval.time)))
-                state.appendAudit(approval.time, actor, .approval, target, approval.runID,
-                                  ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue])
+                state.appendAudit(approval.time, actor, .approval, target, approval.runID, AuditPayload.approval(approval))
                 if let transition, try !Self.move(&state, approval.runID, transition, update: RunUpdate(), at: time,
                                                   actor: actor) {
                     throw CompareAndSetLost()
@@ -197,8 +187,7 @@ public actor InMemoryRunStore: RunStore {
                                   time: Milliseconds.stored(approval.time))
             state.refusals.append(ApprovalRefusal(code: refusal.code, approval: stored, description: refusal.description))
             state.appendAudit(time, actor, .approvalRefusal, state.index(of: approval.runID).map { state.runs[$0].target },
-                              approval.runID, ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue,
-                                               "code": refusal.code.rawValue, "reason": refusal.description])
+                              approval.runID, AuditPayload.refusal(refusal))
         }
     }
 
@@ -220,15 +209,7 @@ public actor InMemoryRunStore: RunStore {
             }
             if last == decision { return false }
             state.decisions.append(decision)
-            var payload = ["tag": decision.tagName, "tag_object": decision.tagObject.rawValue,
-                           "decision": decision.accepted ? "accepted" : "rejected"]
-            if let commit = decision.commit { payload["commit"] = commit.rawValue }
-            if let version = decision.version { payload["version"] = version.description }
-            if !decision.rejections.isEmpty {
-                payload["rejections"] = decision.rejections.map(\.code.rawValue).joined(separator: ",")
-                payload["detail"] = decision.rejections.map(\.description).joined(separator: "; ")
-            }
-            state.appendAudit(time, actor, .tagDecision, decision.target, nil, payload)
+            state.appendAudit(time, actor, .tagDecision, decision.target, nil, AuditPayload.tagDecision(decision))
             return true
         }
     }
@@ -245,12 +226,7 @@ public actor InMemoryRunStore: RunStore {
         try write { state in
             let target = state.runs[try state.existingIndex(of: runID)].target
             state.preconditions.append((runID, report))
-            var payload = ["result": report.allHold ? "hold" : "failed", "disposition": report.disposition.rawValue]
-            if !report.failures.isEmpty {
-                payload["failures"] = report.failures.map(\.code.rawValue).joined(separator: ",")
-                payload["detail"] = report.failures.map(\.description).joined(separator: "; ")
-            }
-            state.appendAudit(time, actor, .applyPreconditions, target, runID, payload)
+            state.appendAudit(time, actor, .applyPreconditions, target, runID, AuditPayload.applyPreconditions(report))
         }
     }
 
@@ -263,8 +239,7 @@ public actor InMemoryRunStore: RunStore {
         write { state in
             state.alerts.append(StoredAlert(id: Int64(state.alerts.count + 1), target: target, runID: runID, alert: alert,
                                             time: Milliseconds.stored(time)))
-            state.appendAudit(time, actor, .alert, target, runID,
-                              ["code": alert.code.rawValue, "description": alert.description])
+            state.appendAudit(time, actor, .alert, target, runID, AuditPayload.alert(alert))
         }
     }
 
@@ -285,8 +260,7 @@ public actor InMemoryRunStore: RunStore {
         try write { state in
             _ = try state.existingIndex(of: runID)
             state.outputs.append((target, runID, json))
-            state.appendAudit(time, "lockstep", .outputs, target, runID,
-                              ["digest": Digest.sha256(of: json.utf8).rawValue, "bytes": String(json.utf8.count)])
+            state.appendAudit(time, "lockstep", .outputs, target, runID, AuditPayload.outputs(json))
         }
     }
 
@@ -346,8 +320,7 @@ public actor InMemoryRunStore: RunStore {
             guard let index = state.pins.lastIndex(where: { $0.target == target && $0.active }) else { return }
             state.pins[index].active = false
             let cleared = state.pins[index]
-            state.appendAudit(time, actor, .pinCleared, target, cleared.runID,
-                              ["version": cleared.pin.version.description, "ceiling": cleared.pin.ceiling.description])
+            state.appendAudit(time, actor, .pinCleared, target, cleared.runID, AuditPayload.pinCleared(cleared.pin))
         }
     }
 

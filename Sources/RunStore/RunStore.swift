@@ -74,36 +74,52 @@ public struct StoredPlan: Sendable, Hashable, Codable {
     }
 }
 
-/// A run as stored.
+/// A run as stored: its summary and, once planned, its plan.
 public struct StoredRun: Sendable, Hashable, Codable {
-    public var run: NewRun
-    public var state: RunState
-    public var planDigest: Digest?
+    public var summary: RunSummary
     public var plan: StoredPlan?
-    /// Code of the transition that put the run in `state`.
-    public var lastReason: TransitionReason.Code?
-    public var createdAt: Date
-    public var updatedAt: Date
+
+    public init(summary: RunSummary, plan: StoredPlan?) {
+        self.summary = summary
+        self.plan = plan
+    }
 
     public init(run: NewRun, state: RunState, planDigest: Digest?, plan: StoredPlan?,
                 lastReason: TransitionReason.Code?, createdAt: Date, updatedAt: Date) {
-        self.run = run
-        self.state = state
-        self.planDigest = planDigest
-        self.plan = plan
-        self.lastReason = lastReason
-        self.createdAt = createdAt
-        self.updatedAt = updatedAt
+        self.init(summary: RunSummary(run: run, state: state, planDigest: planDigest, lastReason: lastReason,
+                                      createdAt: createdAt, updatedAt: updatedAt),
+                  plan: plan)
     }
 
-    public var id: RunID { run.id }
-    public var target: TargetID { run.target }
-
+    public var run: NewRun {
+        get { summary.run }
+        set { summary.run = newValue }
+    }
+    public var state: RunState {
+        get { summary.state }
+        set { summary.state = newValue }
+    }
+    public var planDigest: Digest? {
+        get { summary.planDigest }
+        set { summary.planDigest = newValue }
+    }
+    /// Code of the transition that put the run in `state`.
+    public var lastReason: TransitionReason.Code? {
+        get { summary.lastReason }
+        set { summary.lastReason = newValue }
+    }
+    public var createdAt: Date {
+        get { summary.createdAt }
+        set { summary.createdAt = newValue }
+    }
+    public var updatedAt: Date {
+        get { summary.updatedAt }
+        set { summary.updatedAt = newValue }
+    }
+    public var id: RunID { summary.id }
+    public var target: TargetID { summary.target }
     /// The view the promotion rule needs.
-    public var record: RunRecord {
-        RunRecord(runID: run.id, target: run.target, commit: run.commit, tree: run.tree, state: state,
-                  lastReason: lastReason)
-    }
+    public var record: RunRecord { summary.record }
 }
 
 /// A run without its plan: what a listing needs. A plan's JSON and rendering are large, so
@@ -134,19 +150,6 @@ public struct RunSummary: Sendable, Hashable, Codable {
     public var record: RunRecord {
         RunRecord(runID: run.id, target: run.target, commit: run.commit, tree: run.tree, state: state,
                   lastReason: lastReason)
-    }
-}
-
-extension StoredRun {
-    public init(summary: RunSummary, plan: StoredPlan?) {
-        self.init(run: summary.run, state: summary.state, planDigest: summary.planDigest, plan: plan,
-                  lastReason: summary.lastReason, createdAt: summary.createdAt, updatedAt: summary.updatedAt)
-    }
-
-    /// The run without its plan.
-    public var summary: RunSummary {
-        RunSummary(run: run, state: state, planDigest: planDigest, lastReason: lastReason, createdAt: createdAt,
-                   updatedAt: updatedAt)
     }
 }
 

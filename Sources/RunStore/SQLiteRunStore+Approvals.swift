@@ -19,7 +19,7 @@ extension SQLiteRunStore {
                                      Milliseconds.from(approval.time), actor])
                 try Self.appendAudit(db, time: approval.time, actor: actor, kind: .approval, target: target,
                                      runID: approval.runID,
-                                     payload: ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue])
+                                     payload: AuditPayload.approval(approval))
                 CrashPoint.reached(.approvalRecordedBeforeTransition)
                 // Thrown, not returned: the approval written above must be rolled back with it.
                 if let transition, try !Self.move(db, approval.runID, transition, update: RunUpdate(), at: time,
@@ -45,8 +45,7 @@ extension SQLiteRunStore {
                                  Milliseconds.from(time), actor])
             try Self.appendAudit(db, time: time, actor: actor, kind: .approvalRefusal,
                                  target: try Self.targetIfExists(of: approval.runID, db), runID: approval.runID,
-                                 payload: ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue,
-                                           "code": refusal.code.rawValue, "reason": refusal.description])
+                                 payload: AuditPayload.refusal(refusal))
         }
     }
 

@@ -21,16 +21,8 @@ extension SQLiteRunStore {
                                  decision.tagName, decision.tagObject.rawValue, decision.commit?.rawValue,
                                  decision.version?.description, decision.accepted,
                                  try StoredJSON.encode(decision.rejections), Milliseconds.from(time), actor])
-            var payload = ["tag": decision.tagName, "tag_object": decision.tagObject.rawValue,
-                           "decision": decision.accepted ? "accepted" : "rejected"]
-            if let commit = decision.commit { payload["commit"] = commit.rawValue }
-            if let version = decision.version { payload["version"] = version.description }
-            if !decision.rejections.isEmpty {
-                payload["rejections"] = decision.rejections.map(\.code.rawValue).joined(separator: ",")
-                payload["detail"] = decision.rejections.map(\.description).joined(separator: "; ")
-            }
             try Self.appendAudit(db, time: time, actor: actor, kind: .tagDecision, target: decision.target, runID: nil,
-                                 payload: payload)
+                                 payload: AuditPayload.tagDecision(decision))
             return true
         }
     }
@@ -57,13 +49,8 @@ extension SQLiteRunStore {
             try db.execute(sql: """
                 INSERT INTO apply_precondition_reports (run_id, failures_json, time_ms, actor) VALUES (?, ?, ?, ?)
                 """, arguments: [runID.rawValue, try StoredJSON.encode(report.failures), Milliseconds.from(time), actor])
-            var payload = ["result": report.allHold ? "hold" : "failed", "disposition": report.disposition.rawValue]
-            if !report.failures.isEmpty {
-                payload["failures"] = report.failures.map(\.code.rawValue).joined(separator: ",")
-                payload["detail"] = report.failures.map(\.description).joined(separator: "; ")
-            }
             try Self.appendAudit(db, time: time, actor: actor, kind: .applyPreconditions, target: target, runID: runID,
-                                 payload: payload)
+                                 payload: AuditPayload.applyPreconditions(report))
         }
     }
 
@@ -84,7 +71,7 @@ extension SQLiteRunStore {
                 """, arguments: [target?.project.rawValue, target?.environment.rawValue, runID?.rawValue,
                                  alert.code.rawValue, alert.description, Milliseconds.from(time), actor])
             try Self.appendAudit(db, time: time, actor: actor, kind: .alert, target: target, runID: runID,
-                                 payload: ["code": alert.code.rawValue, "description": alert.description])
+                                 payload: AuditPayload.alert(alert))
         }
     }
 
@@ -112,8 +99,7 @@ extension SQLiteRunStore {
             try db.execute(sql: "UPDATE rollback_pins SET cleared_ms = ?, cleared_by = ? WHERE id = ?",
                            arguments: [Milliseconds.from(time), actor, active.id])
             try Self.appendAudit(db, time: time, actor: actor, kind: .pinCleared, target: target, runID: active.runID,
-                                 payload: ["version": active.pin.version.description,
-                                           "ceiling": active.pin.ceiling.description])
+                                 payload: AuditPayload.pinCleared(active.pin))
         }
     }
 

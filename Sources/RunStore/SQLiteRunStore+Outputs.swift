@@ -13,8 +13,7 @@ extension SQLiteRunStore {
                 """, arguments: [target.project.rawValue, target.environment.rawValue, runID.rawValue, json,
                                  Milliseconds.from(time)])
             try Self.appendAudit(db, time: time, actor: "lockstep", kind: .outputs, target: target, runID: runID,
-                                 payload: ["digest": Digest.sha256(of: json.utf8).rawValue,
-                                           "bytes": String(json.utf8.count)])
+                                 payload: AuditPayload.outputs(json))
         }
     }
 

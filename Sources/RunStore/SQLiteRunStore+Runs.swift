@@ -27,10 +27,6 @@ extension SQLiteRunStore {
                     run.taggerEmail, run.rollbackPin?.version.description, run.rollbackPin?.ceiling.description,
                     run.hasVerifyCommands, RunState.queued.rawValue, ms, ms,
                 ])
-            var payload = [
-                "state": RunState.queued.rawValue, "tag": run.tagName, "tag_object": run.tagObject.rawValue,
-                "version": run.version.description, "commit": run.commit.rawValue, "tree": run.tree.rawValue,
-            ]
             if let pin = run.rollbackPin {
                 try db.execute(sql: """
                     UPDATE rollback_pins SET cleared_ms = ?, cleared_by = ?
@@ -42,11 +38,9 @@ extension SQLiteRunStore {
                     VALUES (?, ?, ?, ?, ?, ?)
                     """, arguments: [run.target.project.rawValue, run.target.environment.rawValue,
                                      pin.version.description, pin.ceiling.description, run.id.rawValue, ms])
-                payload["pin_version"] = pin.version.description
-                payload["pin_ceiling"] = pin.ceiling.description
             }
             try Self.appendAudit(db, time: time, actor: actor, kind: .runCreated, target: run.target, runID: run.id,
-                                 payload: payload)
+                                 payload: AuditPayload.runCreated(run))
             guard let stored = try Self.fetchRun(db, run.id) else {
                 throw StoreError(.writeFailed, "run \(run.id) was not stored")
             }
@@ -94,12 +88,8 @@ extension SQLiteRunStore {
             """, arguments: [runID.rawValue, transition.from.rawValue, transition.to.rawValue,
                              transition.reason.code.rawValue, transition.reason.detail, actor, ms])
         let target = try Self.target(of: runID, db)
-        var payload = ["from": transition.from.rawValue, "to": transition.to.rawValue,
-                       "reason": transition.reason.code.rawValue]
-        if let detail = transition.reason.detail { payload["detail"] = detail }
-        if let digest = update.planDigest { payload["digest"] = digest.rawValue }
         try Self.appendAudit(db, time: time, actor: actor, kind: .transition, target: target, runID: runID,
-                             payload: payload)
+                             payload: AuditPayload.transition(transition, digest: update.planDigest))
         return true
     }
 

@@ -11,18 +11,12 @@ struct BranchLayoutTests {
     func keptAcrossReopen() async throws {
         let scratch = try Scratch()
         let store = try SQLiteRunStore(path: scratch.store)
-        #expect(try await store.lastValidLayout(branch: "main") == nil)
-        let first = StoredBranchLayout(branch: "main", commit: object("a"), yaml: "projects:\n  app: {}\n")
-        let second = StoredBranchLayout(branch: "main", commit: object("b"), yaml: "projects:\n  app: {}\n  db: {}\n")
-        let other = StoredBranchLayout(branch: "release", commit: object("c"), yaml: "projects: {}\n")
-        try await store.recordValidLayout(first, at: at(1))
-        try await store.recordValidLayout(other, at: at(2))
-        try await store.recordValidLayout(second, at: at(3))
+        let (main, release) = try await recordLayouts(store)
         try store.close()
 
         let reopened = try SQLiteRunStore(path: scratch.store)
-        #expect(try await reopened.lastValidLayout(branch: "main") == second)
-        #expect(try await reopened.lastValidLayout(branch: "release") == other)
+        #expect(try await reopened.lastValidLayout(branch: "main") == main)
+        #expect(try await reopened.lastValidLayout(branch: "release") == release)
         #expect(try await reopened.lastValidLayout(branch: "develop") == nil)
     }
 
@@ -39,4 +33,17 @@ struct BranchLayoutTests {
         #expect(error?.code == .corrupt)
         #expect(error?.description.contains("main") == true)
     }
+}
+
+/// Records two layouts of `main` (the second replaces the first) and one of `release`, checking
+/// on the way that no layout is known before; returns the layouts that must be kept.
+func recordLayouts(_ store: any RunStore) async throws -> (main: StoredBranchLayout, release: StoredBranchLayout) {
+    #expect(try await store.lastValidLayout(branch: "main") == nil)
+    let first = StoredBranchLayout(branch: "main", commit: object("a"), yaml: "projects:\n  app: {}\n")
+    let second = StoredBranchLayout(branch: "main", commit: object("b"), yaml: "projects:\n  app: {}\n  db: {}\n")
+    let other = StoredBranchLayout(branch: "release", commit: object("c"), yaml: "projects: {}\n")
+    try await store.recordValidLayout(first, at: at(1))
+    try await store.recordValidLayout(other, at: at(2))
+    try await store.recordValidLayout(second, at: at(3))
+    return (second, other)
 }

@@ -149,15 +149,9 @@ struct RunStoreContractTests {
     func branchLayouts(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
         let store = try kind.make(scratch)
-        #expect(try await store.lastValidLayout(branch: "main") == nil)
-        let first = StoredBranchLayout(branch: "main", commit: object("a"), yaml: "projects:\n  app: {}\n")
-        let second = StoredBranchLayout(branch: "main", commit: object("b"), yaml: "projects:\n  app: {}\n  db: {}\n")
-        let other = StoredBranchLayout(branch: "release", commit: object("c"), yaml: "projects: {}\n")
-        try await store.recordValidLayout(first, at: at(1))
-        try await store.recordValidLayout(other, at: at(2))
-        try await store.recordValidLayout(second, at: at(3))
-        #expect(try await store.lastValidLayout(branch: "main") == second)
-        #expect(try await store.lastValidLayout(branch: "release") == other)
+        let (main, release) = try await recordLayouts(store)
+        #expect(try await store.lastValidLayout(branch: "main") == main)
+        #expect(try await store.lastValidLayout(branch: "release") == release)
         #expect(try await store.lastValidLayout(branch: "develop") == nil)
         #expect(try await store.auditEntries().isEmpty, "a layout is a cache of the branch, not an audited event")
     }
