@@ -28,15 +28,21 @@ public final class AsyncSlots: Sendable {
     }
 
     private let state: Mutex<State>
+    /// How many holders at once.
+    public let count: Int
 
     /// - Parameter count: how many holders at once (at least one).
     public init(_ count: Int) {
         precondition(count >= 1, "AsyncSlots needs at least one slot")
+        self.count = count
         state = Mutex(State(free: count))
     }
 
     /// How many tasks are waiting now (for status and tests).
     public var waiting: Int { state.withLock { $0.waiters.count } }
+
+    /// How many slots are held now (for status and tests).
+    public var held: Int { count - state.withLock { $0.free } }
 
     /// Takes a slot, waiting in arrival order. Throws `CancellationError` (and holds nothing)
     /// when the task is cancelled before or while it waits.

@@ -80,9 +80,9 @@ public actor Gate {
     public internal(set) var branchLayoutProblem: String?
     /// Serialises reconcile, approvals, rejections, rollbacks and resolutions in this
     /// process (each is also safe across processes through the store's compare-and-set;
-    /// serialising keeps two approvals from each counting without the other).
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// serialising keeps two approvals from each counting without the other). A caller
+    /// cancelled while it waits leaves the queue with a `CancellationError`.
+    nonisolated let serialisation = AsyncSlots(1)
     /// The last tag decision this gate recorded (or found already recorded) per target and
     /// tag. A pass re-decides every tag; asking the store about each unchanged decision was a
     /// write transaction per tag per poll. Only a decision that differs goes to the store, which
@@ -92,10 +92,8 @@ public actor Gate {
     /// snapshot of a run, must not start a second terraform on the same target's state
     /// (the store's `queued → planning` compare-and-set stops it across processes too).
     var planningTargets: Set<TargetID> = []
-    /// Plans holding one of the `max_concurrent_plans` slots, across every pass.
-    var activePlans = 0
-    /// Plans waiting for a slot, in arrival order; each is handed a slot when resumed.
-    var planSlotWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The `max_concurrent_plans` slots, across every pass, handed out in arrival order.
+    nonisolated let planSlots: AsyncSlots
 
     /// - Parameters:
     ///   - agent: the validated agent config.
@@ -123,6 +121,7 @@ public actor Gate {
         self.store = store
         self.source = mirror
         self.runner = runner
+        self.planSlots = AsyncSlots(max(1, agent.maxConcurrentPlans))
         self.runsDirectory = runsDirectory
         self.logger = logger
         self.now = now
@@ -130,9 +129,11 @@ public actor Gate {
 
     // MARK: - Serialisation
 
+    /// Runs `body` holding the gate's serialisation; throws `CancellationError` without
+    /// running it when the caller is cancelled while waiting its turn.
     func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        await acquireSerialisation()
-        defer { releaseSerialisation() }
+        try await serialisation.acquire()
+        defer { serialisation.release() }
         return try await body()
     }
 
@@ -141,27 +142,16 @@ public actor Gate {
     /// pass: an approval of another target must not wait for it. `body` must be safe on
     /// its own (it goes through the store's compare-and-set, as ``apply(run:)`` does).
     func withoutSerialisation<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        releaseSerialisation()
+        serialisation.release()
         let result: Result<T, any Error>
         do {
             result = .success(try await body())
         } catch {
             result = .failure(error)
         }
-        await acquireSerialisation()
+        // Taken back even by a cancelled caller: ``exclusively(_:)`` gives it up on return.
+        await serialisation.acquireIgnoringCancellation()
         return try result.get()
-    }
-
-    private func acquireSerialisation() async {
-        if busy {
-            await withCheckedContinuation { waiters.append($0) }
-        } else {
-            busy = true
-        }
-    }
-
-    private func releaseSerialisation() {
-        if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
     }
 
     // MARK: - Public API

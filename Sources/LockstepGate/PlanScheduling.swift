@@ -64,32 +64,18 @@ extension Gate {
         guard !Task.isCancelled else { return .notStarted(run) }
         guard planningTargets.insert(run.target).inserted else { return .targetBusy(run) }
         defer { planningTargets.remove(run.target) }
-        await acquirePlanSlot()
-        defer { releasePlanSlot() }
-        // A stop that arrived while waiting for a slot starts nothing new.
+        // A stop that arrives while waiting for a slot leaves the queue and starts nothing new.
+        do {
+            try await planSlots.acquire()
+        } catch {
+            return .notStarted(run)
+        }
+        defer { planSlots.release() }
         guard !Task.isCancelled else { return .notStarted(run) }
         do {
             return .driven(run, try await drive(run, .planStarted, actor: Self.systemActor))
         } catch {
             return .failed(run, safeDescription(error))
-        }
-    }
-
-    /// Waits for one of the `max_concurrent_plans` slots (first come, first served).
-    func acquirePlanSlot() async {
-        if activePlans < max(1, agent.maxConcurrentPlans) {
-            activePlans += 1
-            return
-        }
-        await withCheckedContinuation { planSlotWaiters.append($0) }
-    }
-
-    /// Hands the slot to the longest waiter, or frees it.
-    func releasePlanSlot() {
-        if planSlotWaiters.isEmpty {
-            activePlans -= 1
-        } else {
-            planSlotWaiters.removeFirst().resume()
         }
     }
 }

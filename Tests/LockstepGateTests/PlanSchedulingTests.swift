@@ -152,9 +152,9 @@ struct PlanSchedulingTests {
         let first = try #require(try await terraform.waitForStarted(1).first)
         // The other plan is parked waiting for the one slot: from here on it cannot start
         // until the slot is handed over, so what is seen now is what the limit allows.
-        while await gate.planSlotWaiters.count < 1 { try await Task.sleep(for: .milliseconds(20)) }
+        while gate.planSlots.waiting < 1 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(terraform.started() == [first])
-        #expect(await gate.activePlans == 1)
+        #expect(gate.planSlots.held == 1)
         let firstEnv = try #require(terraform.environment(of: first))
         let secondEnv = firstEnv == "dev" ? "staging" : "dev"
         #expect(try await world.run(firstEnv, "1.0.0").state == .planning)
@@ -169,7 +169,7 @@ struct PlanSchedulingTests {
         let report = try await pass.value
         #expect(report.problems.isEmpty, "\(report.problems)")
         #expect(try await world.run(secondEnv, "1.0.0").state == .awaitingApproval)
-        #expect(await gate.activePlans == 0)
+        #expect(gate.planSlots.held == 0)
     }
 
     @Test("an approval of one target is answered while terraform plans another")
@@ -242,6 +242,32 @@ struct PlanSchedulingTests {
         #expect(try world.applied("dev")?["release"] == "1.0.0")
     }
 
+    @Test("a stop while a plan waits for a slot takes it out of the queue at once: it never starts, its run stays queued")
+    func cancelledWhileWaitingForSlot() async throws {
+        let terraform = try BlockingTerraform()
+        defer { terraform.cleanup() }
+        let world = try makeWorld(terraform, limit: 1)
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["dev", "staging"])
+        try terraform.blockPlans()
+        let gate = world.gate
+        let pass = Task { try await gate.reconcile() }
+        let first = try #require(try await terraform.waitForStarted(1).first)
+        while gate.planSlots.waiting < 1 { try await Task.sleep(for: .milliseconds(20)) }
+        let firstEnv = try #require(terraform.environment(of: first))
+        let secondEnv = firstEnv == "dev" ? "staging" : "dev"
+        // The stop reaches both: the running plan is killed (as in the test below) and the
+        // waiting one leaves the queue instead of taking the slot the killed plan frees.
+        pass.cancel()
+        _ = try? await pass.value
+        #expect(gate.planSlots.waiting == 0)
+        let waited = try await world.run(secondEnv, "1.0.0")
+        #expect(waited.state == .queued)
+        let states = try await world.store.transitions(of: waited.id).map(\.transition.to)
+        #expect(!states.contains(.planning), "the waiting plan never started: \(states)")
+        #expect(gate.planSlots.held == 0)
+    }
+
     @Test("a cancelled plan kills terraform, cleans its directory and re-queues the run with a reason; the next pass plans it")
     func cancelledPlanIsQueuedAgain() async throws {
         let terraform = try BlockingTerraform()
@@ -267,7 +293,7 @@ struct PlanSchedulingTests {
         #expect(try await world.auditKinds(queued.id).last == "transition")
         #expect(!processExists(pid), "terraform (pid \(pid)) must not outlive the cancelled plan")
         #expect(!FileManager.default.fileExists(atPath: world.scratch.appendingPathComponent("runs/\(queued.id.rawValue)").path))
-        #expect(await gate.activePlans == 0)
+        #expect(gate.planSlots.held == 0)
         #expect(await gate.planningTargets.isEmpty)
 
         terraform.unblockFuturePlans()
