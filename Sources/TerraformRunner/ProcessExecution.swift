@@ -12,7 +12,9 @@ import Darwin
 // exits (one last read, no drain window) and its body cannot tell that end from end-of-file,
 // so "output cut by a leftover still holding the pipe" could no longer be reported; and
 // cancelling the calling task stops the body's reading while terraform is still shutting
-// down within its grace period (up to ten minutes for apply, writing its state).
+// down within its grace period (up to ten minutes for apply, writing its state). Using it
+// only to start and reap the child (pipes, reading and signals kept here) passed every
+// runner test but stalled gate tests that run many commands at once, so it is not used.
 //
 // Why posix_spawn and not Foundation.Process: a command must
 // inherit exactly three descriptors (stdin on /dev/null, the stdout and stderr

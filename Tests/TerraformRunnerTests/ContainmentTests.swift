@@ -194,4 +194,27 @@ struct ContainmentTests {
         }
         #expect(rounds.contains { $0.after - $0.before < 25 }, "descriptors before and after 50 commands: \(rounds)")
     }
+
+    @Test("a program that cannot be started is a launch_failed error naming it, and 50 such attempts leak no descriptor")
+    func launchFailureLeaksNothing() async throws {
+        let scratch = try Fixtures.scratch()
+        func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
+        var request = try Self.request("true", in: scratch, edge: .direct)
+        request.executable = scratch.appendingPathComponent("no-such-program").path
+        let error = await #expect(throws: TerraformRunnerError.self) { try await ProcessExecution.run(request) }
+        #expect(error?.code == .launchFailed)
+        #expect(error?.description.contains("no-such-program") == true, "\(String(describing: error))")
+        // Every attempt makes three pipes; one leaked end per attempt shows as +50 in a round.
+        var rounds: [(before: Int, after: Int)] = []
+        for _ in 0..<3 {
+            let before = openDescriptors()
+            for _ in 0..<50 {
+                await #expect(throws: TerraformRunnerError.self) { try await ProcessExecution.run(request) }
+            }
+            let after = openDescriptors()
+            rounds.append((before, after))
+            if after - before < 25 { break }
+        }
+        #expect(rounds.contains { $0.after - $0.before < 25 }, "descriptors before and after 50 failed launches: \(rounds)")
+    }
 }
