@@ -60,44 +60,6 @@ struct LayoutReadTests {
     }
 }
 
-/// A release source with no git behind it: a branch tip, no tags, and one `lockstep.yaml`
-/// per commit. It builds every value the gate reads through the `ReleaseSource` seam, which
-/// is what a unit test double in this module needs to do.
-actor InMemoryReleaseSource: ReleaseSource {
-    nonisolated let path = "/nonexistent/in-memory-source"
-    var tip: GitObjectID
-    var layouts: [GitObjectID: Data] = [:]
-    private(set) var exports = 0
-
-    init(tip: GitObjectID, layout: Data) {
-        self.tip = tip
-        layouts[tip] = layout
-    }
-
-    func move(to commit: GitObjectID, layout: Data) {
-        tip = commit
-        layouts[commit] = layout
-    }
-
-    func sync() throws(GitError) -> FetchReport { FetchReport(initialClone: false) }
-    func branchTip(_ branch: String) throws(GitError) -> GitObjectID { tip }
-    func tags(matching glob: String, components: Int?) throws(GitError) -> TagListing { TagListing() }
-    func tag(named name: String) throws(GitError) -> TagInfo { throw GitError(.notFound, "tag not found", ref: name) }
-    func releaseFacts(tag name: String, protectedBranch branch: String) throws(GitError) -> ReleaseFacts {
-        throw GitError(.notFound, "tag not found", ref: name)
-    }
-    func export(commit: GitObjectID, to directory: String, limits: GitSource.ExportLimits,
-                excludingNames excludedNames: Set<String>) throws(GitError) -> ExportResult {
-        exports += 1
-        return ExportResult(commit: commit, tree: commit, fileCount: 0, byteCount: 0)
-    }
-    func file(at path: String, commit: GitObjectID, maxBytes: Int) throws(GitError) -> Data? {
-        guard path == "lockstep.yaml" else { return nil }
-        return layouts[commit]
-    }
-    func skippedRefs() -> [SkippedRef] { [] }
-}
-
 @Suite("Gate: the release source is a seam")
 struct ReleaseSourceSeamTests {
     @Test("the gate reads its layout through any ReleaseSource, never exports to do so, and reports a non-UTF-8 lockstep.yaml")
@@ -110,8 +72,8 @@ struct ReleaseSourceSeamTests {
         """, environments: ["dev"])
         defer { world.cleanup() }
         let valid = Data(try #require(world.layoutFiles()["lockstep.yaml"]).utf8)
-        let first = try GitObjectID(String(repeating: "1", count: 40))
-        let source = InMemoryReleaseSource(tip: first, layout: valid)
+        let source = ScriptedReleaseSource(path: "/nonexistent/in-memory-source", layout: String(decoding: valid, as: UTF8.self))
+        let first = await source.tip
         let terraform = TerraformRunner.Configuration(
             executable: URL(fileURLWithPath: world.agent.terraform.binary),
             toolsDirectory: world.scratch.appendingPathComponent("tools"),
@@ -126,13 +88,12 @@ struct ReleaseSourceSeamTests {
         #expect(try await world.store.lastValidLayout(branch: "main")?.commit == first)
 
         // Bytes that are not UTF-8 are the layout's own problem: reported, last valid layout kept.
-        let second = try GitObjectID(String(repeating: "2", count: 40))
-        await source.move(to: second, layout: Data([0x70, 0xFF, 0xFE, 0x0A]))
+        await source.commit(bytes: ["lockstep.yaml": Data([0x70, 0xFF, 0xFE, 0x0A])])
         _ = try await gate.reconcile()
         let problem = try #require(await gate.branchLayoutProblem)
         #expect(problem.contains("is invalid") && problem.contains("UTF-8"), "\(problem)")
         #expect(await gate.followsValidLayout)
         #expect(try await world.store.lastValidLayout(branch: "main")?.commit == first)
-        #expect(await source.exports == 0)
+        #expect(await source.exports.isEmpty)
     }
 }
