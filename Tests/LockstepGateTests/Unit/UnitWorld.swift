@@ -390,12 +390,12 @@ final class UnitWorld: Sendable {
         return yaml
     }
 
-    /// A release commit on the branch: the layout (or `layout`) and the project's files.
-    func release(_ version: String, layout: String? = nil) async -> GitObjectID {
+    /// A release commit on the branch (or beside it): the layout (or `layout`) and the project's files.
+    func release(_ version: String, layout: String? = nil, onBranch: Bool = true) async -> GitObjectID {
         var files = ["lockstep.yaml": layout ?? Self.layout(environments: environments, verify: verify),
                      "app/main.tf": "# release \(version)\n"]
-        for env in environments { files["app/\(env).tfvars"] = "env = \"\(env)\"\n" }
-        return await source.commit(files: files)
+        for env in Set(environments + ["dev", "staging", "prod"]) { files["app/\(env).tfvars"] = "env = \"\(env)\"\n" }
+        return await source.commit(files: files, onBranch: onBranch)
     }
 
     /// A release commit tagged `ENV/VERSION` for each environment (by dave unless said).
@@ -413,6 +413,16 @@ final class UnitWorld: Sendable {
     /// The newest run of `env` (fails the test when there is none).
     func newestRun(_ env: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> StoredRun {
         try #require(try await store.runs(target: target(env), states: nil).first, sourceLocation: sourceLocation)
+    }
+
+    /// The folder of a run (the gate's runs folder is `runs` in the scratch folder).
+    func runDirectory(_ id: RunID) -> URL {
+        scratch.appendingPathComponent("runs/\(id.rawValue)", isDirectory: true)
+    }
+
+    /// Where the gate keeps a run's plan bytes as they were hashed.
+    func sealedPlanFile(_ id: RunID) -> URL {
+        runDirectory(id).appendingPathComponent("sealed/plan.tfplan")
     }
 
     /// The runs of `env`, newest first.
