@@ -160,7 +160,6 @@ let package = Package(
                 "LockstepConfig",
                 "LockstepCore",
                 "LockstepGate",
-                "LockstepHTTP",
                 "RunStore",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

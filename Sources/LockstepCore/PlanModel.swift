@@ -128,6 +128,14 @@ public struct PlanModel: Sendable, Hashable {
         Set(resourceChanges.filter { $0.action != .noOp && !$0.type.isEmpty }.map(\.type)).sorted()
     }
 
+    public var create: Int { count(.create) }
+    public var update: Int { count(.update) }
+    public var delete: Int { count(.delete) }
+    public var replace: Int { count(.replace) }
+    public var noOp: Int { count(.noOp) }
+    /// Data sources read during apply.
+    public var read: Int { count(.read) }
+
     /// True when applying would change infrastructure or outputs.
     public var hasChanges: Bool {
         count(.create) + count(.update) + count(.delete) + count(.replace) > 0 || !outputChanges.isEmpty

@@ -274,7 +274,8 @@ public struct GateBackend: APIBackend {
     func detail(_ run: StoredRun) async throws -> APIRunDetail {
         let facts = try await gate.reviewFacts(of: run)
         let transitions = try await store.transitions(of: run.id)
-        let planSummary = run.plan.flatMap { try? JSONDecoder().decode(PlanSummary.self, from: Data($0.summaryJSON.utf8)) }
+        // An unreadable stored plan shows no summary; its checks have failed closed and say so.
+        let planSummary = run.plan.flatMap(\.model)
             .map { APIPlanSummary(create: $0.create, update: $0.update, delete: $0.delete, replace: $0.replace,
                                   destroyedAddresses: $0.deletedAddresses + $0.replacedAddresses) }
         let checks = transitions.compactMap { stored -> APICheck? in

@@ -191,7 +191,9 @@ public struct PlanResult: Sendable {
 
 /// A saved plan read back for review and checks.
 public struct ShownPlan: Sendable {
-    public var summary: PlanSummary
+    /// What the plan would do, parsed once from the complete `show -json` (docs/ARCHITECTURE.md,
+    /// "One pass per run"): the summary, the checks and the approval policy all read it.
+    public var plan: PlanModel
     /// `show -json` with every sensitive value and known secret redacted:
     /// the only form of the JSON Lockstep keeps.
     public var redactedJSON: Data
@@ -201,14 +203,14 @@ public struct ShownPlan: Sendable {
     public var rendering: String
     /// Bytes of text `show` printed, all of them (more than `rendering` holds when truncated).
     public var renderingBytes: Int
-    /// True when `rendering` is only the start of the text. The summary and the redacted
+    /// True when `rendering` is only the start of the text. The model and the redacted
     /// JSON are complete all the same: they come from `show -json`, which is refused whole
     /// when it is over its limit.
     public var renderingTruncated: Bool
 
-    public init(summary: PlanSummary, redactedJSON: Data, rendering: String, renderingBytes: Int? = nil,
+    public init(plan: PlanModel, redactedJSON: Data, rendering: String, renderingBytes: Int? = nil,
                 renderingTruncated: Bool = false) {
-        self.summary = summary
+        self.plan = plan
         self.redactedJSON = redactedJSON
         self.rendering = rendering
         self.renderingBytes = renderingBytes ?? rendering.utf8.count

@@ -165,7 +165,12 @@ extension TerraformRunner {
                                  context: ["limit_bytes": "\(jsonLimit)", "bytes": "\(bytes)"])
         }
         guard json.command.outcome == .succeeded, var raw = json.stdout else { throw failure("terraform show -json", json.command) }
-        let summary = try PlanSummary(planJSON: raw)
+        let plan: PlanModel
+        do {
+            plan = try PlanModel(planJSON: raw)
+        } catch {
+            throw TerraformRunnerError(.malformedOutput, "terraform plan JSON could not be decoded: \(error.description)")
+        }
         let (redactedJSON, learned) = try PlanJSONRedaction.redact(raw, redactor: invocation.redactor)
         raw = Data()  // the unredacted JSON is not needed any more: do not hold it while the text is read
         let redactor = invocation.redactor.adding(learned)
@@ -188,7 +193,7 @@ extension TerraformRunner {
                 "plan.text.bytes": "\(text.stdoutBytes)", "plan.text.kept_bytes": "\(rendering.utf8.count)",
                 "plan.text.limit_bytes": "\(textLimit)"])
         }
-        return ShownPlan(summary: summary, redactedJSON: redactedJSON, rendering: rendering,
+        return ShownPlan(plan: plan, redactedJSON: redactedJSON, rendering: rendering,
                          renderingBytes: text.stdoutBytes, renderingTruncated: truncated)
     }
 

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
+import LockstepCore
 import Logging
 import TerraformRunner
 
 /// init+plan+show through ``TerraformRunner`` versus the same terraform commands
 /// run by a shell script, and the cost of parsing a large plan JSON into a
-/// ``PlanSummary``. Prints a Markdown table (medians).
+/// ``PlanModel``. Prints a Markdown table (medians).
 struct TerraformBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "terraform",
@@ -95,10 +96,10 @@ struct TerraformBenchmark: AsyncParsableCommand {
         let showSeconds = Self.seconds(clock.now - showStart)
         let json = try Data(contentsOf: jsonFile)
         var parseTimes: [Double] = []
-        var summary: PlanSummary?
+        var summary: PlanModel?
         for _ in 0..<max(repetitions, 5) {
             let start = clock.now
-            summary = try PlanSummary(planJSON: json)
+            summary = try PlanModel(planJSON: json)
             parseTimes.append(Self.seconds(clock.now - start))
         }
         // Redaction of the same JSON as `show` does it, with ten credential
@@ -115,7 +116,7 @@ struct TerraformBenchmark: AsyncParsableCommand {
         print("|---|---:|")
         print("| terraform plan -out | \(Self.format(planSeconds)) |")
         print("| terraform show -json (\(json.count / 1024) KiB) | \(Self.format(showSeconds)) |")
-        print("| PlanSummary(planJSON:) median of \(parseTimes.count) | \(Self.format(Self.median(parseTimes))) |")
+        print("| PlanModel(planJSON:) median of \(parseTimes.count) | \(Self.format(Self.median(parseTimes))) |")
         print("| PlanJSONRedaction.redact, 10 credentials, median of \(redactionTimes.count) | \(Self.format(Self.median(redactionTimes))) |")
         print("")
         print("terraform \(version.version); summary create=\(summary?.create ?? -1); repetitions=\(repetitions)")

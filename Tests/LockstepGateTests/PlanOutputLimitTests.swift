@@ -36,7 +36,7 @@ struct PlanOutputLimitTests {
         #expect(plan.renderingTruncated)
         #expect(plan.rendering.utf8.count <= 64 << 10)
         #expect(plan.renderingBytes > 3 * (64 << 10), "the full size is recorded: \(plan.renderingBytes)")
-        let summary = try JSONDecoder().decode(PlanSummary.self, from: Data(plan.summaryJSON.utf8))
+        let summary = try JSONDecoder().decode(PlanModel.self, from: Data(plan.summaryJSON.utf8))
         #expect(summary.create == 301, "app + 300 bulk resources, from the complete JSON")
         #expect(plan.planJSON.contains("null_resource.bulk[299]"), "the stored JSON is whole")
 

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Testing
 @testable import TerraformRunner
 
@@ -29,9 +30,9 @@ struct ModernTerraformTests {
         let plan = try await runner.plan(invocation, planFile: planFile, varFiles: [directory.appendingPathComponent("secret.tfvars")])
         let saved = try #require(plan.plan)
         let shown = try await runner.show(invocation, planFile: planFile)
-        #expect(shown.summary.formatVersion == "1.2")
-        #expect(shown.summary.create == 2)
-        #expect(shown.summary.resourceTypes == ["terraform_data"])
+        #expect(shown.plan.formatVersion == "1.2")
+        #expect(shown.plan.create == 2)
+        #expect(shown.plan.resourceTypes == ["terraform_data"])
         let json = String(decoding: shown.redactedJSON, as: UTF8.self)
         #expect(!json.contains(Self.secret) && !shown.rendering.contains(Self.secret))
         #expect(try await runner.apply(invocation, planFile: planFile, expectedDigest: saved.digest).outcome == .succeeded)

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Testing
 @testable import TerraformRunner
 
@@ -46,7 +47,7 @@ struct OutputLimitTests {
         #expect(shown.rendering.utf8.count > limit - 4096, "only the last partial line is dropped")
         #expect(shown.rendering.hasSuffix("\n"), "cut at a line end")
         #expect(shown.renderingBytes > 3 * limit, "the full size of the text is known: \(shown.renderingBytes)")
-        #expect(shown.summary.create == 300, "the summary comes from the complete JSON")
+        #expect(shown.plan.create == 300, "the summary comes from the complete JSON")
 
         // The same plan under a limit above its text: nothing is cut, and it is the same text.
         let whole = try await runner.limitingOutput(planTextBytes: 64 << 20, planJSONBytes: 64 << 20, commandOutputBytes: 1 << 20)

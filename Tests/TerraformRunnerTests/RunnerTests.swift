@@ -53,11 +53,11 @@ struct RunnerTests {
         #expect(mode(of: scratch) == 0o700)
 
         let shown = try await runner.show(invocation, planFile: planFile)
-        #expect(shown.summary.formatVersion == "0.2")
-        #expect(shown.summary.create == 3)
-        #expect(shown.summary.delete + shown.summary.update + shown.summary.replace == 0)
-        #expect(shown.summary.resourceTypes == ["null_resource"])
-        #expect(shown.summary.outputChanges == [.init(name: "answer", action: "create")])
+        #expect(shown.plan.formatVersion == "0.2")
+        #expect(shown.plan.create == 3)
+        #expect(shown.plan.delete + shown.plan.update + shown.plan.replace == 0)
+        #expect(shown.plan.resourceTypes == ["null_resource"])
+        #expect(shown.plan.outputChanges == [.init(name: "answer", action: .create)])
         #expect(shown.rendering.contains("null_resource.swap will be created"))
 
         let applied = try await runner.apply(invocation, planFile: planFile, expectedDigest: saved.digest)
@@ -72,12 +72,12 @@ struct RunnerTests {
             resource "null_resource" "swap" { triggers = { v = "b" } }
             """.write(to: directory.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
         let changed = try await runner.plan(invocation, planFile: planFile)
-        let summary = try await runner.show(invocation, planFile: planFile).summary
+        let summary = try await runner.show(invocation, planFile: planFile).plan
         #expect(changed.plan?.changes == .changesPresent)
         #expect(summary.delete == 1 && summary.replace == 1 && summary.noOp == 1 && summary.create == 0)
         #expect(summary.deletedAddresses == ["null_resource.gone"])
         #expect(summary.replacedAddresses == ["null_resource.swap"])
-        #expect(summary.outputChanges == [.init(name: "answer", action: "delete")])
+        #expect(summary.outputChanges == [.init(name: "answer", action: .delete)])
     }
 
     @Test("plan refuses a plan directory other users can read")

@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Testing
 @testable import TerraformRunner
 
@@ -62,7 +63,7 @@ struct SecurityTests {
         #expect(applied.output.contains("token is \(Redactor.placeholder)"))
         #expect(shown.rendering.contains(Redactor.placeholder), "the credential in a plain output is redacted in the rendering")
         // The redacted JSON is still the plan: it decodes to the same summary.
-        #expect(try PlanSummary(planJSON: shown.redactedJSON) == shown.summary)
+        #expect(try PlanModel(planJSON: shown.redactedJSON) == shown.plan)
     }
 
     @Test("a credential echoed in a terraform error is redacted from the result and errors")
@@ -134,7 +135,7 @@ struct SecurityTests {
                     "the credential leaked into \(place)")
         }
         #expect(json.contains(Redactor.placeholder) && shown.rendering.contains(Redactor.placeholder))
-        #expect(try PlanSummary(planJSON: shown.redactedJSON) == shown.summary)
+        #expect(try PlanModel(planJSON: shown.redactedJSON) == shown.plan)
     }
 
     @Test("a file a run writes into HOME is gone before the next command: every command gets a fresh, empty HOME")

@@ -109,31 +109,6 @@ struct UnitTests {
         #expect(CommandOutcome.classify(exitCode: 1, interruption: nil, output: "Error: other") == .failed(exitCode: 1))
     }
 
-    @Test("the summary counts each action kind and lists deleted/replaced addresses")
-    func summaryParsing() throws {
-        func change(_ address: String, _ type: String, _ actions: [String], mode: String = "managed") -> String {
-            let list = actions.map { "\"\($0)\"" }.joined(separator: ",")
-            return "{\"address\":\"\(address)\",\"mode\":\"\(mode)\",\"type\":\"\(type)\",\"change\":{\"actions\":[\(list)],\"after\":{\"x\":1}}}"
-        }
-        let changes = [
-            change("a.one", "a", ["create"]), change("b.two", "b", ["update"]), change("c.three", "c", ["delete"]),
-            change("d.four", "d", ["delete", "create"]), change("e.five", "e", ["create", "delete"]),
-            change("f.six", "f", ["no-op"]), change("data.g.seven", "g", ["read"], mode: "data"),
-        ].joined(separator: ",")
-        let json = "{\"format_version\":\"1.2\",\"resource_changes\":[\(changes)],\"output_changes\":{\"o\":{\"actions\":[\"update\"]},\"p\":{\"actions\":[\"no-op\"]}}}"
-        let summary = try PlanSummary(planJSON: Data(json.utf8))
-        #expect(summary.formatVersion == "1.2")
-        #expect([summary.create, summary.update, summary.delete, summary.replace, summary.noOp, summary.read] as [Int] == [1, 1, 1, 2, 1, 1] as [Int])
-        #expect(summary.deletedAddresses == ["c.three"])
-        #expect(summary.replacedAddresses == ["d.four", "e.five"])
-        #expect(summary.resourceTypes == ["a", "b", "c", "d", "e", "g"])
-        #expect(summary.outputChanges == [.init(name: "o", action: "update")])
-        #expect(summary.hasChanges)
-        let decoded = try JSONDecoder().decode(PlanSummary.self, from: JSONEncoder().encode(summary))
-        #expect(decoded == summary)
-        #expect(throws: TerraformRunnerError.self) { _ = try PlanSummary(planJSON: Data("not json".utf8)) }
-    }
-
     @Test("plan JSON redaction follows sensitive masks, sensitive outputs and sensitive variables")
     func planJSONRedaction() throws {
         let json = """
