@@ -187,6 +187,7 @@ let package = Package(
             name: "lockstep-bench",
             dependencies: [
                 "GitSource",
+                "LockstepCore",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

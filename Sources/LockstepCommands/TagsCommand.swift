@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
 import GitSource
+import LockstepAPI
 import LockstepConfig
 import LockstepCore
 import LockstepDaemon
 import LockstepGate
-import LockstepHTTP
 import Logging
 import RunStore
 
@@ -139,7 +139,7 @@ public struct TagsCommand: AsyncParsableCommand {
         let pattern: TagPattern
         do {
             _ = try await mirror.sync()
-            let layout = try await Self.layout(atTipOf: agent.repository.branch, mirror: mirror, agent: agent)
+            let layout = try await Self.layout(atTipOf: agent.repository.branch, mirror: mirror)
             projects = layout.projects.keys.sorted()
             pattern = try TagPattern(agent.tagPattern(projectCount: projects.count))
         } catch let error as OfflineError {
@@ -183,20 +183,12 @@ public struct TagsCommand: AsyncParsableCommand {
     }
 
     /// The layout at the protected branch tip (which projects exist decides the default tag
-    /// pattern), read from a throw-away export as the daemon reads it.
-    private static func layout(atTipOf branch: String, mirror: GitMirror, agent: AgentConfig) async throws -> RepoConfig {
-        let scratch = URL(fileURLWithPath: NSTemporaryDirectory())
-            .appendingPathComponent("lockstep-tags-\(UUID().uuidString)", isDirectory: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+    /// pattern), read from the mirror's object database as the daemon reads it.
+    private static func layout(atTipOf branch: String, mirror: GitMirror) async throws -> RepoConfig {
         let tip = try await mirror.branchTip(branch)
-        let limits = GitSource.ExportLimits(maxBytes: agent.exportLimits.maxBytes, maxFiles: agent.exportLimits.maxFiles,
-                                            maxDepth: agent.exportLimits.maxDepth)
-        _ = try await mirror.export(commit: tip, to: scratch.path, limits: limits, excludingNames: [".terraform", "terraform.d"])
         do {
-            return try RepoConfig.load(root: scratch.path)
-        } catch {
+            return try RepoConfig.parse(yaml: try await Gate.repoConfigText(from: mirror, at: tip))
+        } catch let error as ConfigErrors {
             throw OfflineError("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
                                + error.errors.map(\.description).joined(separator: "; "))
         }

@@ -96,7 +96,7 @@ extension Gate {
             // A fresh export of the tagged commit, initialised again with the plan credentials
             // (init runs no repository code), never the tree the plan ran in (see freshTree).
             let tree = try await freshTree(run, named: "apply-tree")
-            let layout = try layout(of: run, tree: tree)
+            let layout = try await layout(of: run, tree: tree)
             let grants = grants(for: run.target.environment)
             let initInvocation = TerraformRunner.Invocation(directory: layout.projectDirectory, writable: [tree] + grants.writable,
                                                             hidden: grants.hidden, pluginCache: grants.pluginCache,
@@ -176,7 +176,7 @@ extension Gate {
         let log = runLogger(run)
         do throws(RunFailure) {
             let tree = try await freshTree(run, named: "verify-tree")
-            let layout = try layout(of: run, tree: tree)
+            let layout = try await layout(of: run, tree: tree)
             guard !layout.verify.isEmpty else { return .verifySucceeded }
             let outputs = try await outputsToVerify(run, layout: layout, tree: tree)
             let outputsFile = runDirectory(run.id).appendingPathComponent("outputs.json")

@@ -70,6 +70,8 @@ public actor Gate {
     var loggedRefusedTags: [TargetID: Set<String>] = [:]
     /// Whether the stored last valid layout was read (once per process).
     var storedLayoutLoaded = false
+    /// `lockstep.yaml` of recent commits, read and parsed once each (``repoConfig(at:)``).
+    var parsedRepoConfigs: [GitObjectID: Result<(text: String, config: RepoConfig), ConfigErrors>] = [:]
     /// The branch tip whose layout was last examined, valid or not: an invalid tip is read
     /// once, not again on every pass.
     var examinedLayoutTip: GitObjectID?

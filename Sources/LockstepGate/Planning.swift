@@ -51,16 +51,19 @@ extension Gate {
         }
     }
 
-    /// Reads `lockstep.yaml` from the exported tree and resolves the run's layout. Every
-    /// problem fails the run with the reason: trust keys (approvals, approvers, …), an
-    /// environment the agent does not know, a path that is absolute, climbs with `..` or
-    /// leaves the tree through a symlink. The agent config is never changed by it.
-    func layout(of run: StoredRun, tree: URL) throws(RunFailure) -> RunLayout {
+    /// The run's layout: its commit's `lockstep.yaml` (parsed once per commit, see
+    /// ``repoConfig(at:)``) with every path resolved in the exported `tree`. Every problem
+    /// fails the run with the reason: trust keys (approvals, approvers, …), an environment the
+    /// agent does not know, a path that is absolute, climbs with `..` or leaves the tree
+    /// through a symlink. The agent config is never changed by it.
+    func layout(of run: StoredRun, tree: URL) async throws(RunFailure) -> RunLayout {
         let repo: RepoConfig
         do {
-            repo = try RepoConfig.load(root: tree.path)
-        } catch {
+            repo = try await repoConfig(at: run.run.commit).config
+        } catch let error as ConfigErrors {
             throw RunFailure("lockstep.yaml was refused: " + error.errors.map(\.description).joined(separator: "; "))
+        } catch {
+            throw RunFailure("lockstep.yaml could not be read from the mirror: \(safeDescription(error))")
         }
         let errors = repo.check(against: agent) + repo.checkPaths(root: tree.path)
         guard errors.isEmpty else {
@@ -154,7 +157,7 @@ extension Gate {
             _ = try freshRunDirectory(run.id)
             let tree = treeDirectory(run.id)
             try await export(run, into: tree)
-            let layout = try layout(of: run, tree: tree)
+            let layout = try await layout(of: run, tree: tree)
             let planCredentials = try credentials(policy.planCredentialsFile, what: "plan")
             // Confined, plan-time code writes only this run's tree and plan file: not the
             // store, the plugin cache or another run (see ``Confinement``).
@@ -213,7 +216,7 @@ extension Gate {
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            let summaryJSON = (try? encoder.encode(shown.summary)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            let summaryJSON = (try? encoder.encode(shown.plan)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             let stored = StoredPlan(summaryJSON: summaryJSON, rendering: shown.rendering,
                                     planJSON: String(decoding: shown.redactedJSON, as: UTF8.self),
                                     renderingTruncated: shown.renderingTruncated, renderingBytes: shown.renderingBytes)

@@ -134,8 +134,7 @@ extension Gate {
         let text: String
         let config: RepoConfig
         do {
-            text = try await repoConfigText(at: tip)
-            config = try RepoConfig.parse(yaml: text)
+            (text, config) = try await repoConfig(at: tip)
         } catch let error as ConfigErrors {
             setBranchLayoutProblem("lockstep.yaml at \(branch) (\(tip.short)) is invalid: "
                                    + oneLine(error.errors.map(\.description).joined(separator: "; ")))
@@ -350,7 +349,7 @@ extension Gate {
     /// the same file). An unreadable layout says no: that run fails at planning anyway.
     func hasVerifyCommands(commit: GitObjectID, target: TargetID) async -> Bool {
         do {
-            let config = try RepoConfig.parse(yaml: try await repoConfigText(at: commit))
+            let (_, config) = try await repoConfig(at: commit)
             return !(config.projects[target.project]?.environments[target.environment]?.verify.isEmpty ?? true)
         } catch {
             return false
@@ -389,36 +388,5 @@ extension Gate {
                 break
             }
         }
-    }
-}
-
-extension Gate {
-    /// The largest `lockstep.yaml` read from a commit (the config reader's own document limit).
-    static let repoConfigMaxBytes = 1 << 20
-
-    /// The text of `commit`'s `lockstep.yaml`, read straight from the release source's object
-    /// database (no export). A file that is missing, a symlink, a folder, too large or not
-    /// UTF-8 is the layout's own problem, reported as a config error; a source that cannot
-    /// be read throws its own error, so the caller can try again later.
-    func repoConfigText(at commit: GitObjectID) async throws -> String {
-        let file = RepoConfig.fileName
-        let data: Data?
-        do {
-            data = try await source.file(at: file, commit: commit, maxBytes: Self.repoConfigMaxBytes)
-        } catch {
-            let code = error.code
-            guard code == .notAFile || code == .fileTooLarge || code == .unsafePath else { throw error }
-            throw ConfigErrors([ConfigError(file: file, keyPath: "", expected: "a regular file of at most \(Self.repoConfigMaxBytes) bytes "
-                                            + "at the repository root (\(error.message))",
-                                            code: code == .fileTooLarge ? .tooLarge : .unsafePath)])
-        }
-        guard let data else {
-            throw ConfigErrors([ConfigError(file: file, keyPath: "", expected: "a \(file) at the repository root of the commit",
-                                            code: .pathMissing)])
-        }
-        guard let text = String(validating: data, as: UTF8.self) else {
-            throw ConfigErrors([ConfigError(file: file, keyPath: "", expected: "UTF-8 text", code: .syntax)])
-        }
-        return text
     }
 }
