@@ -147,4 +147,20 @@ struct TagDecisionUnitTests {
         #expect(alerts.contains { $0.runID == nil && $0.alert.code == .tagMoved && $0.alert.description.contains("was deleted") })
         #expect(await world.runner.applies.isEmpty)
     }
+
+    @Test("two accepted tags with one version raise an alert and start no run: Lockstep does not guess")
+    func ambiguousVersion() async throws {
+        let world = try UnitWorld(environmentsYAML: unitDev)
+        defer { world.cleanup() }
+        await world.releaseTagged("1.0.0", in: ["dev"])
+        await world.source.tag("dev/v1.0.0", at: await world.release("1.0.0-again"))
+
+        let report = try await world.gate.reconcile()
+
+        #expect(try await world.decision("dev", "dev/1.0.0")?.accepted == true)
+        #expect(try await world.decision("dev", "dev/v1.0.0")?.accepted == true)
+        #expect(report.alertsRaised.map(\.code) == [Gate.ambiguousVersion])
+        #expect(try await world.runs("dev").isEmpty)
+        #expect(await world.runner.calls.isEmpty)
+    }
 }

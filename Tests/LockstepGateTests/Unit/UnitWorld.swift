@@ -226,6 +226,9 @@ actor ScriptedPlanRunner: PlanRunner {
         case ends(CommandOutcome, output: String)
         /// The runner could not run terraform.
         case throwing
+        /// Runs until the calling task is cancelled, then ends `cancelled` (as the runner does
+        /// when it kills terraform's process group).
+        case untilCancelled
     }
 
     nonisolated let pluginCacheDirectory: URL
@@ -263,7 +266,7 @@ actor ScriptedPlanRunner: PlanRunner {
         return Self.result(initOutcome, initOutput)
     }
 
-    func plan(_ invocation: TerraformRunner.Invocation, planFile: URL, varFiles: [URL], destroy: Bool) throws -> PlanResult {
+    func plan(_ invocation: TerraformRunner.Invocation, planFile: URL, varFiles: [URL], destroy: Bool) async throws -> PlanResult {
         calls.append(.plan)
         plans += 1
         let bytes = Data("saved plan \(plans)".utf8)
@@ -276,6 +279,10 @@ actor ScriptedPlanRunner: PlanRunner {
             return PlanResult(command: Self.result(outcome, output), plan: nil)
         case .throwing:
             throw ScriptedRunnerFailure()
+        case .untilCancelled:
+            // Not a wait for luck: a sleep that only a cancellation ends within a test's run.
+            try? await Task.sleep(for: .seconds(3_600))
+            return PlanResult(command: Self.result(.cancelled), plan: nil)
         }
     }
 
@@ -302,6 +309,15 @@ actor ScriptedPlanRunner: PlanRunner {
         calls.append(.program(URL(fileURLWithPath: request.executable).lastPathComponent))
         let outcome = programOutcomes.isEmpty ? .succeeded : programOutcomes.removeFirst()
         return Self.result(outcome)
+    }
+
+    /// Waits (polling, with a deadline) until the runner has been asked `call`.
+    func waitForCall(_ call: RunnerCall, within seconds: Double = 30) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while !calls.contains(call) {
+            try #require(ContinuousClock.now < deadline, "the runner was never asked \(call)")
+            try await Task.sleep(for: .milliseconds(1))
+        }
     }
 
     var applies: [Digest] {
