@@ -1,4 +1,5 @@
 import Foundation
+import LockstepCore
 import Logging
 import Synchronization
 
@@ -16,8 +17,8 @@ import Darwin
 /// of this daemon: `lockstep validate` in CI beside the daemon, or two daemons
 /// on one agent, share the cache too. So the lock is two-level:
 ///
-/// 1. an in-process FIFO ``AsyncLock`` per cache directory (tasks of this
-///    process queue without polling);
+/// 1. an in-process single ``AsyncSlots`` per cache directory (tasks of this
+///    process queue in order without polling, and a cancelled one leaves the queue);
 /// 2. an exclusive `flock(2)` on ``fileName`` inside the cache directory, held
 ///    by a descriptor opened `O_CLOEXEC` (terraform and providers never
 ///    inherit it, so a leftover child cannot keep the lock) and closed on every
@@ -38,12 +39,12 @@ enum PluginCacheLock {
         case timedOut
     }
 
-    private static let inProcess = Mutex<[String: AsyncLock]>([:])
+    private static let inProcess = Mutex<[String: AsyncSlots]>([:])
 
-    private static func processLock(for path: String) -> AsyncLock {
+    private static func processLock(for path: String) -> AsyncSlots {
         inProcess.withLock { locks in
             if let lock = locks[path] { return lock }
-            let lock = AsyncLock()
+            let lock = AsyncSlots(1)
             locks[path] = lock
             return lock
         }
@@ -54,7 +55,11 @@ enum PluginCacheLock {
         cache: URL, deadline: ContinuousClock.Instant?, logger: Logger, _ body: () async throws -> T
     ) async throws -> T {
         let local = processLock(for: cache.path)
-        await local.acquire()
+        do {
+            try await local.acquire()
+        } catch {
+            throw Abandoned.cancelled
+        }
         let result: Result<T, any Error>
         do {
             let descriptor = try await acquireFileLock(cache.appendingPathComponent(fileName), deadline: deadline, logger: logger)
@@ -65,7 +70,7 @@ enum PluginCacheLock {
         } catch {
             result = .failure(error)
         }
-        await local.release()
+        local.release()
         return try result.get()
     }
 
@@ -99,28 +104,6 @@ enum PluginCacheLock {
                 throw Abandoned.cancelled
             }
             delay = min(delay * 2, .milliseconds(250))
-        }
-    }
-}
-
-/// A FIFO async lock (actors alone are re-entrant across awaits).
-actor AsyncLock {
-    private var held = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    func acquire() async {
-        if !held {
-            held = true
-            return
-        }
-        await withCheckedContinuation { waiters.append($0) }
-    }
-
-    func release() {
-        if waiters.isEmpty {
-            held = false
-        } else {
-            waiters.removeFirst().resume()
         }
     }
 }
