@@ -13,8 +13,8 @@ import Darwin
 // so "output cut by a leftover still holding the pipe" could no longer be reported; and
 // cancelling the calling task stops the body's reading while terraform is still shutting
 // down within its grace period (up to ten minutes for apply, writing its state). Using it
-// only to start and reap the child (pipes, reading and signals kept here) passed every
-// runner test but stalled gate tests that run many commands at once, so it is not used.
+// only to start and reap the child would keep the pipes, reading, signals and the
+// close-from-3 rule here and add a dependency for the one posix_spawn call, so it is not used.
 //
 // Why posix_spawn and not Foundation.Process: a command must
 // inherit exactly three descriptors (stdin on /dev/null, the stdout and stderr
