@@ -110,6 +110,22 @@ struct PlanSchedulingTests {
         return (pass, try #require(try await terraform.waitForStarted(1).first))
     }
 
+    /// A pass with `max_concurrent_plans: 1` and releases of dev and staging, returned once one
+    /// plan is inside terraform and the other waits for the only slot: from then on the waiting
+    /// one cannot start until the slot is handed over. Returns the pass, the running plan's pid
+    /// and the two environments (running first).
+    func startOneOfTwoPlans(_ world: World, _ terraform: BlockingTerraform) async throws
+        -> (pass: Task<ReconcileReport, any Error>, first: Int32, running: String, waiting: String) {
+        try world.release("1.0.0", to: ["dev", "staging"])
+        try terraform.blockPlans()
+        let gate = world.gate
+        let pass = Task { try await gate.reconcile() }
+        let first = try #require(try await terraform.waitForStarted(1).first)
+        while gate.planSlots.waiting < 1 { try await Task.sleep(for: .milliseconds(20)) }
+        let running = try #require(terraform.environment(of: first))
+        return (pass, first, running, running == "dev" ? "staging" : "dev")
+    }
+
     func makeWorld(_ terraform: BlockingTerraform, limit: Int) throws -> World {
         try World(environmentsYAML: twoTargets, environments: ["dev", "staging"], terraformBinary: terraform.wrapper,
                   agentExtraYAML: "max_concurrent_plans: \(limit)")
@@ -144,19 +160,11 @@ struct PlanSchedulingTests {
         defer { terraform.cleanup() }
         let world = try makeWorld(terraform, limit: 1)
         defer { world.cleanup() }
-        try world.release("1.0.0", to: ["dev", "staging"])
-        try terraform.blockPlans()
         let gate = world.gate
-        let pass = Task { try await gate.reconcile() }
-
-        let first = try #require(try await terraform.waitForStarted(1).first)
-        // The other plan is parked waiting for the one slot: from here on it cannot start
-        // until the slot is handed over, so what is seen now is what the limit allows.
-        while gate.planSlots.waiting < 1 { try await Task.sleep(for: .milliseconds(20)) }
+        // What is seen now is what the limit allows.
+        let (pass, first, firstEnv, secondEnv) = try await startOneOfTwoPlans(world, terraform)
         #expect(terraform.started() == [first])
         #expect(gate.planSlots.held == 1)
-        let firstEnv = try #require(terraform.environment(of: first))
-        let secondEnv = firstEnv == "dev" ? "staging" : "dev"
         #expect(try await world.run(firstEnv, "1.0.0").state == .planning)
         #expect(try await world.run(secondEnv, "1.0.0").state == .queued, "the waiting plan must not even be marked planning")
 
@@ -248,14 +256,8 @@ struct PlanSchedulingTests {
         defer { terraform.cleanup() }
         let world = try makeWorld(terraform, limit: 1)
         defer { world.cleanup() }
-        try world.release("1.0.0", to: ["dev", "staging"])
-        try terraform.blockPlans()
         let gate = world.gate
-        let pass = Task { try await gate.reconcile() }
-        let first = try #require(try await terraform.waitForStarted(1).first)
-        while gate.planSlots.waiting < 1 { try await Task.sleep(for: .milliseconds(20)) }
-        let firstEnv = try #require(terraform.environment(of: first))
-        let secondEnv = firstEnv == "dev" ? "staging" : "dev"
+        let (pass, _, _, secondEnv) = try await startOneOfTwoPlans(world, terraform)
         // The stop reaches both: the running plan is killed (as in the test below) and the
         // waiting one leaves the queue instead of taking the slot the killed plan frees.
         pass.cancel()
