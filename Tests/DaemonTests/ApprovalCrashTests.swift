@@ -113,14 +113,8 @@ struct ApprovalCrashTests {
     func killAfterApprovalReturned() async throws {
         let world = try DaemonWorld()
         defer { world.cleanup() }
-        let first = try await world.startReadyDaemon()
-        try world.release("1.0.0")
-        let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try world.planDigest(of: id)
-        // Hold the apply so the kill lands before anything after `approved` happens.
-        try world.block("apply")
-        let approved = try world.approve(id, digest: digest)
-        #expect(approved.status == 200, "\(approved.json)")
+        // The apply is held so the kill lands before anything after `approved` happens.
+        let (first, id) = try await world.approveWithApplyHeld()
         world.kill9(first)
         world.killBlocked("apply")
         world.unblockFuture("apply")

@@ -45,13 +45,7 @@ struct CrashTests {
     func killWhileApplying() async throws {
         let world = try DaemonWorld()
         defer { world.cleanup() }
-        let first = try await world.startReadyDaemon()
-        try world.release("1.0.0")
-        let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try world.planDigest(of: id)
-        try world.block("apply")
-        let approved = try world.approve(id, digest: digest)
-        #expect(approved.status == 200, "\(approved.json)")
+        let (first, id) = try await world.approveWithApplyHeld()
         try await eventually("terraform apply to start") { world.started("apply") }
         #expect(try world.runState(id) == "applying")
         let before = try await world.auditEntries()
@@ -146,12 +140,7 @@ struct CrashTests {
     func sigtermDuringApply() async throws {
         let world = try DaemonWorld()
         defer { world.cleanup() }
-        let daemon = try await world.startReadyDaemon()
-        try world.release("1.0.0")
-        let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let digest = try world.planDigest(of: id)
-        try world.block("apply")
-        #expect(try world.approve(id, digest: digest).status == 200)
+        let (daemon, id) = try await world.approveWithApplyHeld()
         try await eventually("terraform apply to start") { world.started("apply") }
 
         kill(daemon.processIdentifier, SIGTERM)

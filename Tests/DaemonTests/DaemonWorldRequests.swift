@@ -49,6 +49,20 @@ extension DaemonWorld {
     }
 
     /// Waits for the first run to exist and reach `state`; returns its id.
+    /// Starts a ready daemon, releases 1.0.0, waits for its plan and approves it with
+    /// `terraform apply` held (the wrapper blocks it), so a test can act before anything after
+    /// `approved` happens. Returns the daemon and the run's id.
+    func approveWithApplyHeld() async throws -> (daemon: Process, run: String) {
+        let daemon = try await startReadyDaemon()
+        try release("1.0.0")
+        let id = try await waitForRun(in: ["awaiting_approval"])
+        let digest = try planDigest(of: id)
+        try block("apply")
+        let approved = try approve(id, digest: digest)
+        #expect(approved.status == 200, "\(approved.json)")
+        return (daemon, id)
+    }
+
     func waitForRun(in states: Set<String>) async throws -> String {
         var found: String?
         try await eventually("a run in \(states)") {
