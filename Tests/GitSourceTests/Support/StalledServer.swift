@@ -6,7 +6,9 @@ import Foundation
 ///
 /// It runs on a thread of its own (never on Swift's pool, which the test watches), and
 /// releases by itself after `fallback` so that a broken executor makes the test fail on
-/// its ordering assertions instead of hanging forever.
+/// its ordering assertions instead of hanging forever. The fallback is long: in the full
+/// suite other tests' real processes can hold the pool's threads for minutes (a 120 s
+/// fallback fired there before the pool work could finish, failing a correct executor).
 final class StalledServer: @unchecked Sendable {
     // `@unchecked`: the mutable state is only touched with `lock` held.
     let port: UInt16
@@ -15,7 +17,7 @@ final class StalledServer: @unchecked Sendable {
     private var connections: [Int32] = []
     private var releasedFlag = false
 
-    init(fallback: Duration = .seconds(120)) throws {
+    init(fallback: Duration = .seconds(900)) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw FixtureError(code: .io, context: "socket()", detail: String(cString: strerror(errno))) }
         var addr = sockaddr_in()
