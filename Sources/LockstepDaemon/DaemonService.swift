@@ -196,7 +196,12 @@ public final class DaemonService: Service, Sendable {
                 "pass.duration_ms": "\(elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000)"])
         }
         do {
-            let report = try await gate.reconcile()
+            // Ready once the fetch is done and the tags are decided; plans go on afterwards.
+            let report = try await gate.reconcile { [self] decided in
+                status.fetchSucceeded()
+                await refreshStatus(problem: decided.problems.first)
+                status.firstPassDone()
+            }
             logChanges(in: report.problems)
             if !report.runsAdvanced.isEmpty || !report.runsCreated.isEmpty {
                 logger.info("reconcile pass", metadata: ["runs.created": "\(report.runsCreated.count)",

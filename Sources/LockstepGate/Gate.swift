@@ -171,8 +171,13 @@ public actor Gate {
     /// Cancelling the calling task (a stopping daemon) stops running plans: the runner kills
     /// terraform's process group and each such run goes back to `queued` (`plan_cancelled`),
     /// to be planned again from scratch by the next pass.
-    public func reconcile() async throws -> ReconcileReport {
+    ///
+    /// - Parameter decided: called with the report once the fetch is done and every tag is
+    ///   decided and recorded, before any plan starts (the daemon's readiness: a first pass
+    ///   with a thousand tagged targets must not hold `READY=1` until each is planned).
+    public func reconcile(decided: @Sendable (ReconcileReport) async -> Void = { _ in }) async throws -> ReconcileReport {
         var pass = try await exclusively { try await reconcilePass() }
+        await decided(pass.report)
         await planQueued(pass.toPlan, report: &pass.report)
         return pass.report
     }

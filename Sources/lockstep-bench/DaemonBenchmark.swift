@@ -114,7 +114,8 @@ struct DaemonBenchmark: AsyncParsableCommand {
         let bigDaemon = try startDaemon(big, binary: lockstepBin)
         defer { stop(bigDaemon) }
         let bigServer = "http://127.0.0.1:\(port + 1)"
-        // READY (and /readyz 200) follows the first pass, which plans every tagged target.
+        // READY (and /readyz 200) comes once the first pass has fetched and decided every tag;
+        // the tagged targets are planned afterwards.
         let bigReadyAfter = try await waitReady(bigServer, daemon: bigDaemon, timeout: 900)
         let bigRssReady = Self.rss(bigDaemon.processIdentifier)
         let passStart = ContinuousClock.now
@@ -135,11 +136,11 @@ struct DaemonBenchmark: AsyncParsableCommand {
         print("| example (1 project × 3 envs), at /readyz | \(Self.mib(rssReady)) |")
         print("| example, idle after dev/v1.0.0 awaits approval | \(Self.mib(rssIdle.current)) (peak \(Self.mib(rssIdle.peak))) |")
         print("| example, idle after the \(daemonTimes.count) timed releases | \(Self.mib(rssAfter.current)) (peak \(Self.mib(rssAfter.peak))) |")
-        print("| \(projects) projects × 3 envs = \(projects * 3) targets, at /readyz (after the first pass) | \(Self.mib(bigRssReady)) |")
+        print("| \(projects) projects × 3 envs = \(projects * 3) targets, at /readyz (tags decided, plans to follow) | \(Self.mib(bigRssReady)) |")
         print("| \(projects * 3) targets, idle after \(planned) dev plans await approval | \(Self.mib(bigRssIdle.current)) (peak \(Self.mib(bigRssIdle.peak))) |")
         print("")
         print("example ready \(Self.format(readyAfter)) s after start; the large repo ready \(Self.format(bigReadyAfter)) s after start, "
-              + "its first pass having planned \(planned) dev targets (max_concurrent_plans 2; \(Self.format(passSeconds)) s more until all were listed)")
+              + "then its first pass planned \(planned) dev targets (max_concurrent_plans 2; \(Self.format(passSeconds)) s more until all were listed)")
 
         // 3. Many tags: what an idle daemon spends per poll re-deciding them.
         let tagged = work.appendingPathComponent("tagged")

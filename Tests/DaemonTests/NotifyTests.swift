@@ -112,6 +112,28 @@ struct NotifyTests {
         #expect(daemon.terminationReason == .exit && daemon.terminationStatus == 0, "\(world.daemonLogs)")
     }
 
+    @Test("a release tagged while the daemon was down: READY=1 and /readyz 200 come once its tag is decided, while its plan is still held; the plan then finishes")
+    func readyBeforePlans() async throws {
+        let world = try DaemonWorld()
+        defer { world.cleanup() }
+        try world.release("1.0.0")
+        try world.block("plan")
+        let notify = try NotifySocket(path: world.scratch.appendingPathComponent("notify.sock").path)
+        _ = try world.startDaemon(environment: ["NOTIFY_SOCKET": notify.path])
+
+        _ = try notify.receive(until: "READY=1") { $0.split(separator: "\n").contains("READY=1") }
+        #expect(try world.http("GET", "/readyz", as: nil).status == 200)
+        // The run exists (its tag was decided by the first pass) and its plan has not ended:
+        // readiness did not wait for terraform.
+        let id = try await world.waitForRun(in: ["queued", "planning"])
+        try await eventually("the held plan to start") { world.started("plan") }
+        #expect(try world.runState(id) == "planning")
+
+        world.unblockFuture("plan")
+        try world.release(blocked: "plan")
+        try await eventually("the plan to finish after readiness") { try world.runState(id) == "awaiting_approval" }
+    }
+
     @Test("the remote down at start: READY=1 still arrives, after the first fetch was tried, and its STATUS= says why")
     func readyWithRemoteDown() async throws {
         let world = try DaemonWorld()
