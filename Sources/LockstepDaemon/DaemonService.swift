@@ -198,6 +198,8 @@ public final class DaemonService: Service, Sendable {
         do {
             // Ready once the fetch is done and the tags are decided; plans go on afterwards.
             let report = try await gate.reconcile { [self] decided in
+                // Only the first pass has readiness to give; later passes report once, below.
+                guard !status.isReadyForTraffic else { return }
                 status.fetchSucceeded()
                 await refreshStatus(problem: decided.problems.first)
                 status.firstPassDone()
@@ -292,6 +294,8 @@ public final class DaemonStatus: Sendable {
     }
 
     public var isDraining: Bool { state.withLock { $0.draining } }
+    /// Whether the first pass has decided its tags (readiness no longer waits for anything).
+    var isReadyForTraffic: Bool { state.withLock { $0.firstPass } }
     var fetchProblem: String? { state.withLock { $0.fetchProblem } }
 
     /// `/readyz`: ready once listening and the first pass is done, while the remote answers
