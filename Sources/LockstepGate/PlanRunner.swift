@@ -18,6 +18,8 @@ public protocol PlanRunner: Sendable {
     var searchPath: String { get }
     /// How commands are confined; nil runs them directly (tests only).
     var confinement: Confinement? { get }
+    /// What identifies the tool to an ``InitSnapshot`` (nil: init is never skipped).
+    var initToolIdentity: Data? { get }
 
     /// `terraform init` in the invocation's directory.
     func initialize(_ invocation: TerraformRunner.Invocation, backend: Bool, backendConfigFiles: [URL]) async throws -> CommandResult
@@ -34,6 +36,9 @@ public protocol PlanRunner: Sendable {
 }
 
 extension PlanRunner {
+    /// A runner that says nothing about its tool runs init every time.
+    var initToolIdentity: Data? { nil }
+
     /// `init` with the backend configured.
     func initialize(_ invocation: TerraformRunner.Invocation, backendConfigFiles: [URL]) async throws -> CommandResult {
         try await initialize(invocation, backend: true, backendConfigFiles: backendConfigFiles)

@@ -166,14 +166,7 @@ extension Gate {
                                                         writable: [tree, planFile(run.id)] + grants.writable,
                                                         hidden: grants.hidden, pluginCache: grants.pluginCache,
                                                         credentials: planCredentials, timeout: agent.terraform.planTimeout)
-            let initialization: CommandResult
-            do {
-                initialization = try await runner.initialize(invocation, backendConfigFiles: layout.backendConfigFiles)
-            } catch {
-                throw RunFailure("terraform init could not run: \(safeDescription(error))")
-            }
-            await appendLog(initialization.output, stream: .plan, run: run.id)
-            guard initialization.outcome == .succeeded else { throw RunFailure(commandFailure("init", initialization)) }
+            try await initialiseForPlan(run, invocation: invocation, layout: layout)
             let planned: PlanResult
             do {
                 planned = try await runner.plan(invocation, planFile: planFile(run.id), varFiles: layout.varFiles)
