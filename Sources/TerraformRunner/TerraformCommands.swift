@@ -157,6 +157,17 @@ extension TerraformRunner {
         guard FileManager.default.fileExists(atPath: planFile.path) else {
             throw TerraformRunnerError(.planFileMissing, "the plan file does not exist")
         }
+        // The text is rendered by a second terraform process, started together with the JSON one:
+        // neither needs the other, and one after the other they were the largest part of the
+        // time from a tag to a reviewable plan after `plan` itself. The text is captured
+        // unredacted and redacted below, once the JSON has said which values are sensitive.
+        // A few bytes past the limit are read so that a secret crossing the cut is seen whole
+        // (and the cut moved before it): a truncated rendering never ends in half a secret; and
+        // at least the next character's first byte, so a cut never splits a character.
+        let textLimit = configuration.planTextBytes
+        let longestSecret = invocation.redactor.longestPatternBytes
+        async let textShow = execute(["show", "-no-color", planFile.path], invocation, command: "show", capture: true,
+                                     captureLimit: textLimit + max(longestSecret, 4) + Self.learnedSecretAllowance, keepPrefix: true)
         let jsonLimit = configuration.planJSONBytes
         let json = try await execute(["show", "-json", "-no-color", planFile.path], invocation, command: "show", capture: true,
                                      captureLimit: jsonLimit) { bytes in
@@ -175,18 +186,15 @@ extension TerraformRunner {
         raw = Data()  // the unredacted JSON is not needed any more: do not hold it while the text is read
         let redactor = invocation.redactor.adding(learned)
 
-        var textInvocation = invocation
-        textInvocation.secrets.formUnion(learned)
-        // A few bytes past the limit are read so that a secret crossing the cut is seen whole
-        // (and the cut moved before it): a truncated rendering never ends in half a secret; and
-        // at least the next character's first byte, so a cut never splits a character.
-        let textLimit = configuration.planTextBytes
-        let text = try await execute(["show", "-no-color", planFile.path], textInvocation, command: "show", capture: true,
-                                     captureLimit: textLimit + max(redactor.longestPatternBytes, 4), keepPrefix: true)
+        var text = try await textShow
+        text.command.output = redactor.redact(text.command.output)
         guard text.command.outcome == .succeeded, let rendered = text.stdout else { throw failure("terraform show", text.command) }
         let truncated = text.stdoutBytes > textLimit
+        // A secret that starts before the cut must lie whole in what was read: a sensitive value
+        // longer than the allowance moves the cut earlier rather than leave its start in clear.
+        let cut = min(textLimit, max(0, rendered.count - max(redactor.longestPatternBytes, 4)))
         let rendering = rendered.withUnsafeBytes { bytes in
-            Self.rendering(of: bytes, cutAt: truncated ? textLimit : nil, redactor: redactor)
+            Self.rendering(of: bytes, cutAt: truncated ? cut : nil, redactor: redactor)
         }
         if truncated {
             logger.notice("plan text truncated", metadata: [
@@ -196,6 +204,10 @@ extension TerraformRunner {
         return ShownPlan(plan: plan, redactedJSON: redactedJSON, rendering: rendering,
                          renderingBytes: text.stdoutBytes, renderingTruncated: truncated)
     }
+
+    /// Bytes read past the text limit so that a sensitive value the JSON reveals (not known when
+    /// the text's capture starts) is still seen whole where it crosses the cut.
+    static let learnedSecretAllowance = 4096
 
     /// `bytes` redacted; with `limit`, only their start: cut at the last line end before the
     /// limit (or, with no line end, at a UTF-8 character boundary), and before any secret that
