@@ -194,6 +194,10 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     public var planRenderingTruncated: Bool
     /// Bytes of the whole text terraform printed (nil before a plan was stored).
     public var planRenderingBytes: Int?
+    /// Whether `planRendering` is terraform's text yet: `ready`, `pending` (the plan is stored
+    /// and reviewable from its summary and checks; its text follows within moments) or `failed`
+    /// (`planRendering` says why). Nil before a plan was stored.
+    public var planRenderingState: APIRenderingState?
     public var checks: [APICheck]
     public var approvals: [APIApproval]
     public var requiredApprovals: Int
@@ -210,7 +214,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
                 summary: APIPlanSummary?, planRendering: String?, checks: [APICheck], approvals: [APIApproval],
                 requiredApprovals: Int, mayApprove: [IdentityName], refusals: [APIApprovalRefusal],
                 transitions: [APITransition], alerts: [APIAlert], createdAt: Date, updatedAt: Date,
-                planRenderingTruncated: Bool = false, planRenderingBytes: Int? = nil) {
+                planRenderingTruncated: Bool = false, planRenderingBytes: Int? = nil,
+                planRenderingState: APIRenderingState? = nil) {
         self.id = id
         self.project = project
         self.environment = environment
@@ -225,6 +230,7 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         self.planRendering = planRendering
         self.planRenderingTruncated = planRenderingTruncated
         self.planRenderingBytes = planRenderingBytes ?? planRendering?.utf8.count
+        self.planRenderingState = planRenderingState ?? (planRendering == nil ? nil : .ready)
         self.checks = checks
         self.approvals = approvals
         self.requiredApprovals = requiredApprovals
@@ -243,6 +249,7 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         case planRendering = "plan_rendering"
         case planRenderingTruncated = "plan_rendering_truncated"
         case planRenderingBytes = "plan_rendering_bytes"
+        case planRenderingState = "plan_rendering_state"
         case checks, approvals
         case requiredApprovals = "required_approvals"
         case mayApprove = "may_approve"
@@ -270,8 +277,14 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
             alerts: try c.decode([APIAlert].self, forKey: .alerts), createdAt: try c.decode(Date.self, forKey: .createdAt),
             updatedAt: try c.decode(Date.self, forKey: .updatedAt),
             planRenderingTruncated: try c.decodeIfPresent(Bool.self, forKey: .planRenderingTruncated) ?? false,
-            planRenderingBytes: try c.decodeIfPresent(Int.self, forKey: .planRenderingBytes))
+            planRenderingBytes: try c.decodeIfPresent(Int.self, forKey: .planRenderingBytes),
+            planRenderingState: try c.decodeIfPresent(APIRenderingState.self, forKey: .planRenderingState))
     }
+}
+
+/// Where a plan's text rendering is (``APIRunDetail/planRenderingState``).
+public enum APIRenderingState: String, Sendable, Hashable, Codable {
+    case ready, pending, failed
 }
 
 /// `GET /api/v1/runs`.

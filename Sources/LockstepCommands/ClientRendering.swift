@@ -255,7 +255,16 @@ enum ClientRendering {
             }
         }
 
-        if let rendering = run.planRendering {
+        if run.planRenderingState == .pending {
+            out.append("")
+            out.append("--- plan (redacted) ---")
+            out.append("terraform is still rendering this plan's text; the summary and checks above are complete. Run this again in a moment.")
+        } else if run.planRenderingState == .failed {
+            out.append("")
+            out.append("--- plan (redacted) ---")
+            out.append("the plan's text could not be rendered: \(terminalSafe(run.planRendering ?? "", limit: 600, keepNewlines: false)); "
+                       + "the summary and checks above are complete")
+        } else if let rendering = run.planRendering {
             out.append("")
             out.append("--- plan (redacted) ---")
             // The daemon already bounds what it sends (`limits.plan_text_bytes`); this only

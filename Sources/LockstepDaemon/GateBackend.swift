@@ -297,6 +297,7 @@ public struct GateBackend: APIBackend {
                               detail: $0.transition.reason.detail, actor: $0.actor, time: $0.time)
             },
             alerts: alerts, createdAt: run.createdAt, updatedAt: run.updatedAt,
-            planRenderingTruncated: run.plan?.renderingTruncated ?? false, planRenderingBytes: run.plan?.renderingBytes)
+            planRenderingTruncated: run.plan?.renderingTruncated ?? false, planRenderingBytes: run.plan?.renderingBytes,
+            planRenderingState: run.plan.map { APIRenderingState(rawValue: $0.renderingState.rawValue) ?? .failed })
     }
 }

@@ -94,6 +94,8 @@ public actor Gate {
     /// snapshot of a run, must not start a second terraform on the same target's state
     /// (the store's `queued → planning` compare-and-set stops it across processes too).
     var planningTargets: Set<TargetID> = []
+    /// Plans stored with their text still to render, by run (``renderPendingText(of:)``).
+    var pendingRenderings: [RunID: PendingRendering] = [:]
     /// The `max_concurrent_plans` slots, across every pass, handed out in arrival order.
     nonisolated let planSlots: AsyncSlots
 

@@ -25,8 +25,10 @@ public protocol PlanRunner: Sendable {
     func initialize(_ invocation: TerraformRunner.Invocation, backend: Bool, backendConfigFiles: [URL]) async throws -> CommandResult
     /// `terraform plan -out planFile`: the plan's bytes and their digest when it succeeded.
     func plan(_ invocation: TerraformRunner.Invocation, planFile: URL, varFiles: [URL], destroy: Bool) async throws -> PlanResult
-    /// The saved plan's summary, redacted JSON and text.
-    func show(_ invocation: TerraformRunner.Invocation, planFile: URL) async throws -> ShownPlan
+    /// The saved plan's summary and redacted JSON, with the sensitive values it revealed.
+    func showJSON(_ invocation: TerraformRunner.Invocation, planFile: URL) async throws -> ShownPlanJSON
+    /// The saved plan's text, redacted with the invocation's secrets and `sensitiveValues`.
+    func renderText(_ invocation: TerraformRunner.Invocation, planFile: URL, sensitiveValues: Set<String>) async throws -> PlanRendering
     /// Applies `planFile` only if its bytes have `expectedDigest`; the file is gone afterwards.
     func apply(_ invocation: TerraformRunner.Invocation, planFile: URL, expectedDigest: Digest) async throws -> CommandResult
     /// `terraform output -json` with sensitive values and secrets redacted.

@@ -193,9 +193,9 @@ extension Gate {
             var showInvocation = invocation
             showInvocation.writable = []
             showInvocation.readable = [tree, copy.deletingLastPathComponent()]
-            let shown: ShownPlan
+            let shown: ShownPlanJSON
             do {
-                shown = try await runner.show(showInvocation, planFile: copy)
+                shown = try await runner.showJSON(showInvocation, planFile: copy)
             } catch let error as TerraformRunnerError where error.code == .planJSONTooLarge {
                 // The summary, the checks and the approvals all rest on the JSON: one that was
                 // not read whole can never be approved, so the run fails and says what to raise.
@@ -207,18 +207,17 @@ extension Gate {
             } catch {
                 throw RunFailure("terraform show could not read the plan: \(safeDescription(error))")
             }
+            // The text comes right after the run is stored as planned (``renderPendingText(of:)``):
+            // the summary, the checks and the approvals rest on the JSON alone.
+            pendingRenderings[run.id] = PendingRendering(invocation: showInvocation, contents: saved.contents,
+                                                         sensitiveValues: shown.sensitiveValues)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             let summaryJSON = (try? encoder.encode(shown.plan)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-            let stored = StoredPlan(summaryJSON: summaryJSON, rendering: shown.rendering,
-                                    planJSON: String(decoding: shown.redactedJSON, as: UTF8.self),
-                                    renderingTruncated: shown.renderingTruncated, renderingBytes: shown.renderingBytes)
-            if shown.renderingTruncated {
-                await appendLog("lockstep: the plan's text is \(ByteSize(shown.renderingBytes)); only its first "
-                                + "\(ByteSize(shown.rendering.utf8.count)) are kept (limits.plan_text_bytes); the summary and "
-                                + "the checks cover the whole plan", stream: .lockstep, run: run.id)
-            }
-            log.info("plan saved", metadata: ["plan.digest": "\(digest)", "plan.text.truncated": "\(shown.renderingTruncated)"])
+            let stored = StoredPlan(summaryJSON: summaryJSON, rendering: "",
+                                    planJSON: String(decoding: shown.redactedJSON, as: UTF8.self), renderingBytes: 0,
+                                    renderingState: .pending)
+            log.info("plan saved", metadata: ["plan.digest": "\(digest)"])
             return (.planSucceeded(digest: digest, hasChanges: true), RunUpdate(planDigest: digest, plan: stored))
         } catch {
             // A stopping agent cancelled the plan (the runner killed terraform's process
@@ -285,7 +284,7 @@ extension Gate {
     /// a plan is applied at most once, and never outlives its run's end.
     func removePlanFile(_ id: RunID) {
         for url in [planFile(id), sealedPlanFile(id).deletingLastPathComponent(),
-                    planCopyFolder(id, for: "show"), planCopyFolder(id, for: "apply")]
+                    planCopyFolder(id, for: "show"), planCopyFolder(id, for: "render"), planCopyFolder(id, for: "apply")]
         where FileManager.default.fileExists(atPath: url.path) {
             try? FileManager.default.removeItem(at: url)
         }

@@ -72,6 +72,7 @@ extension Gate {
             log.info("compare-and-set lost; dropping the remaining actions",
                      metadata: ["run.from": "\(transition.from)", "run.to": "\(transition.to)"])
             result.lostRace = true
+            pendingRenderings[run.id] = nil
             await afterLostRace(run, transition: transition)
             return result
         }
@@ -171,6 +172,9 @@ extension Gate {
                 }
             }
         }
+        // The plan is stored and its run moved on (awaiting approval, or failed its checks):
+        // now its text, while the tree `show` reads is still there.
+        await renderPendingText(of: run)
         // A run that ended, or a plan stopped and queued again, keeps nothing on disk: the
         // next plan starts from a fresh export.
         if machine.state.isFinal || (machine.state == .queued && result.committed.last == .queued) {

@@ -126,6 +126,20 @@ public actor InMemoryRunStore: RunStore {
         return true
     }
 
+    public func attachRendering(_ runID: RunID, rendering: String, truncated: Bool, bytes: Int,
+                                state: RenderingState) async throws -> Bool {
+        try write { store in
+            guard let index = store.runs.firstIndex(where: { $0.id == runID }),
+                  var plan = store.runs[index].plan, plan.renderingState == .pending else { return false }
+            plan.rendering = rendering
+            plan.renderingTruncated = truncated
+            plan.renderingBytes = bytes
+            plan.renderingState = state
+            store.runs[index].plan = plan
+            return true
+        }
+    }
+
     public func run(_ id: RunID) async throws -> StoredRun? {
         state.runs.first { $0.id == id }
     }

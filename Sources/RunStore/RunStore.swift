@@ -63,15 +63,31 @@ public struct StoredPlan: Sendable, Hashable, Codable {
     public var renderingTruncated: Bool
     /// Bytes of the whole text terraform printed (the rendering's own size when not truncated).
     public var renderingBytes: Int
+    /// Whether ``rendering`` is terraform's text yet. A plan is stored (and reviewable from its
+    /// summary, checks and JSON) before its text is rendered; the text is attached right after
+    /// (``RunStore/attachRendering(_:rendering:truncated:bytes:state:)``).
+    public var renderingState: RenderingState
 
     public init(summaryJSON: String, rendering: String, planJSON: String, renderingTruncated: Bool = false,
-                renderingBytes: Int? = nil) {
+                renderingBytes: Int? = nil, renderingState: RenderingState = .ready) {
         self.summaryJSON = summaryJSON
         self.rendering = rendering
         self.planJSON = planJSON
         self.renderingTruncated = renderingTruncated
         self.renderingBytes = renderingBytes ?? rendering.utf8.count
+        self.renderingState = renderingState
     }
+}
+
+/// Where a stored plan's text rendering is.
+public enum RenderingState: String, Sendable, Hashable, Codable {
+    /// ``StoredPlan/rendering`` is terraform's text (or its start).
+    case ready
+    /// Terraform is rendering it; ``StoredPlan/rendering`` is empty.
+    case pending
+    /// It could not be rendered; ``StoredPlan/rendering`` says why (the summary, checks and JSON
+    /// are complete all the same).
+    case failed
 }
 
 /// A run as stored: its summary and, once planned, its plan.
@@ -313,6 +329,11 @@ public protocol RunStore: Sendable {
     func approvalRefusals(of runID: RunID) async throws -> [ApprovalRefusal]
 
     // MARK: Decisions, checks, alerts, outputs, logs
+
+    /// Attaches the text rendering of a run's plan, or why there is none (`state` `.ready` or
+    /// `.failed`). Only a plan whose rendering is `.pending` changes: returns `false`, having
+    /// written nothing, otherwise (no plan, or already attached).
+    func attachRendering(_ runID: RunID, rendering: String, truncated: Bool, bytes: Int, state: RenderingState) async throws -> Bool
 
     /// Records a tag decision when it differs from the last one recorded for the same
     /// target, tag name and tag object (so a poll loop does not flood the audit log).

@@ -207,7 +207,7 @@ struct RunRecordRow: FetchableRecord {
 struct FullRunRow: FetchableRecord {
     static let selection = """
         SELECT runs.*, plans.summary_json, plans.rendering, plans.plan_json, plans.rendering_truncated,
-            plans.rendering_bytes
+            plans.rendering_bytes, plans.rendering_state
         FROM runs LEFT JOIN plans ON plans.run_id = runs.id
         """
 
@@ -223,7 +223,13 @@ struct FullRunRow: FetchableRecord {
             }
             plan = StoredPlan(summaryJSON: summaryJSON, rendering: try row.text("rendering"),
                               planJSON: try row.text("plan_json"), renderingTruncated: try row.bool("rendering_truncated"),
-                              renderingBytes: size.map { Int($0) })
+                              renderingBytes: size.map { Int($0) },
+                              renderingState: try row.parsed("rendering_state", "ready, pending or failed") { raw in
+                                  guard let state = RenderingState(rawValue: raw) else {
+                                      throw ColumnError(column: "rendering_state", expected: "")
+                                  }
+                                  return state
+                              })
         }
         run = StoredRun(summary: summary, plan: plan)
     }

@@ -74,13 +74,15 @@ extension SQLiteRunStore {
         guard db.changesCount == 1 else { return false }
         if let plan = update.plan {
             try db.execute(sql: """
-                INSERT INTO plans (run_id, summary_json, rendering, plan_json, rendering_truncated, rendering_bytes)
-                VALUES (?, ?, ?, ?, ?, ?)
+                INSERT INTO plans (run_id, summary_json, rendering, plan_json, rendering_truncated, rendering_bytes,
+                                   rendering_state)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (run_id) DO UPDATE SET summary_json = excluded.summary_json,
                     rendering = excluded.rendering, plan_json = excluded.plan_json,
-                    rendering_truncated = excluded.rendering_truncated, rendering_bytes = excluded.rendering_bytes
+                    rendering_truncated = excluded.rendering_truncated, rendering_bytes = excluded.rendering_bytes,
+                    rendering_state = excluded.rendering_state
                 """, arguments: [runID.rawValue, plan.summaryJSON, plan.rendering, plan.planJSON,
-                                 plan.renderingTruncated, plan.renderingBytes])
+                                 plan.renderingTruncated, plan.renderingBytes, plan.renderingState.rawValue])
         }
         try db.execute(sql: """
             INSERT INTO transitions (run_id, from_state, to_state, reason, detail, actor, time_ms)
@@ -91,6 +93,17 @@ extension SQLiteRunStore {
         try Self.appendAudit(db, time: time, actor: actor, kind: .transition, target: target, runID: runID,
                              payload: AuditPayload.transition(transition, digest: update.planDigest))
         return true
+    }
+
+    public func attachRendering(_ runID: RunID, rendering: String, truncated: Bool, bytes: Int,
+                                state: RenderingState) async throws -> Bool {
+        try await write("attach the plan rendering of run \(runID)") { db in
+            try db.execute(sql: """
+                UPDATE plans SET rendering = ?, rendering_truncated = ?, rendering_bytes = ?, rendering_state = ?
+                WHERE run_id = ? AND rendering_state = 'pending'
+                """, arguments: [rendering, truncated, bytes, state.rawValue, runID.rawValue])
+            return db.changesCount == 1
+        }
     }
 
     public func run(_ id: RunID) async throws -> StoredRun? {

@@ -37,6 +37,9 @@ enum SQLiteSchema {
         migrator.registerMigration("v3_plan_rendering_truncation") { db in
             try db.execute(sql: v3PlanRenderingTruncation)
         }
+        migrator.registerMigration("v4_plan_rendering_state") { db in
+            try db.execute(sql: v4PlanRenderingState)
+        }
         return migrator
     }
 
@@ -226,6 +229,12 @@ enum SQLiteSchema {
     static let v3PlanRenderingTruncation = """
         ALTER TABLE plans ADD COLUMN rendering_truncated INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE plans ADD COLUMN rendering_bytes INTEGER;
+        """
+
+    /// Whether a plan's rendering is terraform's text yet (`ready`, `pending`, `failed`): plans
+    /// stored before had their text stored with them.
+    static let v4PlanRenderingState = """
+        ALTER TABLE plans ADD COLUMN rendering_state TEXT NOT NULL DEFAULT 'ready';
         """
 
     /// What was found at a store path before anything wrote to it.

@@ -144,30 +144,30 @@ extension TerraformRunner {
     }
 
     /// `show -json` parsed into a summary and redacted, plus terraform's
-    /// human rendering of the saved plan, redacted.
+    /// human rendering of the saved plan, redacted: ``showJSON(_:planFile:)`` and
+    /// ``renderText(_:planFile:sensitiveValues:)`` with the two processes started together.
+    public func show(_ invocation: Invocation, planFile: URL) async throws -> ShownPlan {
+        // Neither process needs the other; the text is redacted once the JSON has said which
+        // values are sensitive.
+        async let text = captureText(invocation, planFile: planFile, sensitiveValues: [])
+        let json = try await showJSON(invocation, planFile: planFile)
+        let rendering = try await text.redacting(json.sensitiveValues, invocation: invocation)
+        return ShownPlan(plan: json.plan, redactedJSON: json.redactedJSON, rendering: rendering.text,
+                         renderingBytes: rendering.bytes, renderingTruncated: rendering.truncated)
+    }
+
+    /// `show -json` parsed into a summary and redacted, with the sensitive values it revealed
+    /// (to redact the text rendering with).
     ///
     /// Memory stays bounded whatever the plan prints. The JSON is read up to
     /// `planJSONBytes`; past that the rest is drained unkept and ``TerraformRunnerError/Code/planJSONTooLarge``
     /// is thrown, because the summary and every check are computed from the JSON and a plan
-    /// whose JSON was not read whole must never look reviewable. The text is read up to
-    /// `planTextBytes` and the rest only counted: the rendering is then the start of the
-    /// text, cut at a line end, and ``ShownPlan/renderingTruncated`` says so.
-    public func show(_ invocation: Invocation, planFile: URL) async throws -> ShownPlan {
+    /// whose JSON was not read whole must never look reviewable.
+    public func showJSON(_ invocation: Invocation, planFile: URL) async throws -> ShownPlanJSON {
         _ = try prepareTools()
         guard FileManager.default.fileExists(atPath: planFile.path) else {
             throw TerraformRunnerError(.planFileMissing, "the plan file does not exist")
         }
-        // The text is rendered by a second terraform process, started together with the JSON one:
-        // neither needs the other, and one after the other they were the largest part of the
-        // time from a tag to a reviewable plan after `plan` itself. The text is captured
-        // unredacted and redacted below, once the JSON has said which values are sensitive.
-        // A few bytes past the limit are read so that a secret crossing the cut is seen whole
-        // (and the cut moved before it): a truncated rendering never ends in half a secret; and
-        // at least the next character's first byte, so a cut never splits a character.
-        let textLimit = configuration.planTextBytes
-        let longestSecret = invocation.redactor.longestPatternBytes
-        async let textShow = execute(["show", "-no-color", planFile.path], invocation, command: "show", capture: true,
-                                     captureLimit: textLimit + max(longestSecret, 4) + Self.learnedSecretAllowance, keepPrefix: true)
         let jsonLimit = configuration.planJSONBytes
         let json = try await execute(["show", "-json", "-no-color", planFile.path], invocation, command: "show", capture: true,
                                      captureLimit: jsonLimit) { bytes in
@@ -175,7 +175,7 @@ extension TerraformRunner {
                                  "the plan's JSON (\(ByteSize(bytes))) is larger than the limit of \(ByteSize(jsonLimit))",
                                  context: ["limit_bytes": "\(jsonLimit)", "bytes": "\(bytes)"])
         }
-        guard json.command.outcome == .succeeded, var raw = json.stdout else { throw failure("terraform show -json", json.command) }
+        guard json.command.outcome == .succeeded, let raw = json.stdout else { throw failure("terraform show -json", json.command) }
         let plan: PlanModel
         do {
             plan = try PlanModel(planJSON: raw)
@@ -183,26 +183,38 @@ extension TerraformRunner {
             throw TerraformRunnerError(.malformedOutput, "terraform plan JSON could not be decoded: \(error.description)")
         }
         let (redactedJSON, learned) = try PlanJSONRedaction.redact(raw, redactor: invocation.redactor)
-        raw = Data()  // the unredacted JSON is not needed any more: do not hold it while the text is read
-        let redactor = invocation.redactor.adding(learned)
+        return ShownPlanJSON(plan: plan, redactedJSON: redactedJSON, sensitiveValues: learned)
+    }
 
-        var text = try await textShow
-        text.command.output = redactor.redact(text.command.output)
-        guard text.command.outcome == .succeeded, let rendered = text.stdout else { throw failure("terraform show", text.command) }
-        let truncated = text.stdoutBytes > textLimit
-        // A secret that starts before the cut must lie whole in what was read: a sensitive value
-        // longer than the allowance moves the cut earlier rather than leave its start in clear.
-        let cut = min(textLimit, max(0, rendered.count - max(redactor.longestPatternBytes, 4)))
-        let rendering = rendered.withUnsafeBytes { bytes in
-            Self.rendering(of: bytes, cutAt: truncated ? cut : nil, redactor: redactor)
+    /// Terraform's human rendering of the saved plan (`show`), redacted with the invocation's
+    /// secrets and `sensitiveValues` (what ``showJSON(_:planFile:)`` revealed).
+    ///
+    /// The text is read up to `planTextBytes` and the rest only counted: the rendering is then
+    /// the start of the text, cut at a line end, and ``PlanRendering/truncated`` says so.
+    public func renderText(_ invocation: Invocation, planFile: URL, sensitiveValues: Set<String>) async throws -> PlanRendering {
+        try await captureText(invocation, planFile: planFile, sensitiveValues: sensitiveValues)
+            .redacting(sensitiveValues, invocation: invocation)
+    }
+
+    /// `show`'s text as printed, to be redacted with ``CapturedRendering/redacting(_:invocation:)``
+    /// once every sensitive value is known.
+    func captureText(_ invocation: Invocation, planFile: URL, sensitiveValues: Set<String>) async throws -> CapturedRendering {
+        _ = try prepareTools()
+        guard FileManager.default.fileExists(atPath: planFile.path) else {
+            throw TerraformRunnerError(.planFileMissing, "the plan file does not exist")
         }
-        if truncated {
-            logger.notice("plan text truncated", metadata: [
-                "plan.text.bytes": "\(text.stdoutBytes)", "plan.text.kept_bytes": "\(rendering.utf8.count)",
-                "plan.text.limit_bytes": "\(textLimit)"])
-        }
-        return ShownPlan(plan: plan, redactedJSON: redactedJSON, rendering: rendering,
-                         renderingBytes: text.stdoutBytes, renderingTruncated: truncated)
+        // A few bytes past the limit are read so that a secret crossing the cut is seen whole
+        // (and the cut moved before it): a truncated rendering never ends in half a secret; and
+        // at least the next character's first byte, so a cut never splits a character.
+        let textLimit = configuration.planTextBytes
+        var textInvocation = invocation
+        textInvocation.secrets.formUnion(sensitiveValues)
+        let longestSecret = textInvocation.redactor.longestPatternBytes
+        let text = try await execute(["show", "-no-color", planFile.path], textInvocation, command: "show", capture: true,
+                                     captureLimit: textLimit + max(longestSecret, 4) + Self.learnedSecretAllowance,
+                                     keepPrefix: true)
+        return CapturedRendering(command: text.command, stdout: text.stdout, stdoutBytes: text.stdoutBytes, limit: textLimit,
+                                 logger: logger)
     }
 
     /// Bytes read past the text limit so that a sensitive value the JSON reveals (not known when

@@ -217,7 +217,9 @@ extension TerraformRunner {
         )
     }
 
-    func failure(_ what: String, _ command: CommandResult) -> TerraformRunnerError {
+    func failure(_ what: String, _ command: CommandResult) -> TerraformRunnerError { Self.failure(what, command) }
+
+    static func failure(_ what: String, _ command: CommandResult) -> TerraformRunnerError {
         let code: TerraformRunnerError.Code = command.outcome == .timedOut || command.outcome == .cancelled
             ? TerraformRunnerError.Code(command.outcome.description) : .commandFailed
         // The output is already redacted; it goes to debugDescription only.

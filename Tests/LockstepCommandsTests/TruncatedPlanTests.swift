@@ -38,4 +38,28 @@ struct TruncatedPlanTests {
             #expect(result.stdout.contains("--- end of plan ---"))
         }
     }
+
+    @Test("show of a run whose text is still being rendered, or could not be, says so and stays approvable; a failure reason from the server is shown terminal-safe")
+    func pendingAndFailedRendering() async throws {
+        let home = try Scratch()
+        var backend = CannedBackend()
+        let index = try #require(backend.runDetails.firstIndex { $0.id == Fixture.prodRun.id })
+        backend.runDetails[index].planRendering = ""
+        backend.runDetails[index].planRenderingState = .pending
+        try await withServer(backend) { url in
+            let result = try await VerbTests.run(["show", "run-prod-1"], url: url, home: home)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("terraform is still rendering this plan's text"))
+            #expect(!result.stdout.contains("--- end of plan ---"))
+            #expect(result.stdout.contains("lockstep approve run-prod-1 --digest \(Fixture.planDigest.rawValue)"))
+        }
+        backend.runDetails[index].planRendering = "terraform show timed out\u{1b}[2J"
+        backend.runDetails[index].planRenderingState = .failed
+        try await withServer(backend) { url in
+            let result = try await VerbTests.run(["show", "run-prod-1"], url: url, home: home)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("the plan's text could not be rendered: terraform show timed out"))
+            #expect(!result.stdout.contains("\u{1b}"), "no terminal escape from the server reaches the terminal")
+        }
+    }
 }

@@ -25,7 +25,7 @@ struct JSONShapeTests {
         "commit":"\(a)","created_at":"2027-01-15T08:00:00Z","digest":"\(d)","environment":"prod","id":"run-prod-1",\
         "may_approve":["alice","bob"],\
         "plan_rendering":"  # null_resource.old will be destroyed\\n  - resource \\"null_resource\\" \\"old\\" {}\\n",\
-        "plan_rendering_bytes":78,"plan_rendering_truncated":false,\
+        "plan_rendering_bytes":78,"plan_rendering_state":"ready","plan_rendering_truncated":false,\
         "project":"app",\
         "refusals":[{"code":"identity_not_allowed","identity":"carol","message":"carol may not approve runs of this environment","time":"2027-01-15T08:00:00Z"}],\
         "required_approvals":2,"rollback":false,"state":"awaiting_approval",\

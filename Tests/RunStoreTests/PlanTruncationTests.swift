@@ -29,6 +29,8 @@ struct PlanTruncationTests {
         let reopened = try SQLiteRunStore(path: scratch.store)
         #expect(try await reopened.run(runID("r2"))?.plan == whole)
         #expect(try sqlite3(scratch.store, "SELECT count(*) FROM grdb_migrations WHERE identifier = 'v3_plan_rendering_truncation';") == "1\n")
+        // Plans stored with their text read as ready.
+        #expect(try sqlite3(scratch.store, "SELECT rendering_state FROM plans ORDER BY run_id;") == "ready\nready\n")
         try reopened.close()
 
         // A size that is not a byte count is damage, never a silent zero.
@@ -36,5 +38,11 @@ struct PlanTruncationTests {
         let damaged = try SQLiteRunStore(path: scratch.store)
         #expect(await storeError { _ = try await damaged.run(runID("r2")) }?.code == .corrupt)
         try damaged.close()
+
+        // A rendering state this build does not know is damage too, never taken for "ready".
+        _ = try sqlite3(scratch.store, "UPDATE plans SET rendering_bytes = 18, rendering_state = 'maybe' WHERE run_id = 'r2';")
+        let unknown = try SQLiteRunStore(path: scratch.store)
+        #expect(await storeError { _ = try await unknown.run(runID("r2")) }?.code == .corrupt)
+        try unknown.close()
     }
 }

@@ -65,6 +65,37 @@ struct RunStoreContractTests {
                                      "detail": "1 to add", "digest": digest("d").rawValue])
     }
 
+    @Test("a pending plan rendering is attached once: ready or failed, never overwritten, never on a plan that had its text",
+          arguments: StoreKind.allCases)
+    func renderingAttachedOnce(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
+        for id in ["r1", "r2"] {
+            _ = try await store.createRun(newRun(id, id == "r1" ? "prod" : "dev"), at: at(0), actor: "lockstep")
+            #expect(try await store.transition(runID(id), step(.queued, .planning), update: RunUpdate(), at: at(1), actor: "lockstep"))
+        }
+        let pending = StoredPlan(summaryJSON: "{}", rendering: "", planJSON: "{}", renderingState: .pending)
+        #expect(try await store.transition(runID("r1"), step(.planning, .checking, .planSucceeded),
+                                           update: RunUpdate(planDigest: digest("d"), plan: pending), at: at(2), actor: "lockstep"))
+        #expect(try await store.run(runID("r1"))?.plan?.renderingState == .pending)
+        let auditBefore = try await store.auditEntries().count
+
+        #expect(try await store.attachRendering(runID("r1"), rendering: "+ null_resource.a\n", truncated: true, bytes: 9000,
+                                                state: .ready))
+        let attached = try #require(try await store.run(runID("r1"))?.plan)
+        #expect(attached.rendering == "+ null_resource.a\n" && attached.renderingTruncated && attached.renderingBytes == 9000)
+        #expect(attached.renderingState == .ready && attached.planJSON == "{}" && attached.summaryJSON == "{}")
+        // Attached once: a second attach (a late or replayed rendering) changes nothing.
+        #expect(try await store.attachRendering(runID("r1"), rendering: "other", truncated: false, bytes: 5, state: .failed) == false)
+        #expect(try await store.run(runID("r1"))?.plan == attached)
+        // No plan yet, or an unknown run: nothing to attach to.
+        #expect(try await store.attachRendering(runID("r2"), rendering: "x", truncated: false, bytes: 1, state: .ready) == false)
+        #expect(try await store.run(runID("r2"))?.plan == nil)
+        #expect(try await store.attachRendering(runID("nope"), rendering: "x", truncated: false, bytes: 1, state: .ready) == false)
+        // A rendering is a view of the audited plan, not an event of its own.
+        #expect(try await store.auditEntries().count == auditBefore)
+    }
+
     @Test("a transition from the wrong state changes nothing and writes no audit entry; an unknown run is not_found", arguments: StoreKind.allCases)
     func compareAndSetRefusal(_ kind: StoreKind) async throws {
         let scratch = try Scratch()

@@ -105,6 +105,28 @@ struct PlanningUnitTests {
         #expect(try await world.store.log(of: run.id).contains("plan failed"))
     }
 
+    @Test("a text rendering that fails leaves the run awaiting approval on its complete JSON, the rendering marked failed with the reason")
+    func renderingFailureDoesNotFailTheRun() async throws {
+        let world = try UnitWorld(environmentsYAML: unitDev)
+        defer { world.cleanup() }
+        await world.runner.script { $0.renderError = TerraformRunnerError(.commandFailed, "terraform show did not succeed (killed)") }
+        let run = try await world.plannedRun()
+
+        #expect(run.state == .awaitingApproval)
+        #expect(await world.runner.calls == [.initialize, .plan, .show, .render])
+        let plan = try #require(run.plan)
+        #expect(plan.renderingState == .failed)
+        #expect(plan.rendering.contains("terraform show did not succeed"), "\(plan.rendering)")
+        #expect(!plan.rendering.contains(world.scratch.path), "reviewers never see the agent's folders")
+        #expect(plan.planJSON.contains("null_resource.app"), "the JSON, the summary and the checks are complete")
+        #expect(try await world.store.log(of: run.id).contains("the plan's text could not be rendered"))
+        // No copy of the plan is left behind by the rendering.
+        #expect(!FileManager.default.fileExists(atPath: world.runDirectory(run.id).appendingPathComponent("render-plan").path))
+        // The run is approvable as ever: the approval binds the digest, not the text.
+        let outcome = try await world.gate.approve(run: run.id, identity: "alice", digest: try #require(run.planDigest))
+        guard case .approved = outcome else { Issue.record("\(outcome)"); return }
+    }
+
     @Test("a plan with no changes ends the run as no_changes: nothing to show, approve or apply")
     func noChanges() async throws {
         let world = try UnitWorld(environmentsYAML: unitDev)
@@ -136,7 +158,8 @@ struct PlanningUnitTests {
         let sealed = try #require(FileManager.default.contents(atPath: world.sealedPlanFile(run.id).path))
         #expect(Digest.sha256(of: sealed) == digest)
         #expect(run.plan?.planJSON.contains("null_resource.app") == true)
-        #expect(await world.runner.calls == [.initialize, .plan, .show])
+        #expect(await world.runner.calls == [.initialize, .plan, .show, .render])
+        #expect(run.plan?.rendering == "the plan, as text\n" && run.plan?.renderingState == .ready)
         #expect(await world.source.exports == [run.run.commit], "one export for the plan")
     }
 }

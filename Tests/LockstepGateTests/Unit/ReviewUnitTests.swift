@@ -45,7 +45,7 @@ struct ChecksUnitTests {
     func checks(_ checksCase: ChecksCase) async throws {
         let world = try UnitWorld(environmentsYAML: checksCase.environmentYAML)
         defer { world.cleanup() }
-        await world.runner.script { $0.showJSON = checksCase.plan }
+        await world.runner.script { $0.shownJSON = checksCase.plan }
         let run = try await world.plannedRun()
 
         if let failure = checksCase.failure {

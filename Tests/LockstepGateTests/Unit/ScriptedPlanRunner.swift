@@ -40,6 +40,7 @@ enum RunnerCall: Sendable, Hashable {
     case initialize
     case plan
     case show
+    case render
     case apply(Digest)
     case outputs
     case program(String)
@@ -75,8 +76,10 @@ actor ScriptedPlanRunner: PlanRunner {
     var initOutput = ""
     var initThrows = false
     var planScript: PlanScript = .changes
-    var showJSON = createsOneResource
+    var shownJSON = createsOneResource
     var showError: (any Error)?
+    /// Thrown by the text rendering (after the JSON was shown).
+    var renderError: (any Error)?
     var applyOutcome: CommandOutcome = .succeeded
     var outputsThrows = false
     /// Outcomes of verify programs, in call order (`.succeeded` once they run out).
@@ -122,10 +125,17 @@ actor ScriptedPlanRunner: PlanRunner {
         }
     }
 
-    func show(_ invocation: TerraformRunner.Invocation, planFile: URL) throws -> ShownPlan {
+    func showJSON(_ invocation: TerraformRunner.Invocation, planFile: URL) throws -> ShownPlanJSON {
         calls.append(.show)
         if let showError { throw showError }
-        return try shown(planJSON: showJSON)
+        let shown = try shown(planJSON: shownJSON)
+        return ShownPlanJSON(plan: shown.plan, redactedJSON: shown.redactedJSON)
+    }
+
+    func renderText(_ invocation: TerraformRunner.Invocation, planFile: URL, sensitiveValues: Set<String>) throws -> PlanRendering {
+        calls.append(.render)
+        if let renderError { throw renderError }
+        return PlanRendering(text: "the plan, as text\n")
     }
 
     func apply(_ invocation: TerraformRunner.Invocation, planFile: URL, expectedDigest: Digest) throws -> CommandResult {
