@@ -22,8 +22,11 @@ extension Gate {
     }
 
     /// Prepares `layout.projectDirectory` for `plan`: restores the target's init snapshot when its
-    /// inputs are unchanged, runs init otherwise (and keeps what it wrote for next time).
-    func initialiseForPlan(_ run: StoredRun, invocation: TerraformRunner.Invocation, layout: RunLayout) async throws(RunFailure) {
+    /// inputs are unchanged, runs init otherwise (and keeps what it wrote for next time). Returns
+    /// what goes into the run's log for it (init's output, or that it was skipped), for the caller
+    /// to write while plan runs; a failed init is logged here.
+    func initialiseForPlan(_ run: StoredRun, invocation: TerraformRunner.Invocation,
+                           layout: RunLayout) async throws(RunFailure) -> (text: String, stream: LogStream) {
         let log = runLogger(run)
         let tool = runner.initToolIdentity
         let lockFile = InitSnapshot.lockFileBeforeInit(projectDirectory: layout.projectDirectory)
@@ -35,10 +38,8 @@ extension Gate {
                 do {
                     try snapshot.restore(into: layout.projectDirectory)
                     log.info("init skipped: its inputs are unchanged since the target's last init", metadata: ["init.inputs": "\(snapshot.inputs)"])
-                    await appendLog("lockstep: terraform init skipped: the configuration files, lock file, backend config and "
-                                    + "terraform are byte-identical to this target's last init, whose result was restored",
-                                    stream: .lockstep, run: run.id)
-                    return
+                    return ("lockstep: terraform init skipped: the configuration files, lock file, backend config and "
+                            + "terraform are byte-identical to this target's last init, whose result was restored", .lockstep)
                 } catch {
                     log.warning("an init snapshot could not be restored; running init", metadata: ["error": "\(safeDescription(error))"])
                     try? FileManager.default.removeItem(at: layout.projectDirectory.appendingPathComponent(".terraform"))
@@ -51,9 +52,12 @@ extension Gate {
         } catch {
             throw RunFailure("terraform init could not run: \(safeDescription(error))")
         }
-        await appendLog(initialization.output, stream: .plan, run: run.id)
-        guard initialization.outcome == .succeeded else { throw RunFailure(commandFailure("init", initialization)) }
-        guard let tool, let lockFile, let cache = invocation.pluginCache else { return }
+        guard initialization.outcome == .succeeded else {
+            await appendLog(initialization.output, stream: .plan, run: run.id)
+            throw RunFailure(commandFailure("init", initialization))
+        }
+        let logged = (text: initialization.output, stream: LogStream.plan)
+        guard let tool, let lockFile, let cache = invocation.pluginCache else { return logged }
         switch InitSnapshot.take(projectDirectory: layout.projectDirectory, tree: layout.tree,
                                  backendConfigFiles: layout.backendConfigFiles, lockFile: lockFile, tool: tool, pluginCache: cache) {
         case .success(let snapshot):
@@ -62,6 +66,7 @@ extension Gate {
             log.debug("init's result is not kept", metadata: ["reason": "\(refusal.description)"])
             try? FileManager.default.removeItem(at: initSnapshotFile(run.target))
         }
+        return logged
     }
 
     /// The target's snapshot, nil when there is none or it cannot be read (init then runs).

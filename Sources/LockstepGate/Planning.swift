@@ -166,14 +166,19 @@ extension Gate {
                                                         writable: [tree, planFile(run.id)] + grants.writable,
                                                         hidden: grants.hidden, pluginCache: grants.pluginCache,
                                                         credentials: planCredentials, timeout: agent.terraform.planTimeout)
-            try await initialiseForPlan(run, invocation: invocation, layout: layout)
+            // The run's log is written while terraform runs: each store write waits for the disk,
+            // and none of them needs to hold up the next command. Each is awaited before the next
+            // write, so the log keeps its order.
+            let initialised = try await initialiseForPlan(run, invocation: invocation, layout: layout)
+            async let initLogged: Void = appendLog(initialised.text, stream: initialised.stream, run: run.id)
             let planned: PlanResult
             do {
                 planned = try await runner.plan(invocation, planFile: planFile(run.id), varFiles: layout.varFiles)
             } catch {
                 throw RunFailure("terraform plan could not run: \(safeDescription(error))")
             }
-            await appendLog(planned.command.output, stream: .plan, run: run.id)
+            await initLogged
+            async let planLogged: Void = appendLog(planned.command.output, stream: .plan, run: run.id)
             guard let saved = planned.plan else { throw RunFailure(commandFailure("plan", planned.command)) }
             // The bytes were read once and hashed; the file they came from is writable by
             // whatever the plan left behind, so it is removed and never read again.
@@ -218,6 +223,7 @@ extension Gate {
                                     planJSON: String(decoding: shown.redactedJSON, as: UTF8.self), renderingBytes: 0,
                                     renderingState: .pending)
             log.info("plan saved", metadata: ["plan.digest": "\(digest)"])
+            await planLogged
             return (.planSucceeded(digest: digest, hasChanges: true), RunUpdate(planDigest: digest, plan: stored))
         } catch {
             // A stopping agent cancelled the plan (the runner killed terraform's process
