@@ -85,12 +85,30 @@ extension Gate {
                 case .persist(let transition):
                     let update = pendingUpdate
                     pendingUpdate = RunUpdate()
-                    let (store, id, time) = (store, run.id, now())
+                    var steps = [RunStep(transition, update: update)]
+                    // A plan's checks read only the plan just made: their verdict is decided before
+                    // the plan is stored, and both go to the store in one transaction (one wait for
+                    // the disk fewer between a tag and a reviewable plan).
+                    if case .runChecks? = actions.first {
+                        actions.removeFirst()
+                        var planned = run
+                        if let digest = update.planDigest { planned.planDigest = digest }
+                        if let plan = update.plan { planned.plan = plan }
+                        var following = machine.handle(runChecks(planned))[...]
+                        if case .persist(let verdict)? = following.first {
+                            following.removeFirst()
+                            steps.append(RunStep(verdict))
+                        }
+                        actions = ArraySlice(Array(actions) + following)
+                    }
+                    let (store, id, time, taken) = (store, run.id, now(), steps)
                     let stored = try await uncancelled {
-                        try await store.transition(id, transition, update: update, at: time, actor: actor)
+                        taken.count == 1
+                            ? try await store.transition(id, transition, update: update, at: time, actor: actor)
+                            : try await store.transition(id, through: taken, at: time, actor: actor)
                     }
                     guard stored else { return await lost(transition) }
-                    committed(transition, update)
+                    for step in steps { committed(step.transition, step.update) }
 
                 case .startPlan:
                     let (next, update) = await performPlan(run)

@@ -102,6 +102,22 @@ public actor InMemoryRunStore: RunStore {
         try write { state in try Self.move(&state, runID, transition, update: update, at: time, actor: actor) }
     }
 
+    public func transition(_ runID: RunID, through steps: [RunStep], at time: Date, actor: String) async throws -> Bool {
+        struct StepLost: Error {}
+        do {
+            return try write { state in
+                for step in steps {
+                    guard try Self.move(&state, runID, step.transition, update: step.update, at: time, actor: actor) else {
+                        throw StepLost()
+                    }
+                }
+                return true
+            }
+        } catch is StepLost {
+            return false
+        }
+    }
+
     /// The compare-and-set of a transition: `false`, changing nothing, when the run is not in `from`.
     private static func move(_ state: inout State, _ runID: RunID, _ transition: RunTransition, update: RunUpdate,
                              at time: Date, actor: String) throws(StoreError) -> Bool {

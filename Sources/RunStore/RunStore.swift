@@ -180,6 +180,17 @@ public struct RunUpdate: Sendable, Hashable {
     }
 }
 
+/// One step of ``RunStore/transition(_:through:at:actor:)``.
+public struct RunStep: Sendable, Hashable {
+    public var transition: RunTransition
+    public var update: RunUpdate
+
+    public init(_ transition: RunTransition, update: RunUpdate = RunUpdate()) {
+        self.transition = transition
+        self.update = update
+    }
+}
+
 /// One stored transition of a run.
 public struct StoredTransition: Sendable, Hashable, Codable {
     /// Increases with every transition in the store (across runs): orders events.
@@ -300,6 +311,10 @@ public protocol RunStore: Sendable {
     /// written nothing, when the run is not in `transition.from`.
     func transition(_ runID: RunID, _ transition: RunTransition, update: RunUpdate, at time: Date,
                     actor: String) async throws -> Bool
+    /// Several transitions of one run in one transaction, each a compare-and-set on the state
+    /// the one before left (a plan and its checks' verdict). Returns `false`, having written
+    /// nothing, when any step finds the run elsewhere.
+    func transition(_ runID: RunID, through steps: [RunStep], at time: Date, actor: String) async throws -> Bool
     func run(_ id: RunID) async throws -> StoredRun?
     /// Runs with their plans, newest first; nil filters match everything. Reads every matching
     /// run's plan: for a list, use ``runSummaries(target:states:)``.

@@ -59,6 +59,24 @@ extension SQLiteRunStore {
         }
     }
 
+    public func transition(_ runID: RunID, through steps: [RunStep], at time: Date, actor: String) async throws -> Bool {
+        struct StepLost: Error {}
+        do {
+            return try await write("move run \(runID) through \(steps.map(\.transition.to.rawValue).joined(separator: ", "))") { db in
+                for step in steps {
+                    guard try Self.move(db, runID, step.transition, update: step.update, at: time, actor: actor) else {
+                        guard try Self.runExists(db, runID) else { throw StoreError(.notFound, "run \(runID) does not exist") }
+                        // Undoes the steps already taken: all of them or none.
+                        throw StepLost()
+                    }
+                }
+                return true
+            }
+        } catch is StepLost {
+            return false
+        }
+    }
+
     /// The compare-and-set of a transition, inside the caller's transaction: moves the run
     /// from `transition.from` and stores the transition, the update and its audit entry.
     /// Returns `false`, having written nothing, when the run is not in `transition.from`.

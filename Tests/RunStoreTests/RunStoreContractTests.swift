@@ -65,6 +65,38 @@ struct RunStoreContractTests {
                                      "detail": "1 to add", "digest": digest("d").rawValue])
     }
 
+    @Test("several transitions in one call are taken all or none: a step that finds the run elsewhere undoes the ones before it",
+          arguments: StoreKind.allCases)
+    func stepsAllOrNone(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
+        _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
+        #expect(try await store.transition(runID("r1"), step(.queued, .planning), update: RunUpdate(), at: at(1), actor: "lockstep"))
+        let plan = StoredPlan(summaryJSON: "{}", rendering: "x", planJSON: "{}")
+        let auditBefore = try await store.auditEntries().count
+
+        // The second step starts from a state the first does not leave: nothing is written.
+        let broken = [RunStep(step(.planning, .checking, .planSucceeded), update: RunUpdate(planDigest: digest("d"), plan: plan)),
+                      RunStep(step(.awaitingApproval, .approved, .approvalsSatisfied))]
+        #expect(try await store.transition(runID("r1"), through: broken, at: at(2), actor: "lockstep") == false)
+        let untouched = try #require(try await store.run(runID("r1")))
+        #expect(untouched.state == .planning && untouched.plan == nil && untouched.planDigest == nil)
+        #expect(try await store.transitions(of: runID("r1")).count == 1)
+        #expect(try await store.auditEntries().count == auditBefore)
+
+        // Steps that follow each other are all stored, in order, each with its audit entry.
+        let steps = [RunStep(step(.planning, .checking, .planSucceeded), update: RunUpdate(planDigest: digest("d"), plan: plan)),
+                     RunStep(step(.checking, .awaitingApproval, .checksPassed))]
+        #expect(try await store.transition(runID("r1"), through: steps, at: at(3), actor: "lockstep"))
+        let moved = try #require(try await store.run(runID("r1")))
+        #expect(moved.state == .awaitingApproval && moved.plan == plan && moved.planDigest == digest("d"))
+        #expect(try await store.transitions(of: runID("r1")).map(\.transition.to) == [.planning, .checking, .awaitingApproval])
+        #expect(try await store.auditEntries().count == auditBefore + 2)
+        // An unknown run is not_found, as for a single transition.
+        #expect(await storeError { _ = try await store.transition(runID("nope"), through: steps, at: at(4), actor: "lockstep") }?.code
+                == .notFound)
+    }
+
     @Test("a pending plan rendering is attached once: ready or failed, never overwritten, never on a plan that had its text",
           arguments: StoreKind.allCases)
     func renderingAttachedOnce(_ kind: StoreKind) async throws {
