@@ -62,7 +62,7 @@ enum Child {
 enum ProcFS {
     /// A field of /proc/PID/status in kB (VmRSS, VmHWM) or as a count (Threads); -1 when absent.
     static func status(_ pid: Int32, _ name: String) -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
+        guard let text = read("/proc/\(pid)/status") else { return -1 }
         for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
             return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) } ?? -1
         }
@@ -71,12 +71,19 @@ enum ProcFS {
 
     /// utime + stime in clock ticks (100 per second on Linux), from /proc/PID/stat.
     static func cpuTicks(_ pid: Int32) -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let text = read("/proc/\(pid)/stat"),
               let end = text.lastIndex(of: ")") else { return 0 }
         // Fields after the command name start at field 3 (state); utime is field 14, stime 15.
         let fields = text[text.index(after: end)...].split(separator: " ")
         guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
         return user + system
+    }
+
+    /// A /proc file read to its end (its size reads as 0, so a one-buffer read would cut it).
+    static func read(_ path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        return (try? handle.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
     }
 
     static func loadAverage() -> String {
@@ -108,7 +115,7 @@ enum ProcFS {
     /// PROT_NONE reservation right after them, fill a 64 MiB-aligned 64 MiB block (glibc's
     /// HEAP_MAX_SIZE on 64-bit).
     static func memoryGroups(_ pid: Int32, binary: String) -> [MemoryGroup] {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return [] }
+        guard let text = read("/proc/\(pid)/smaps") else { return [] }
         var maps: [Mapping] = []
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
