@@ -34,6 +34,9 @@ public actor GitMirror {
     var skipped: [RawRefName: SkipEntry] = [:]
     /// Whether the mirror's own refs were checked since this actor opened it.
     var checkedMirrorRefs = false
+    /// How many syncs may have written the mirror's refs since this actor was made (see
+    /// ``refWrites()``).
+    var refWriteCount: UInt64 = 0
 
     struct SkipEntry: Equatable {
         let target: GitOID?

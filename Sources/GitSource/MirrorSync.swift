@@ -15,12 +15,18 @@ extension GitMirror {
     /// (thousands of loose tag refs make every later fetch several times slower).
     public func sync() throws(GitError) -> FetchReport {
         lastSyncPath = nil
+        // Counted before anything is written: a sync that fails half-way may have written some refs.
+        let writesBefore = refWriteCount
+        refWriteCount &+= 1
         do throws(GitError) {
             _ = try remote.parsed()
             let (repo, created) = try openOrCreate()
             var report = try fetch(repo)
             report.initialClone = created
             if report.changed { try packRefs(repo) }
+            // A sync that wrote no ref leaves the count as it was (every ref it writes or removes
+            // is in the report; removing unusable refs counts on its own).
+            if !report.changed && !created && refWriteCount == writesBefore &+ 1 { refWriteCount = writesBefore }
             logger.debug("git fetch done", metadata: [
                 "git.fetch.path": "\(lastSyncPath.map { "\($0)" } ?? "none")",
                 "git.tags.created": "\(report.createdTags.count)", "git.tags.moved": "\(report.movedTags.count)",
@@ -313,6 +319,13 @@ extension GitMirror {
         skipped = now
     }
 
+    /// A number that changes whenever a sync may have written the mirror's refs (created,
+    /// moved or deleted a tag or a branch, removed an unusable ref, or failed part-way), and
+    /// only then. Equal answers mean the refs are exactly as they were: whoever reads the
+    /// mirror's tags can keep what it concluded from them. Every sync counts, whoever asked
+    /// for it (a pass, an apply re-resolving its tag, a rollback).
+    public func refWrites() -> UInt64 { refWriteCount }
+
     /// Every ref the mirror currently skips (see `FetchReport.skippedRefs`, which lists each
     /// only when it first appears), sorted by name. Empty until the first sync that fetched.
     public func skippedRefs() -> [SkippedRef] {
@@ -349,6 +362,7 @@ extension GitMirror {
                 continue
             }
             removed += 1
+            refWriteCount &+= 1
             logger.notice("git mirror ref removed: unusable", metadata: ["git.ref": "\(name.displayName)"])
         }
         if removed > 0 { try packRefs(repo) }

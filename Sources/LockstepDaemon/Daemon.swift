@@ -32,6 +32,7 @@ import Musl
 public enum Daemon {
     /// Runs until SIGTERM or SIGINT, then drains (see ``DaemonService``).
     public static func serve(configPath: String, environment: [String: String], logger: Logger) async throws {
+        ResidentMemory.limitArenas()
         let agent: AgentConfig
         do {
             agent = try AgentConfig.load(path: configPath)

@@ -44,6 +44,24 @@ public final class DaemonService: Service, Sendable {
     /// gone, not on every poll (a rejected tag or a broken layout would otherwise write the
     /// same warning every few seconds for as long as it stays).
     private let reportedProblems = Mutex<Set<String>>([])
+    /// What the last pass left for the next one to compare (``Gate/poll(after:decided:)``):
+    /// a poll that finds nothing changed skips the pass.
+    private let quietPass = Mutex<QuietPass?>(nil)
+    /// The open-run counts the status line was last built from. A skipped pass changed no
+    /// run, so it reuses them instead of reading every open run again.
+    private let openRunCounts = Mutex<OpenRunCounts?>(nil)
+
+    /// Whether the last poll was skipped, and when idle memory was last released: it is
+    /// released when the daemon goes quiet (a skipped poll after one that did work), at
+    /// most once a minute (``ResidentMemory``).
+    private let quietSince = Mutex<(lastSkipped: Bool, released: ContinuousClock.Instant?)>((false, nil))
+    static let memoryReleaseInterval: Duration = .seconds(60)
+
+    struct OpenRunCounts: Sendable, Equatable {
+        var interrupted = 0
+        var awaiting = 0
+        var applying = 0
+    }
 
     public init(gate: Gate, store: any RunStore, pollInterval: Duration, status: DaemonStatus, logger: Logger) {
         self.gate = gate
@@ -197,13 +215,23 @@ public final class DaemonService: Service, Sendable {
         }
         do {
             // Ready once the fetch is done and the tags are decided; plans go on afterwards.
-            let report = try await gate.reconcile { [self] decided in
-                // Only the first pass has readiness to give; later passes report once, below.
-                guard !status.isReadyForTraffic else { return }
-                status.fetchSucceeded()
-                await refreshStatus(problem: decided.problems.first)
-                status.firstPassDone()
+            let memo = quietPass.withLock { $0 }
+            let poll: PollResult
+            do {
+                poll = try await gate.poll(after: memo) { [self] decided in
+                    // Only the first pass has readiness to give; later passes report once, below.
+                    guard !status.isReadyForTraffic else { return }
+                    status.fetchSucceeded()
+                    await refreshStatus(problem: decided.problems.first)
+                    status.firstPassDone()
+                }
+            } catch {
+                quietPass.withLock { $0 = nil }
+                throw error
             }
+            quietPass.withLock { $0 = poll.quiet }
+            releaseMemoryIfQuiet(skipped: poll.skipped)
+            let report = poll.report
             logChanges(in: report.problems)
             if !report.runsAdvanced.isEmpty || !report.runsCreated.isEmpty {
                 logger.info("reconcile pass", metadata: ["runs.created": "\(report.runsCreated.count)",
@@ -211,7 +239,7 @@ public final class DaemonService: Service, Sendable {
                                                          "tags.created": "\(report.tagsCreated.count)"])
             }
             status.fetchSucceeded()
-            await refreshStatus(problem: report.problems.first)
+            await refreshStatus(problem: report.problems.first, runsUnchanged: poll.skipped)
             status.firstPassDone()
             return true
         } catch is CancellationError {
@@ -229,6 +257,21 @@ public final class DaemonService: Service, Sendable {
         return false
     }
 
+    /// Releases idle memory on the first skipped poll after a pass that did work.
+    private func releaseMemoryIfQuiet(skipped: Bool) {
+        let now = ContinuousClock.now
+        let due = quietSince.withLock { state -> Bool in
+            defer { state.lastSkipped = skipped }
+            guard skipped, !state.lastSkipped else { return false }
+            if let released = state.released, now - released < Self.memoryReleaseInterval { return false }
+            state.released = now
+            return true
+        }
+        guard due else { return }
+        let advised = ResidentMemory.release()
+        logger.debug("idle memory released", metadata: ["memory.advised_bytes": "\(advised ?? 0)"])
+    }
+
     /// Logs the problems that are new since the last pass, and says which are gone.
     private func logChanges(in problems: [String]) {
         let now = Set(problems)
@@ -241,12 +284,20 @@ public final class DaemonService: Service, Sendable {
     }
 
     /// One status line: what needs a human first, then what the daemon waits for.
-    private func refreshStatus(problem: String?) async {
-        let open = (try? await store.runSummaries(target: nil, states: [.interrupted, .awaitingApproval, .approved, .applying,
-                                                                 .verifying, .planning, .queued])) ?? []
-        let interrupted = open.filter { $0.state == .interrupted }.count
-        let awaiting = open.filter { $0.state == .awaitingApproval }.count
-        let applying = open.filter { $0.state == .applying || $0.state == .verifying }.count
+    /// - Parameter runsUnchanged: the caller knows no run changed since the last refresh (a
+    ///   skipped pass): the counts of that refresh are used again.
+    private func refreshStatus(problem: String?, runsUnchanged: Bool = false) async {
+        var counts = runsUnchanged ? openRunCounts.withLock { $0 } : nil
+        if counts == nil {
+            let open = (try? await store.runSummaries(target: nil, states: [.interrupted, .awaitingApproval, .applying,
+                                                                         .verifying])) ?? []
+            let fresh = OpenRunCounts(interrupted: open.filter { $0.state == .interrupted }.count,
+                                      awaiting: open.filter { $0.state == .awaitingApproval }.count,
+                                      applying: open.filter { $0.state == .applying || $0.state == .verifying }.count)
+            openRunCounts.withLock { $0 = fresh }
+            counts = fresh
+        }
+        let (interrupted, awaiting, applying) = (counts?.interrupted ?? 0, counts?.awaiting ?? 0, counts?.applying ?? 0)
         var parts: [String] = []
         if interrupted > 0 { parts.append("ATTENTION: \(interrupted) interrupted run(s) need `lockstep resolve`") }
         if let fetch = status.fetchProblem { parts.append("remote unreachable: \(fetch)") }

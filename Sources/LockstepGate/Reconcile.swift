@@ -1,5 +1,5 @@
 import Foundation
-import GitSource
+public import GitSource
 import LockstepConfig
 import LockstepCore
 import Logging
@@ -19,6 +19,60 @@ struct Candidate: Sendable {
 struct ReconcilePass: Sendable {
     var report: ReconcileReport
     var toPlan: [StoredRun]
+    /// What falls due later without anything else changing (see ``QuietPass``).
+    var due = DueLater()
+}
+
+/// The rules of a pass that act on the clock alone, as the pass left them.
+struct DueLater: Sendable {
+    /// The earliest moment the approvals of a run waiting for them expire.
+    var approvalsExpireAt: Date?
+    /// Environments with an approved run held back by a closed apply window.
+    var heldByWindow: Set<EnvironmentName> = []
+    /// Something the pass must do again on the next poll whatever else happens (an approved
+    /// run whose window was open but which is still approved: its apply trigger was deferred).
+    var retryNextPass = false
+}
+
+/// A release source that can tell whether its refs may have changed since an earlier moment.
+/// The libgit2 mirror can (``GitMirror/refWrites()``); a pass over a source that cannot is
+/// never skipped.
+public protocol RefWriteCounting: ReleaseSource {
+    /// Changes whenever a sync may have written a ref, and only then.
+    func refWrites() async -> UInt64
+}
+
+extension GitMirror: RefWriteCounting {}
+
+/// What a pass that ended with nothing left to do remembers, so that the next poll can tell
+/// with three cheap reads — the mirror's ref-write count, the store's audit head and the
+/// clock — that nothing the pass depends on changed, and skip re-deciding every tag of every
+/// target (docs/ARCHITECTURE.md).
+///
+/// Why this is enough: a pass reads only the mirror's refs and the objects they name
+/// (immutable), the store, the agent config (fixed for the process) and the clock. Every
+/// write to the mirror's refs changes the ref-write count, whoever synced (a pass, an apply
+/// re-resolving its tag, a rollback); every write to the store that a pass reads comes with
+/// an audit entry, so the audit head changes, whichever process or API call wrote it. Both
+/// are read at the start of the pass that made the memo, so what changed while it ran makes
+/// the next pass a full one. The clock acts only through the approval lifetime and apply
+/// windows, which the memo keeps as a deadline and as the windows to watch.
+public struct QuietPass: Sendable, Equatable {
+    let refWrites: UInt64
+    let auditHead: AuditHash
+    let approvalsExpireAt: Date?
+    let heldByWindow: Set<EnvironmentName>
+    /// Problems of that pass that are still true (the invalid layout at the branch tip).
+    let problems: [String]
+}
+
+/// One poll: the pass's report, whether it was skipped, and what the next poll compares.
+public struct PollResult: Sendable {
+    public var report: ReconcileReport
+    /// True when nothing the pass depends on had changed: nothing was decided or driven.
+    public var skipped: Bool
+    /// Hand this to the next ``Gate/poll(after:decided:)``; nil when the next pass must run in full.
+    public var quiet: QuietPass?
 }
 
 /// A target this agent serves, with the rules that read its tags.
@@ -36,14 +90,78 @@ extension Gate {
     /// Code of the alert raised when two accepted tags share the winning version.
     public static let ambiguousVersion = RunAlert.Code(rawValue: "ambiguous_version")
 
-    func reconcilePass() async throws -> ReconcilePass {
-        var report = ReconcileReport()
-        var toPlan: [StoredRun] = []
-        let fetch: FetchReport
+    /// ``reconcile(decided:)``, skipped when nothing it depends on changed since the pass that
+    /// returned `quiet` (see ``QuietPass``): then the fetch, the ref-write count and the audit
+    /// head are all it reads, and the report repeats that pass's remaining problems. The
+    /// daemon's poll loop calls this; a caller without a memo gets a full pass.
+    public func poll(after quiet: QuietPass?,
+                     decided: @Sendable (ReconcileReport) async -> Void = { _ in }) async throws -> PollResult {
+        let locked = try await exclusively { try await pollPass(after: quiet) }
+        var pass = locked.pass
+        await decided(pass.report)
+        await planQueued(pass.toPlan, report: &pass.report)
+        return PollResult(report: pass.report, skipped: locked.skipped, quiet: locked.quiet)
+    }
+
+    private func pollPass(after quiet: QuietPass?) async throws -> (pass: ReconcilePass, quiet: QuietPass?, skipped: Bool) {
+        let fetch = try await fetchForPass()
+        guard let counting = source as? any RefWriteCounting else {
+            return (try await reconcilePass(fetch: fetch), nil, false)
+        }
+        // Read before the pass reads anything: a write made while it runs makes the next pass full.
+        let writes = await counting.refWrites()
+        let head: AuditHash
         do {
-            fetch = try await source.sync()
+            head = try await store.auditHead()
+        } catch {
+            throw GateError(.store, "the store could not be read: \(safeDescription(error))")
+        }
+        if let quiet, quiet.refWrites == writes, quiet.auditHead == head, !fallsDue(quiet) {
+            var report = ReconcileReport()
+            report.problems = quiet.problems
+            return (ReconcilePass(report: report, toPlan: []), quiet, true)
+        }
+        let pass = try await reconcilePass(fetch: fetch)
+        return (pass, await quietMemo(after: pass, refWrites: writes, auditHead: head), false)
+    }
+
+    /// Whether a rule that acts on the clock alone is due now for what `quiet` remembers.
+    private func fallsDue(_ quiet: QuietPass) -> Bool {
+        let moment = now()
+        if let expiry = quiet.approvalsExpireAt, moment >= expiry { return true }
+        return quiet.heldByWindow.contains { agent.environments[$0]?.applyWindowOpen(at: moment) ?? true }
+    }
+
+    /// The memo of a full pass, or nil when the next pass must run in full anyway: runs were
+    /// queued (planned after the pass, or deferred), a target failed or a tag could not be
+    /// read (worth retrying), an approved run is still to be applied, or the layout at the
+    /// branch tip could not be read and is to be read again.
+    private func quietMemo(after pass: ReconcilePass, refWrites: UInt64, auditHead: AuditHash) async -> QuietPass? {
+        guard pass.toPlan.isEmpty, !pass.due.retryNextPass,
+              pass.report.problems.allSatisfy({ $0 == branchLayoutProblem }),
+              let tip = try? await source.branchTip(agent.repository.branch),
+              examinedLayoutTip == tip || lastGoodLayout?.tip == tip else { return nil }
+        return QuietPass(refWrites: refWrites, auditHead: auditHead, approvalsExpireAt: pass.due.approvalsExpireAt,
+                         heldByWindow: pass.due.heldByWindow, problems: pass.report.problems)
+    }
+
+    private func fetchForPass() async throws -> FetchReport {
+        do {
+            return try await source.sync()
         } catch {
             throw GateError(.repository, "the delivery repository could not be fetched: \(error.description)")
+        }
+    }
+
+    func reconcilePass(fetch prefetched: FetchReport? = nil) async throws -> ReconcilePass {
+        var report = ReconcileReport()
+        var toPlan: [StoredRun] = []
+        var due = DueLater()
+        let fetch: FetchReport
+        if let prefetched {
+            fetch = prefetched
+        } else {
+            fetch = try await fetchForPass()
         }
         report.tagsCreated = fetch.createdTags.map(\.name)
         report.tagsMoved = fetch.movedTags.map(\.name)
@@ -64,14 +182,14 @@ extension Gate {
 
         for served in targets {
             do {
-                try await reconcile(served, report: &report, toPlan: &toPlan)
+                try await reconcile(served, report: &report, toPlan: &toPlan, due: &due)
             } catch {
                 let problem = "\(served.target): \(safeDescription(error))"
                 logger.error("target reconcile failed", metadata: ["target": "\(served.target)", "error": "\(problem)"])
                 report.problems.append(problem)
             }
         }
-        return ReconcilePass(report: report, toPlan: toPlan)
+        return ReconcilePass(report: report, toPlan: toPlan, due: due)
     }
 
     /// The targets this agent serves: every served environment × every project of the
@@ -192,7 +310,8 @@ extension Gate {
 
     /// One target: decide its tags, invalidate runs whose tag moved, compute the desired
     /// revision, create or supersede runs, and drive the open ones.
-    func reconcile(_ served: ServedTarget, report: inout ReconcileReport, toPlan: inout [StoredRun]) async throws {
+    func reconcile(_ served: ServedTarget, report: inout ReconcileReport, toPlan: inout [StoredRun],
+                   due: inout DueLater) async throws {
         let target = served.target
         let listing: TagListing
         do {
@@ -214,7 +333,7 @@ extension Gate {
         let accepted = try await decideTags(served, listing: listing, report: &report)
         try await invalidateMovedRuns(target, listing: listing, report: &report)
         try await pursueDesiredRevision(served, accepted: accepted, report: &report)
-        try await driveOpenRuns(served, report: &report, toPlan: &toPlan)
+        try await driveOpenRuns(served, report: &report, toPlan: &toPlan, due: &due)
     }
 
     /// docs/CONTRACT.md §3 acceptance for every tag of the target, each decision recorded (the store
@@ -359,7 +478,8 @@ extension Gate {
     /// Collects queued runs for planning (after the pass, see ``reconcile()``), expires runs
     /// that waited for approval longer than the approval lifetime, and triggers apply for
     /// approved runs.
-    func driveOpenRuns(_ served: ServedTarget, report: inout ReconcileReport, toPlan: inout [StoredRun]) async throws {
+    func driveOpenRuns(_ served: ServedTarget, report: inout ReconcileReport, toPlan: inout [StoredRun],
+                       due: inout DueLater) async throws {
         for run in try await store.runs(target: served.target, states: Self.openStates) {
             switch run.state {
             case .queued:
@@ -371,18 +491,29 @@ extension Gate {
                 if now().timeIntervalSince(since) >= lifetime {
                     let result = try await drive(run, .approvalsExpired, actor: Self.systemActor)
                     if !result.committed.isEmpty { report.runsAdvanced[run.id] = result.state }
+                    if result.state == .awaitingApproval { due.retryNextPass = true }
+                } else {
+                    let expiry = since.addingTimeInterval(lifetime)
+                    due.approvalsExpireAt = min(due.approvalsExpireAt ?? expiry, expiry)
                 }
             case .approved:
                 // Outside the apply window a poll would only record the same closed window
                 // again; an explicit apply trigger still evaluates (and records) everything.
-                guard served.policy.applyWindowOpen(at: now()) else { continue }
+                guard served.policy.applyWindowOpen(at: now()) else {
+                    due.heldByWindow.insert(served.target.environment)
+                    continue
+                }
                 // terraform apply runs without the gate's serialisation, so approvals and
                 // rejections of other targets are answered meanwhile; the pass takes it back
                 // before the next target (sources of promotion first still holds).
                 let outcome = try await withoutSerialisation { try await applyTrigger(run) }
-                if let after = try await store.run(run.id), after.state != run.state {
+                let after = try await store.run(run.id)
+                if let after, after.state != run.state {
                     report.runsAdvanced[run.id] = after.state
                 }
+                // Still approved with the window open (the tag could not be re-resolved, the
+                // window closed meanwhile): the next pass tries again.
+                if after?.state == .approved { due.retryNextPass = true }
                 logger.info("apply trigger", metadata: ["run.id": "\(run.id)", "outcome": "\(outcome)"])
             default:
                 break
