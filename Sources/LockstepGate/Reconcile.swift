@@ -350,21 +350,26 @@ extension Gate {
                                                 listing: listing, mirror: source, sourceRecords: sourceRecords)
         report.problems += outcome.problems
         var accepted: [Candidate] = []
+        var changed: [(tag: TagInfo, decision: StoredTagDecision)] = []
         for decided in outcome.decided {
             let (stored, tag) = (decided.decision, decided.tag)
             if stored.accepted, let version = stored.version, let commit = stored.commit {
                 accepted.append(Candidate(info: tag, version: version, object: stored.tagObject, commit: commit,
                                           tree: decided.tree))
             }
-            if recordedDecisions[target]?[tag.name] != stored {
-                if try await store.recordTagDecision(stored, at: now(), actor: Self.systemActor) {
-                    report.decisionsRecorded[target, default: []].append(tag.name)
-                    logger.info("tag decided", metadata: ["target": "\(target)", "tag": "\(displaySafe(tag.name))",
-                                                          "tag.accepted": "\(stored.accepted)",
-                                                          "tag.rejections": "\(stored.rejections.map(\.code.rawValue).joined(separator: ","))"])
-                }
-                recordedDecisions[target, default: [:]][tag.name] = stored
+            if recordedDecisions[target]?[tag.name] != stored { changed.append((tag, stored)) }
+        }
+        // One transaction for the target's changed decisions: a first pass over a repository
+        // with thousands of tags waited for the disk once per tag before it could say ready.
+        let recorded = try await store.recordTagDecisions(changed.map(\.decision), at: now(), actor: Self.systemActor)
+        for ((tag, stored), wasRecorded) in zip(changed, recorded) {
+            if wasRecorded {
+                report.decisionsRecorded[target, default: []].append(tag.name)
+                logger.info("tag decided", metadata: ["target": "\(target)", "tag": "\(displaySafe(tag.name))",
+                                                      "tag.accepted": "\(stored.accepted)",
+                                                      "tag.rejections": "\(stored.rejections.map(\.code.rawValue).joined(separator: ","))"])
             }
+            recordedDecisions[target, default: [:]][tag.name] = stored
         }
         return accepted
     }

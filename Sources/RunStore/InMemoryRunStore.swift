@@ -233,15 +233,21 @@ public actor InMemoryRunStore: RunStore {
 
     @discardableResult
     public func recordTagDecision(_ decision: StoredTagDecision, at time: Date, actor: String) async throws -> Bool {
-        write { state in
-            let last = state.decisions.last {
-                $0.target == decision.target && $0.tagName == decision.tagName && $0.tagObject == decision.tagObject
-            }
-            if last == decision { return false }
-            state.decisions.append(decision)
-            state.appendAudit(time, actor, .tagDecision, decision.target, nil, AuditPayload.tagDecision(decision))
-            return true
+        write { state in Self.record(decision, &state, at: time, actor: actor) }
+    }
+
+    public func recordTagDecisions(_ decisions: [StoredTagDecision], at time: Date, actor: String) async throws -> [Bool] {
+        write { state in decisions.map { Self.record($0, &state, at: time, actor: actor) } }
+    }
+
+    private static func record(_ decision: StoredTagDecision, _ state: inout State, at time: Date, actor: String) -> Bool {
+        let last = state.decisions.last {
+            $0.target == decision.target && $0.tagName == decision.tagName && $0.tagObject == decision.tagObject
         }
+        if last == decision { return false }
+        state.decisions.append(decision)
+        state.appendAudit(time, actor, .tagDecision, decision.target, nil, AuditPayload.tagDecision(decision))
+        return true
     }
 
     /// The latest decision per tag name, in the order those latest decisions were recorded.

@@ -355,6 +355,10 @@ public protocol RunStore: Sendable {
     /// Returns whether it was recorded.
     @discardableResult
     func recordTagDecision(_ decision: StoredTagDecision, at time: Date, actor: String) async throws -> Bool
+    /// ``recordTagDecision(_:at:actor:)`` for several decisions in one transaction (a first pass
+    /// decides every tag of the repository: one wait for the disk per target, not per tag).
+    /// Returns, in order, whether each was recorded.
+    func recordTagDecisions(_ decisions: [StoredTagDecision], at time: Date, actor: String) async throws -> [Bool]
     /// The latest decision per tag name for `target`.
     func tagDecisions(for target: TargetID) async throws -> [StoredTagDecision]
     func recordApplyPreconditions(_ report: ApplyPreconditionReport, runID: RunID, at time: Date,

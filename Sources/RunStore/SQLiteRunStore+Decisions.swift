@@ -7,24 +7,37 @@ extension SQLiteRunStore {
     @discardableResult
     public func recordTagDecision(_ decision: StoredTagDecision, at time: Date, actor: String) async throws -> Bool {
         try await write("record the decision on tag \(decision.tagName)") { db in
-            let last = try SQLiteFetch.one(TagDecisionRow.self, db, """
-                SELECT * FROM tag_decisions WHERE project = ? AND environment = ? AND tag_name = ? AND tag_object = ?
-                ORDER BY id DESC LIMIT 1
-                """, [decision.target.project.rawValue, decision.target.environment.rawValue, decision.tagName,
-                      decision.tagObject.rawValue], what: "a tag decision")
-            if last?.decision == decision { return false }
-            try db.execute(sql: """
-                INSERT INTO tag_decisions (project, environment, tag_name, tag_object, commit_id, version, accepted,
-                                           rejections_json, time_ms, actor)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [decision.target.project.rawValue, decision.target.environment.rawValue,
-                                 decision.tagName, decision.tagObject.rawValue, decision.commit?.rawValue,
-                                 decision.version?.description, decision.accepted,
-                                 try StoredJSON.encode(decision.rejections), Milliseconds.from(time), actor])
-            try Self.appendAudit(db, time: time, actor: actor, kind: .tagDecision, target: decision.target, runID: nil,
-                                 payload: AuditPayload.tagDecision(decision))
-            return true
+            try Self.record(decision, db, at: time, actor: actor)
         }
+    }
+
+    public func recordTagDecisions(_ decisions: [StoredTagDecision], at time: Date, actor: String) async throws -> [Bool] {
+        guard !decisions.isEmpty else { return [] }
+        return try await write("record \(decisions.count) tag decisions") { db in
+            try decisions.map { decision in try Self.record(decision, db, at: time, actor: actor) }
+        }
+    }
+
+    /// Records `decision` inside the caller's transaction unless it equals the last one for the
+    /// same target, tag name and tag object.
+    private static func record(_ decision: StoredTagDecision, _ db: Database, at time: Date, actor: String) throws -> Bool {
+        let last = try SQLiteFetch.one(TagDecisionRow.self, db, """
+            SELECT * FROM tag_decisions WHERE project = ? AND environment = ? AND tag_name = ? AND tag_object = ?
+            ORDER BY id DESC LIMIT 1
+            """, [decision.target.project.rawValue, decision.target.environment.rawValue, decision.tagName,
+                  decision.tagObject.rawValue], what: "a tag decision")
+        if last?.decision == decision { return false }
+        try db.execute(sql: """
+            INSERT INTO tag_decisions (project, environment, tag_name, tag_object, commit_id, version, accepted,
+                                       rejections_json, time_ms, actor)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [decision.target.project.rawValue, decision.target.environment.rawValue,
+                             decision.tagName, decision.tagObject.rawValue, decision.commit?.rawValue,
+                             decision.version?.description, decision.accepted,
+                             try StoredJSON.encode(decision.rejections), Milliseconds.from(time), actor])
+        try appendAudit(db, time: time, actor: actor, kind: .tagDecision, target: decision.target, runID: nil,
+                        payload: AuditPayload.tagDecision(decision))
+        return true
     }
 
     public func tagDecisions(for target: TargetID) async throws -> [StoredTagDecision] {

@@ -331,6 +331,28 @@ struct RunStoreContractTests {
         #expect(audit[2].payload["tag_object"] == object("3").rawValue)
     }
 
+    @Test("tag decisions recorded together keep the single-decision rule: only changes are recorded, each with its audit entry, flags in order",
+          arguments: StoreKind.allCases)
+    func tagDecisionsTogether(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
+        func decision(_ n: Int, accepted: Bool = true) -> StoredTagDecision {
+            StoredTagDecision(target: target("prod"), tagName: "prod/v1.0.\(n)", tagObject: object(Character("\(n)")),
+                              commit: object("c"), version: version("1.0.\(n)"), accepted: accepted,
+                              rejections: accepted ? [] : [TagRejection(code: .notAnnotated, description: "lightweight")])
+        }
+        #expect(try await store.recordTagDecisions([], at: at(0), actor: "lockstep") == [])
+        #expect(try await store.recordTagDecision(decision(1), at: at(0), actor: "lockstep"))
+        // 1 is unchanged, 2 and 3 are new, and 3 given twice is recorded once.
+        let flags = try await store.recordTagDecisions([decision(1), decision(2), decision(3, accepted: false), decision(3, accepted: false)],
+                                                       at: at(1), actor: "lockstep")
+        #expect(flags == [false, true, true, false])
+        #expect(try await store.tagDecisions(for: target("prod")) == [decision(1), decision(2), decision(3, accepted: false)])
+        let audit = try await store.auditEntries().filter { $0.kind == .tagDecision }
+        #expect(audit.count == 3)
+        #expect(audit.last?.payload["decision"] == "rejected")
+    }
+
     @Test("apply precondition reports are kept per run with their audit entries", arguments: StoreKind.allCases)
     func preconditionReports(_ kind: StoreKind) async throws {
         let scratch = try Scratch()
