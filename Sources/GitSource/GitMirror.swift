@@ -37,6 +37,8 @@ public actor GitMirror {
     /// How many syncs may have written the mirror's refs since this actor was made (see
     /// ``refWrites()``).
     var refWriteCount: UInt64 = 0
+    /// Every tag of the mirror, read and described once per ``refWriteCount`` (see ``tags(matching:components:)``).
+    var tagIndex: TagIndex?
 
     struct SkipEntry: Equatable {
         let target: GitOID?

@@ -21,6 +21,38 @@ struct TagTests {
         #expect(all.tags.count == 5)
     }
 
+    @Test("listings come from one index per ref write: a new, moved or deleted tag shows in the next listing, globs match as libgit2's do")
+    func indexFollowsEveryWrite() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let first = try fixture.commit(files: ["a.tf": "#\n"], message: "a")
+        for name in ["svc1/dev/v1.0.0", "svc1/dev/v1.1.0", "svc1/devx/v1.0.0", "svc10/dev/v1.0.0", "svc2/dev/v1.0.0"] {
+            try fixture.tag(name, annotated: true, message: name)
+        }
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        // The literal start narrows the names; `*` still crosses `/`.
+        #expect(try await mirror.tags(matching: "svc1/dev/*").tags.map(\.name) == ["svc1/dev/v1.0.0", "svc1/dev/v1.1.0"])
+        #expect(try await mirror.tags(matching: "svc1*").tags.count == 4)
+        #expect(try await mirror.tags(matching: "*/dev/v1.0.0").tags.map(\.name) == ["svc1/dev/v1.0.0", "svc10/dev/v1.0.0", "svc2/dev/v1.0.0"])
+        #expect(try await mirror.tags(matching: "svc*/dev/*").tags.count == 4)
+        #expect(try await mirror.tags(matching: "svc2/dev/v1.0.0").tags.map(\.name) == ["svc2/dev/v1.0.0"])
+        #expect(try await mirror.tags(matching: "svc3/*").tags.isEmpty)
+        let before = try await mirror.tags(matching: "svc1/dev/*").tags
+
+        // A new tag, a moved one and a deleted one are all in the very next listing.
+        let second = try fixture.commit(files: ["a.tf": "# 2\n"], message: "b")
+        try fixture.tag("svc1/dev/v1.2.0", annotated: true, message: "new")
+        _ = try fixture.runGit(["tag", "-f", "-a", "-m", "moved", "svc1/dev/v1.1.0", second])
+        _ = try fixture.runGit(["tag", "-d", "svc1/dev/v1.0.0"])
+        _ = try await mirror.sync()
+        let after = try await mirror.tags(matching: "svc1/dev/*").tags
+        #expect(after.map(\.name) == ["svc1/dev/v1.1.0", "svc1/dev/v1.2.0"])
+        #expect(after.first?.commit.rawValue == second)
+        #expect(before.first { $0.name == "svc1/dev/v1.1.0" }?.commit.rawValue == first)
+        #expect(after.first?.target != before.first { $0.name == "svc1/dev/v1.1.0" }?.target)
+    }
+
     @Test("annotated tags carry tagger, time and message without the signature; lightweight tags have none")
     func annotationMetadata() async throws {
         let fixture = try GitFixture()
