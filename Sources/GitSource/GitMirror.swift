@@ -39,6 +39,8 @@ public actor GitMirror {
     var refWriteCount: UInt64 = 0
     /// Every tag of the mirror, read and described once per ``refWriteCount`` (see ``tags(matching:components:)``).
     var tagIndex: TagIndex?
+    /// Branch tips by name, with the ref-write count they were read at.
+    var branchTips: [String: (writes: UInt64, tip: GitObjectID)] = [:]
 
     struct SkipEntry: Equatable {
         let target: GitOID?

@@ -42,6 +42,14 @@ extension GitMirror {
         return listing
     }
 
+    /// The tip of `branch`, read once per ref write of the mirror (a pass asks for every tag).
+    func currentBranchTip(_ branch: String) throws(GitError) -> GitObjectID {
+        if let known = branchTips[branch], known.writes == refWriteCount { return known.tip }
+        let current: GitObjectID = try withRepository { repo throws(GitError) in try self.tip(of: branch, in: repo) }
+        branchTips[branch] = (refWriteCount, current)
+        return current
+    }
+
     /// The tag index of the mirror as it is now: rebuilt when a sync may have written a ref since.
     func currentTagIndex() throws(GitError) -> TagIndex {
         if let tagIndex, tagIndex.writes == refWriteCount { return tagIndex }
@@ -60,15 +68,16 @@ extension GitMirror {
                 let ref = Managed(reference, free: { git_reference_free($0) })
                 let fullName = String(cString: git_reference_name(ref.pointer))
                 let name = String(fullName.dropFirst("refs/tags/".count))
-                if let problem = RefName.problem(with: name) {
-                    entries.append(TagIndex.Entry(name: name, outcome: .refused(RefusedTag(displayName: RefName.displayable(name),
-                                                                                           reason: problem))))
-                    continue
-                }
-                // A tag object never changes: what the last index read for the same ref target is reused.
+                // A tag object never changes: what the last index read for the same name and
+                // ref target (a name that passed the check below then) is reused.
                 if let target = git_reference_target(ref.pointer), git_reference_type(ref.pointer) == GIT_REFERENCE_DIRECT,
                    let known = previous?.described[name], known.target == GitObjectID(target) {
                     entries.append(TagIndex.Entry(name: name, outcome: .tag(known)))
+                    continue
+                }
+                if let problem = RefName.problem(with: name) {
+                    entries.append(TagIndex.Entry(name: name, outcome: .refused(RefusedTag(displayName: RefName.displayable(name),
+                                                                                           reason: problem))))
                     continue
                 }
                 do throws(GitError) {
@@ -93,6 +102,9 @@ extension GitMirror {
 
     /// The tag called `name`, peeled to its commit.
     public func tag(named name: String) throws(GitError) -> TagInfo {
+        // A tag the current index described is answered from it (its name passed the same
+        // check); anything else is looked up, and fails, as it always did.
+        if let known = try currentTagIndex().tag(named: name) { return known }
         try RefName.validate(name, kind: "tag")
         return try withRepository { repo throws(GitError) in
             let ref = try make("tag not found", ref: name, free: { git_reference_free($0) }) {
@@ -191,7 +203,7 @@ extension GitMirror {
     /// and tree, and how that commit relates to the protected branch.
     public func releaseFacts(tag name: String, protectedBranch branch: String) throws(GitError) -> ReleaseFacts {
         let info = try tag(named: name)
-        let branchTip = try withRepository { repo throws(GitError) in try tip(of: branch, in: repo) }
+        let branchTip = try currentBranchTip(branch)
         if answeredTip != branchTip {
             answeredTip = branchTip
             answers.removeAll()

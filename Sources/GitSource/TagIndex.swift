@@ -29,6 +29,14 @@ struct TagIndex: Sendable {
         self.described = described
     }
 
+    /// The described tag named `name`, if this index has one.
+    func tag(named name: String) -> TagInfo? {
+        let bytes = Array(name.utf8)
+        let index = firstIndex { !$0.lexicographicallyPrecedes(bytes) }
+        guard index < entries.count, entries[index].name == name, case .tag(let info) = entries[index].outcome else { return nil }
+        return info
+    }
+
     /// The entries whose names match `glob` (libgit2's glob syntax, where `*` also matches `/`),
     /// in name order. Only the names that start with the glob's literal beginning are matched.
     func entries(matching glob: String) -> ArraySlice<Entry> {
