@@ -201,6 +201,17 @@ extension GitMirror {
 
     /// Everything GitSource can tell about a release tag in one call: the tag peeled to its commit
     /// and tree, and how that commit relates to the protected branch.
+    /// ``releaseFacts(tag:protectedBranch:)`` for each of `names`, in one job of this actor.
+    public func releaseFacts(tags names: [String], protectedBranch branch: String) -> [String: Result<ReleaseFacts, GitError>] {
+        var facts: [String: Result<ReleaseFacts, GitError>] = [:]
+        for name in names {
+            do throws(GitError) { facts[name] = .success(try releaseFacts(tag: name, protectedBranch: branch)) } catch {
+                facts[name] = .failure(error)
+            }
+        }
+        return facts
+    }
+
     public func releaseFacts(tag name: String, protectedBranch branch: String) throws(GitError) -> ReleaseFacts {
         let info = try tag(named: name)
         let branchTip = try currentBranchTip(branch)

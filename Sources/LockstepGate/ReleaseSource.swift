@@ -29,6 +29,10 @@ public protocol ReleaseSource: Sendable {
     /// The tag peeled to its commit and tree, and how that commit relates to the protected branch.
     func releaseFacts(tag name: String, protectedBranch branch: String) async throws(GitError) -> ReleaseFacts
 
+    /// ``releaseFacts(tag:protectedBranch:)`` for several tags at once, by name (one trip to
+    /// the mirror's thread instead of one per tag: a pass decides every tag of every target).
+    func releaseFacts(tags names: [String], protectedBranch branch: String) async -> [String: Result<ReleaseFacts, GitError>]
+
     /// Writes the tree of `commit` into the empty folder `directory`, within `limits`.
     func export(commit: GitObjectID, to directory: String, limits: ExportLimits,
                 excludingNames excludedNames: Set<String>) async throws(GitError) -> ExportResult
@@ -39,6 +43,17 @@ public protocol ReleaseSource: Sendable {
 
     /// The refs the source skips now, each with its reason.
     func skippedRefs() async -> [SkippedRef]
+}
+
+extension ReleaseSource {
+    /// One question per tag (for sources that have no cheaper way).
+    public func releaseFacts(tags names: [String], protectedBranch branch: String) async -> [String: Result<ReleaseFacts, GitError>] {
+        var facts: [String: Result<ReleaseFacts, GitError>] = [:]
+        for name in names {
+            do { facts[name] = .success(try await releaseFacts(tag: name, protectedBranch: branch)) } catch { facts[name] = .failure(error) }
+        }
+        return facts
+    }
 }
 
 extension GitMirror: ReleaseSource {}

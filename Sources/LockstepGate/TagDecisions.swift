@@ -47,16 +47,20 @@ public enum TagDecisions {
                               listing: TagListing, mirror: any ReleaseSource, sourceRecords: [RunRecord]) async -> Outcome {
         let rules = rules(for: policy, agent: agent)
         var outcome = Outcome()
+        var matched: [(tag: TagInfo, version: Result<SemanticVersion, CoreError>)] = []
         for tag in listing.tags {
-            let version: Result<SemanticVersion, CoreError>
             switch pattern.match(tag.name, target: target) {
             case .noMatch: continue
-            case .version(let parsed): version = .success(parsed)
-            case .unparsableVersion(let error): version = .failure(error)
+            case .version(let parsed): matched.append((tag, .success(parsed)))
+            case .unparsableVersion(let error): matched.append((tag, .failure(error)))
             }
+        }
+        let allFacts = await mirror.releaseFacts(tags: matched.map(\.tag.name), protectedBranch: agent.repository.branch)
+        for (tag, version) in matched {
             let facts: ReleaseFacts
-            do {
-                facts = try await mirror.releaseFacts(tag: tag.name, protectedBranch: agent.repository.branch)
+            do throws(GitError) {
+                guard let answer = allFacts[tag.name] else { throw GitError(.notFound, "tag not found", ref: tag.name) }
+                facts = try answer.get()
             } catch {
                 outcome.problems.append("\(target): tag \"\(displaySafe(tag.name))\" could not be read: \(error.description)")
                 continue
