@@ -39,6 +39,9 @@ public actor GitMirror {
     var refWriteCount: UInt64 = 0
     /// Every tag of the mirror, read and described once per ``refWriteCount`` (see ``tags(matching:components:)``).
     var tagIndex: TagIndex?
+    /// The refs' stamps of the mirror and a local source the last time they were identical
+    /// (``RefsStamp``).
+    var identicalRefs: IdenticalRefs?
     /// Branch tips by name, with the ref-write count they were read at.
     var branchTips: [String: (writes: UInt64, tip: GitObjectID)] = [:]
 

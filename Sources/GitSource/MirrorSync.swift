@@ -95,7 +95,8 @@ extension GitMirror {
         let skippedTargets = skipped.compactMapValues { $0.target?.key }
         if parsed.transport == .local {
             let sourcePath = UpToDateCheck.localRepositoryPath(for: remote.url) ?? Self.decodedLocalPath(remote.url)
-            if UpToDateCheck.mirror(repo.pointer, matchesRepositoryAt: sourcePath, skipped: skippedTargets, skippedCount: skipped.count) {
+            if UpToDateCheck.mirror(repo.pointer, matchesRepositoryAt: sourcePath, skipped: skippedTargets, skippedCount: skipped.count,
+                                    remembered: &identicalRefs) {
                 lastSyncPath = .upToDate
                 return FetchReport(initialClone: false)
             }

@@ -22,6 +22,38 @@ import LockstepCore
 enum UpToDateCheck {
     /// `true` when the repository at `path` (the remote of a `file://` or path URL, opened the
     /// way libgit2's local transport opens it) has exactly the mirror's branch tips and tags.
+    ///
+    /// With `remembered`, two repositories whose refs' stamps (``RefsStamp``) equal those of the
+    /// last time they were found identical are identical without comparing; a comparison that
+    /// finds them identical again remembers the stamps taken before it, when they are settled.
+    static func mirror(_ mirror: OpaquePointer, matchesRepositoryAt path: String,
+                       skipped: [RawRefName: RefTarget] = [:], skippedCount: Int = 0,
+                       remembered: inout IdenticalRefs?) -> Bool {
+        var out: OpaquePointer?
+        guard git_repository_open_ext(&out, path, GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue, nil) == 0, let out else {
+            remembered = nil
+            return false
+        }
+        let source = Managed(out, free: { git_repository_free($0) })
+        let takenAt = RefsStamp.now()
+        var stamps: IdenticalRefs?
+        // The common folder holds the refs (a linked worktree's own folder does not).
+        if let mirrorDirectory = git_repository_commondir(mirror).map({ String(cString: $0) }),
+           let sourceDirectory = git_repository_commondir(source.pointer).map({ String(cString: $0) }),
+           let mirrorStamp = RefsStamp(gitDirectory: mirrorDirectory), let sourceStamp = RefsStamp(gitDirectory: sourceDirectory) {
+            stamps = IdenticalRefs(mirror: mirrorStamp, source: sourceStamp, skipped: skipped, skippedCount: skippedCount)
+        }
+        if let stamps, stamps == remembered { return true }
+        let identical = Self.mirror(mirror, matches: source.pointer, skipped: skipped, skippedCount: skippedCount)
+        if identical, let stamps, stamps.mirror.isSettled(takenAt: takenAt), stamps.source.isSettled(takenAt: takenAt) {
+            remembered = stamps
+        } else {
+            remembered = nil
+        }
+        return identical
+    }
+
+    /// `true` when `source` (open) has exactly the mirror's branch tips and tags.
     static func mirror(_ mirror: OpaquePointer, matchesRepositoryAt path: String,
                        skipped: [RawRefName: RefTarget] = [:], skippedCount: Int = 0) -> Bool {
         var out: OpaquePointer?
@@ -29,13 +61,18 @@ enum UpToDateCheck {
             return false
         }
         let source = Managed(out, free: { git_repository_free($0) })
-        guard let mine = RepositoryRefs(mirror), let theirs = RepositoryRefs(source.pointer) else { return false }
+        return Self.mirror(mirror, matches: source.pointer, skipped: skipped, skippedCount: skippedCount)
+    }
+
+    private static func mirror(_ mirror: OpaquePointer, matches source: OpaquePointer,
+                               skipped: [RawRefName: RefTarget], skippedCount: Int) -> Bool {
+        guard let mine = RepositoryRefs(mirror), let theirs = RepositoryRefs(source) else { return false }
         switch compareSorted(mine, theirs, skipped: skipped, skippedCount: skippedCount) {
         case .identical: return true
         case .different: return false
         case .undecided:
             // A loose ref comes before the packed ones in libgit2's iteration: compare as sets.
-            guard let mirrored = collect(RepositoryRefs(mirror)), let advertised = collect(RepositoryRefs(source.pointer)) else {
+            guard let mirrored = collect(RepositoryRefs(mirror)), let advertised = collect(RepositoryRefs(source)) else {
                 return false
             }
             return equal(mirrored, advertised, skipped: skipped, skippedCount: skippedCount)

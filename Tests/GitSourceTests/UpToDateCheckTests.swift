@@ -125,6 +125,57 @@ struct UpToDateCheckTests {
         #expect(try await mirror.tags().tags.map(\.name) == upstreamTags)
     }
 
+    /// Sets the times of every file and folder under `refs/` and of `packed-refs` two hours back
+    /// (the change time moves on regardless: `touch` sets it to now).
+    private func ageRefs(gitDirectory: String, _ fixture: GitFixture) throws {
+        _ = try FixtureProcess.run("/usr/bin/find", [gitDirectory + "/refs", gitDirectory + "/packed-refs", "-exec",
+                                                     "touch", "-h", "-d", "2 hours ago", "{}", "+"],
+                                   environment: fixture.environment())
+    }
+
+    @Test("with the refs' stamps remembered, each upstream change is still reported, even one written with the old modification time",
+          arguments: [Publication.workTree, .looseBare], UpstreamChange.allCases)
+    func changeAfterRememberedStamps(publication: Publication, change: UpstreamChange) async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let history = try taggedHistory(fixture)
+        let published = try PublishedRepository(fixture, as: publication)
+        defer { published.stop() }
+        let mirror = mirror(of: published)
+        _ = try await mirror.sync()
+        let source = publication == .workTree ? fixture.path + "/.git" : fixture.servedRoot.appendingPathComponent("delivery.git").path
+        let mirrored = mirrorPath(in: fixture)
+        try ageRefs(gitDirectory: source, fixture)
+        try ageRefs(gitDirectory: mirrored, fixture)
+        // Settled and identical: remembered, and the next poll is answered from the stamps.
+        _ = try await mirror.sync()
+        #expect(await mirror.identicalRefs != nil)
+        #expect(try await !mirror.sync().changed)
+        #expect(await mirror.lastSyncPath == .upToDate)
+
+        switch change {
+        case .deleteLastTag: try fixture.deleteTag("staging/v1.1.0")
+        case .deleteFirstTag: try fixture.deleteTag("prod/v1.0.0")
+        case .moveTag: try fixture.forceMoveTag("prod/v1.0.0", to: history.unmerged)
+        case .moveAnnotatedTag: try fixture.forceMoveTag("prod/v1.1.0", to: history.unmerged, annotated: true, message: "moved")
+        case .createTagAtEnd: try fixture.tag("zz/v9.9.9", at: history.fastForward)
+        case .createTagAtStart: try fixture.tag("aa/v0.0.1", at: history.fastForward)
+        case .moveBranch: _ = try fixture.commit(files: ["next.tf": "# next\n"], message: "next")
+        case .deleteBranch: try fixture.git(["branch", "-q", "-D", "unmerged"])
+        }
+        try published.publish()
+        // As if the change had been written in the clock tick of the stamp: old modification times.
+        try ageRefs(gitDirectory: source, fixture)
+
+        let report = try await mirror.sync()
+        #expect(report.changed, "\(change) went unnoticed")
+        #expect(await mirror.lastSyncPath == .fetched)
+        let upstreamTags = try fixture.git(["tag", "--list"]).split(separator: "\n").map(String.init).sorted()
+        #expect(try await mirror.tags().tags.map(\.name) == upstreamTags)
+        let upstreamMain = try fixture.revParse("main")
+        #expect(try await mirror.branchTip("main").rawValue == upstreamMain)
+    }
+
     @Test("several changes at once after a skipped fetch: created, moved and deleted tags and a branch move",
           arguments: Publication.allCases)
     func manyChangesAfterSkippedFetch(publication: Publication) async throws {
