@@ -75,6 +75,9 @@ extension Gate {
         do {
             return .driven(run, try await drive(run, .planStarted, actor: Self.systemActor))
         } catch {
+            // A drive that failed after its plan was read leaves the plan's bytes for a text
+            // that will not be rendered.
+            pendingRenderings[run.id] = nil
             return .failed(run, safeDescription(error))
         }
     }
