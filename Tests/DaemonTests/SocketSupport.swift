@@ -110,26 +110,6 @@ extension DaemonWorld {
 }
 
 extension DaemonWorld {
-    /// Starts `serve` from `executable` instead of the built binary (for example a copy of it
-    /// in another folder, beside a `lockstep-confine` of the test's choosing), like
-    /// ``startDaemon(environment:)``.
-    @discardableResult
-    func startDaemon(executable: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["serve", "--config", configPath]
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": scratch.path, "LANG": "C"]
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        daemons.append(process)
-        return process
-    }
-}
-
-extension DaemonWorld {
     /// Where the local backend of `environment` keeps its state: in a folder of its own, the
     /// only state folder that environment's commands may write (`environments.ENV.writable_paths`).
     func stateFile(_ environment: String) -> URL {

@@ -394,11 +394,12 @@ final class DaemonWorld: @unchecked Sendable {
     var logPath: String { scratch.appendingPathComponent("daemon-\(daemons.count).log").path }
 
     /// Starts `lockstep serve` (stderr to a log file); `environment` adds variables such as
-    /// `NOTIFY_SOCKET`.
+    /// `NOTIFY_SOCKET`; `executable` replaces the built binary (for example a copy of it in
+    /// another folder, beside a `lockstep-confine` of the test's choosing).
     @discardableResult
-    func startDaemon(environment: [String: String] = [:]) throws -> Process {
+    func startDaemon(executable: URL? = nil, environment: [String: String] = [:]) throws -> Process {
         let process = Process()
-        process.executableURL = try Paths.lockstep()
+        process.executableURL = try executable ?? Paths.lockstep()
         process.arguments = ["serve", "--config", configPath]
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": scratch.path, "LANG": "C"]
             .merging(environment) { _, new in new }

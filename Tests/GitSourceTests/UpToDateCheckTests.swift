@@ -69,21 +69,8 @@ struct UpToDateCheckTests {
         return history
     }
 
-    @Test("after a no-op sync skipped the fetch, each upstream change is still reported exactly",
-          arguments: Publication.allCases, UpstreamChange.allCases)
-    func changeAfterSkippedFetch(publication: Publication, change: UpstreamChange) async throws {
-        let fixture = try GitFixture()
-        defer { fixture.cleanup() }
-        let history = try taggedHistory(fixture)
-        let published = try PublishedRepository(fixture, as: publication)
-        defer { published.stop() }
-        let mirror = mirror(of: published)
-        #expect(try await mirror.sync().initialClone)
-        #expect(await mirror.lastSyncPath == .fetched)
-        let idle = try await mirror.sync()
-        #expect(!idle.changed && idle.skippedRefs.isEmpty)
-        #expect(await mirror.lastSyncPath == .upToDate)
-
+    /// Makes `change` upstream in the fixture's work tree; returns what the next sync must report.
+    private func make(_ change: UpstreamChange, history: MergedHistory, in fixture: GitFixture) throws -> FetchReport {
         let annotated = try fixture.revParse("prod/v1.1.0")
         var expected = FetchReport(initialClone: false)
         switch change {
@@ -113,6 +100,25 @@ struct UpToDateCheckTests {
             try fixture.git(["branch", "-q", "-D", "unmerged"])
             expected.branches = [.init(name: "unmerged", old: try GitObjectID(history.unmerged), new: nil)]
         }
+        return expected
+    }
+
+    @Test("after a no-op sync skipped the fetch, each upstream change is still reported exactly",
+          arguments: Publication.allCases, UpstreamChange.allCases)
+    func changeAfterSkippedFetch(publication: Publication, change: UpstreamChange) async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let history = try taggedHistory(fixture)
+        let published = try PublishedRepository(fixture, as: publication)
+        defer { published.stop() }
+        let mirror = mirror(of: published)
+        #expect(try await mirror.sync().initialClone)
+        #expect(await mirror.lastSyncPath == .fetched)
+        let idle = try await mirror.sync()
+        #expect(!idle.changed && idle.skippedRefs.isEmpty)
+        #expect(await mirror.lastSyncPath == .upToDate)
+
+        let expected = try make(change, history: history, in: fixture)
         try published.publish()
 
         let report = try await mirror.sync()
@@ -153,22 +159,13 @@ struct UpToDateCheckTests {
         #expect(try await !mirror.sync().changed)
         #expect(await mirror.lastSyncPath == .upToDate)
 
-        switch change {
-        case .deleteLastTag: try fixture.deleteTag("staging/v1.1.0")
-        case .deleteFirstTag: try fixture.deleteTag("prod/v1.0.0")
-        case .moveTag: try fixture.forceMoveTag("prod/v1.0.0", to: history.unmerged)
-        case .moveAnnotatedTag: try fixture.forceMoveTag("prod/v1.1.0", to: history.unmerged, annotated: true, message: "moved")
-        case .createTagAtEnd: try fixture.tag("zz/v9.9.9", at: history.fastForward)
-        case .createTagAtStart: try fixture.tag("aa/v0.0.1", at: history.fastForward)
-        case .moveBranch: _ = try fixture.commit(files: ["next.tf": "# next\n"], message: "next")
-        case .deleteBranch: try fixture.git(["branch", "-q", "-D", "unmerged"])
-        }
+        let expected = try make(change, history: history, in: fixture)
         try published.publish()
         // As if the change had been written in the clock tick of the stamp: old modification times.
         try ageRefs(gitDirectory: source, fixture)
 
         let report = try await mirror.sync()
-        #expect(report.changed, "\(change) went unnoticed")
+        #expect(report == expected, "\(change) went unnoticed or misreported")
         #expect(await mirror.lastSyncPath == .fetched)
         let upstreamTags = try fixture.git(["tag", "--list"]).split(separator: "\n").map(String.init).sorted()
         #expect(try await mirror.tags().tags.map(\.name) == upstreamTags)
