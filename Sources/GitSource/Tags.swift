@@ -185,6 +185,30 @@ public struct ReleaseFacts: Sendable {
     }
 }
 
+/// One target's question about tags: the names its pattern can match, as a glob, and how
+/// many slash-separated parts they have (``GitMirror/tags(matching:components:)``).
+public struct TagQuery: Sendable, Hashable {
+    public var glob: String
+    public var components: Int?
+
+    public init(glob: String, components: Int?) {
+        self.glob = glob
+        self.components = components
+    }
+}
+
+/// Everything a target's tag decisions read from the mirror: the tags its query lists (and
+/// the ones refused) and the release facts of each listed tag, by name.
+public struct ReleaseInputs: Sendable {
+    public var listing: TagListing
+    public var facts: [String: Result<ReleaseFacts, GitError>]
+
+    public init(listing: TagListing, facts: [String: Result<ReleaseFacts, GitError>]) {
+        self.listing = listing
+        self.facts = facts
+    }
+}
+
 /// The kind of signature block found at the end of a tag object.
 public struct SignatureFormat: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: String

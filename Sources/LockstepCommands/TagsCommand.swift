@@ -164,18 +164,19 @@ public struct TagsCommand: AsyncParsableCommand {
                 records = try await runStore.runSummaries(target: TargetID(project: project, environment: source), states: nil)
                     .map(\.record)
             }
-            let listing: TagListing
+            let query = TagQuery(glob: pattern.glob(project: project, environment: environmentName),
+                                 components: pattern.componentCount)
+            let inputs: ReleaseInputs
             do {
-                listing = try await mirror.tags(matching: pattern.glob(project: project, environment: environmentName),
-                                                components: pattern.componentCount)
+                inputs = try await mirror.releaseInputs(for: [query], protectedBranch: agent.repository.branch)[0].get()
             } catch {
                 throw OfflineError("the tags of \(target) could not be listed: \(error)")
             }
-            for refused in listing.refused {
+            for refused in inputs.listing.refused {
                 problems.append("\(target): tag \(refused.displayName) is not usable: \(refused.reason)")
             }
-            let outcome = await TagDecisions.decide(target: target, policy: policy, agent: agent, pattern: pattern,
-                                                    listing: listing, mirror: mirror, sourceRecords: records)
+            let outcome = TagDecisions.decide(target: target, policy: policy, agent: agent, pattern: pattern,
+                                              inputs: inputs, sourceRecords: records)
             decisions += outcome.decided.map(\.decision)
             problems += outcome.problems
         }

@@ -208,10 +208,12 @@ public final class DaemonService: Service, Sendable {
     private func pass() async -> Bool {
         let clock = ContinuousClock()
         let started = clock.now
+        var visited = 0
         defer {
             let elapsed = clock.now - started
             logger.debug("pass ended", metadata: [
-                "pass.duration_ms": "\(elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000)"])
+                "pass.duration_ms": "\(elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                "pass.targets.visited": "\(visited)"])
         }
         do {
             // Ready once the fetch is done and the tags are decided; plans go on afterwards.
@@ -232,6 +234,7 @@ public final class DaemonService: Service, Sendable {
             quietPass.withLock { $0 = poll.quiet }
             releaseMemoryIfQuiet(skipped: poll.skipped)
             let report = poll.report
+            visited = report.targetsVisited.count
             logChanges(in: report.problems)
             if !report.runsAdvanced.isEmpty || !report.runsCreated.isEmpty {
                 logger.info("reconcile pass", metadata: ["runs.created": "\(report.runsCreated.count)",

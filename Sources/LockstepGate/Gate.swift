@@ -94,6 +94,12 @@ public actor Gate {
     /// snapshot of a run, must not start a second terraform on the same target's state
     /// (the store's `queued → planning` compare-and-set stops it across processes too).
     var planningTargets: Set<TargetID> = []
+    /// Targets whose last visit left them settled, with what that visit read (``TargetMemo``):
+    /// a pass skips such a target while nothing it reads changed.
+    var targetMemos: [TargetID: TargetMemo] = [:]
+    /// The audit log's last sequence when the last pass began (nil before the first pass): the
+    /// next pass forgets the memos of the targets written after it.
+    var auditPosition: UInt64?
     /// Plans stored with their text still to render, by run (``renderPendingText(of:)``).
     var pendingRenderings: [RunID: PendingRendering] = [:]
     /// The `max_concurrent_plans` slots, across every pass, handed out in arrival order.

@@ -58,6 +58,11 @@ public struct ReconcileReport: Sendable, Hashable {
     public var alertsRaised: [RunAlert] = []
     /// Problems that did not stop the pass (a target whose tags could not be read, …).
     public var problems: [String] = []
+    /// The targets this pass visited, in order. The others were skipped: nothing they read had
+    /// changed since a visit that left them settled (docs/ARCHITECTURE.md, "Targets a pass skips").
+    public var targetsVisited: [TargetID] = []
+    /// How many targets the agent serves now.
+    public var targetsServed = 0
 
     public init() {}
 }

@@ -32,6 +32,13 @@ struct DueLater: Sendable {
     /// Something the pass must do again on the next poll whatever else happens (an approved
     /// run whose window was open but which is still approved: its apply trigger was deferred).
     var retryNextPass = false
+
+    /// Adds what falls due for one more target.
+    mutating func merge(_ other: DueLater) {
+        if let expiry = other.approvalsExpireAt { approvalsExpireAt = min(approvalsExpireAt ?? expiry, expiry) }
+        heldByWindow.formUnion(other.heldByWindow)
+        retryNextPass = retryNextPass || other.retryNextPass
+    }
 }
 
 /// A release source that can tell whether its refs may have changed since an earlier moment.
@@ -167,6 +174,10 @@ extension Gate {
         report.tagsMoved = fetch.movedTags.map(\.name)
         report.tagsDeleted = fetch.deletedTags.map(\.name)
         let targets = try await servedTargets(report: &report)
+        // One trip to the mirror for every target's tags, and one read of what the store wrote
+        // since the last pass: together they say which targets can be skipped (``TargetMemo``).
+        let inputs = await source.releaseInputs(for: targets.map(\.query), protectedBranch: agent.repository.branch)
+        try await forgetWrittenTargets()
 
         // A moved or deleted tag is never followed silently (docs/CONTRACT.md §3): say so on every
         // target whose pattern it matches, even when no run uses it any more.
@@ -180,14 +191,42 @@ extension Gate {
             }
         }
 
-        for served in targets {
+        report.targetsServed = targets.count
+        var visited: Set<TargetID> = []
+        for (served, input) in zip(targets, inputs) {
+            let target = served.target
+            let digest = try? TargetMemo.digest(of: input.get(), query: served.query)
+            let sourceVisited = served.policy.promoteFrom.map {
+                visited.contains(TargetID(project: target.project, environment: $0))
+            } ?? false
+            if let memo = targetMemos[target], memo.inputs == digest, !sourceVisited,
+               !memo.fallsDue(at: now(), policy: served.policy) {
+                due.merge(DueLater(approvalsExpireAt: memo.approvalsExpireAt, heldByWindow: memo.heldByWindow ? [target.environment] : []))
+                continue
+            }
+            targetMemos[target] = nil
+            visited.insert(target)
+            report.targetsVisited.append(target)
+            var targetDue = DueLater()
+            let (queuedBefore, problemsBefore) = (toPlan.count, report.problems.count)
             do {
-                try await reconcile(served, report: &report, toPlan: &toPlan, due: &due)
+                let releases: ReleaseInputs
+                do {
+                    releases = try input.get()
+                } catch {
+                    throw GateError(.repository, "the tags of \(target) could not be listed: \(error.description)")
+                }
+                try await reconcile(served, inputs: releases, report: &report, toPlan: &toPlan, due: &targetDue)
+                if let digest, toPlan.count == queuedBefore, report.problems.count == problemsBefore, !targetDue.retryNextPass {
+                    targetMemos[target] = TargetMemo(inputs: digest, approvalsExpireAt: targetDue.approvalsExpireAt,
+                                                     heldByWindow: !targetDue.heldByWindow.isEmpty)
+                }
             } catch {
-                let problem = "\(served.target): \(safeDescription(error))"
-                logger.error("target reconcile failed", metadata: ["target": "\(served.target)", "error": "\(problem)"])
+                let problem = "\(target): \(safeDescription(error))"
+                logger.error("target reconcile failed", metadata: ["target": "\(target)", "error": "\(problem)"])
                 report.problems.append(problem)
             }
+            due.merge(targetDue)
         }
         return ReconcilePass(report: report, toPlan: toPlan, due: due)
     }
@@ -310,16 +349,10 @@ extension Gate {
 
     /// One target: decide its tags, invalidate runs whose tag moved, compute the desired
     /// revision, create or supersede runs, and drive the open ones.
-    func reconcile(_ served: ServedTarget, report: inout ReconcileReport, toPlan: inout [StoredRun],
+    func reconcile(_ served: ServedTarget, inputs: ReleaseInputs, report: inout ReconcileReport, toPlan: inout [StoredRun],
                    due: inout DueLater) async throws {
         let target = served.target
-        let listing: TagListing
-        do {
-            listing = try await source.tags(matching: served.pattern.glob(project: target.project, environment: target.environment),
-                                            components: served.pattern.componentCount)
-        } catch {
-            throw GateError(.repository, "the tags of \(target) could not be listed: \(error.description)")
-        }
+        let listing = inputs.listing
         // Logged once per tag and reason, not on every poll while the tag stays.
         var refusedNow: Set<String> = []
         for refused in listing.refused {
@@ -330,7 +363,7 @@ extension Gate {
                                                      "reason": "\(refused.reason)"])
         }
         loggedRefusedTags[target] = refusedNow
-        let accepted = try await decideTags(served, listing: listing, report: &report)
+        let accepted = try await decideTags(served, inputs: inputs, report: &report)
         try await invalidateMovedRuns(target, listing: listing, report: &report)
         try await pursueDesiredRevision(served, accepted: accepted, report: &report)
         try await driveOpenRuns(served, report: &report, toPlan: &toPlan, due: &due)
@@ -338,7 +371,7 @@ extension Gate {
 
     /// docs/CONTRACT.md §3 acceptance for every tag of the target, each decision recorded (the store
     /// keeps only changes). Returns the accepted tags.
-    func decideTags(_ served: ServedTarget, listing: TagListing, report: inout ReconcileReport) async throws -> [Candidate] {
+    func decideTags(_ served: ServedTarget, inputs: ReleaseInputs, report: inout ReconcileReport) async throws -> [Candidate] {
         let target = served.target
         var sourceRecords: [RunRecord] = []
         if let promoteFrom = TagDecisions.promotionSource(of: served.policy) {
@@ -346,8 +379,8 @@ extension Gate {
                 .map(\.record)
         }
         // The same decision code as `lockstep tags --offline` (TagDecisions.swift).
-        let outcome = await TagDecisions.decide(target: target, policy: served.policy, agent: agent, pattern: served.pattern,
-                                                listing: listing, mirror: source, sourceRecords: sourceRecords)
+        let outcome = TagDecisions.decide(target: target, policy: served.policy, agent: agent, pattern: served.pattern,
+                                          inputs: inputs, sourceRecords: sourceRecords)
         report.problems += outcome.problems
         var accepted: [Candidate] = []
         var changed: [(tag: TagInfo, decision: StoredTagDecision)] = []

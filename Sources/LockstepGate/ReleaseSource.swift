@@ -33,6 +33,10 @@ public protocol ReleaseSource: Sendable {
     /// the mirror's thread instead of one per tag: a pass decides every tag of every target).
     func releaseFacts(tags names: [String], protectedBranch branch: String) async -> [String: Result<ReleaseFacts, GitError>]
 
+    /// The listing of each query and the release facts of every listed tag, in query order (one
+    /// trip to the mirror's thread for every target of a pass).
+    func releaseInputs(for queries: [TagQuery], protectedBranch branch: String) async -> [Result<ReleaseInputs, GitError>]
+
     /// Writes the tree of `commit` into the empty folder `directory`, within `limits`.
     func export(commit: GitObjectID, to directory: String, limits: ExportLimits,
                 excludingNames excludedNames: Set<String>) async throws(GitError) -> ExportResult
@@ -53,6 +57,21 @@ extension ReleaseSource {
             do { facts[name] = .success(try await releaseFacts(tag: name, protectedBranch: branch)) } catch { facts[name] = .failure(error) }
         }
         return facts
+    }
+
+    /// One listing and one batch of facts per query (for sources that have no cheaper way).
+    public func releaseInputs(for queries: [TagQuery], protectedBranch branch: String) async -> [Result<ReleaseInputs, GitError>] {
+        var inputs: [Result<ReleaseInputs, GitError>] = []
+        for query in queries {
+            do throws(GitError) {
+                let listing = try await tags(matching: query.glob, components: query.components)
+                let facts = await releaseFacts(tags: listing.tags.map(\.name), protectedBranch: branch)
+                inputs.append(.success(ReleaseInputs(listing: listing, facts: facts)))
+            } catch {
+                inputs.append(.failure(error))
+            }
+        }
+        return inputs
     }
 }
 

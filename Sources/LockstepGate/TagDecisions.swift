@@ -39,27 +39,28 @@ public enum TagDecisions {
                  requireSigned: policy.requireSignedTags, promoteFrom: promotionSource(of: policy))
     }
 
-    /// Decides every tag of `listing` that matches `pattern` for `target`.
+    /// Decides every tag of `inputs` that matches `pattern` for `target`.
     ///
-    /// - Parameter sourceRecords: the runs of the `promote_from` environment's target of the
-    ///   same project, from the store (ignored when the policy has no `promote_from`).
+    /// - Parameters:
+    ///   - inputs: the target's tags and their release facts (``ReleaseSource/releaseInputs(for:protectedBranch:)``).
+    ///   - sourceRecords: the runs of the `promote_from` environment's target of the
+    ///     same project, from the store (ignored when the policy has no `promote_from`).
     public static func decide(target: TargetID, policy: EnvironmentPolicy, agent: AgentConfig, pattern: TagPattern,
-                              listing: TagListing, mirror: any ReleaseSource, sourceRecords: [RunRecord]) async -> Outcome {
+                              inputs: ReleaseInputs, sourceRecords: [RunRecord]) -> Outcome {
         let rules = rules(for: policy, agent: agent)
         var outcome = Outcome()
         var matched: [(tag: TagInfo, version: Result<SemanticVersion, CoreError>)] = []
-        for tag in listing.tags {
+        for tag in inputs.listing.tags {
             switch pattern.match(tag.name, target: target) {
             case .noMatch: continue
             case .version(let parsed): matched.append((tag, .success(parsed)))
             case .unparsableVersion(let error): matched.append((tag, .failure(error)))
             }
         }
-        let allFacts = await mirror.releaseFacts(tags: matched.map(\.tag.name), protectedBranch: agent.repository.branch)
         for (tag, version) in matched {
             let facts: ReleaseFacts
             do throws(GitError) {
-                guard let answer = allFacts[tag.name] else { throw GitError(.notFound, "tag not found", ref: tag.name) }
+                guard let answer = inputs.facts[tag.name] else { throw GitError(.notFound, "tag not found", ref: tag.name) }
                 facts = try answer.get()
             } catch {
                 outcome.problems.append("\(target): tag \"\(displaySafe(tag.name))\" could not be read: \(error.description)")

@@ -370,4 +370,14 @@ public actor InMemoryRunStore: RunStore {
     public func auditEntries() async throws -> [AuditEntry] { state.audit }
 
     public func auditHead() async throws -> AuditHash { state.audit.last?.hash ?? AuditHash.genesis }
+
+    public func auditTargets(after sequence: UInt64?) async throws -> AuditTargets {
+        let last = state.audit.last?.sequence ?? 0
+        guard let sequence else { return AuditTargets(lastSequence: last, targets: [], untargeted: true) }
+        var changes = AuditTargets(lastSequence: last, targets: [], untargeted: last < sequence)
+        for entry in state.audit where entry.sequence > sequence && entry.kind != .refusal {
+            if let target = entry.target { changes.targets.insert(target) } else { changes.untargeted = true }
+        }
+        return changes
+    }
 }

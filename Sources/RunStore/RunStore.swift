@@ -398,6 +398,28 @@ public protocol RunStore: Sendable {
     /// outside the store and pass it to `audit verify --expect-head` to detect a cut-off or
     /// rewritten chain.
     func auditHead() async throws -> AuditHash
+    /// The targets named by the audit entries after `sequence` (or all of them, when nil), and
+    /// the last sequence now: what changed in the store since an earlier moment, by target.
+    /// ``AuditTargets/untargeted`` is true when an entry names no target, or the log is shorter
+    /// than `sequence` (another store): then anything may have changed. Refusals are left out:
+    /// a refused request changes nothing but the log.
+    func auditTargets(after sequence: UInt64?) async throws -> AuditTargets
+}
+
+/// Which targets the store's audit log names after a sequence (``RunStore/auditTargets(after:)``).
+public struct AuditTargets: Sendable, Equatable {
+    /// The log's last sequence now (0 when the log is empty: sequences start at 1).
+    public var lastSequence: UInt64
+    /// Targets with an entry after the sequence asked about.
+    public var targets: Set<TargetID>
+    /// True when an entry after it names no target, or the log is shorter than it.
+    public var untargeted: Bool
+
+    public init(lastSequence: UInt64, targets: Set<TargetID>, untargeted: Bool) {
+        self.lastSequence = lastSequence
+        self.targets = targets
+        self.untargeted = untargeted
+    }
 }
 
 extension RunStore {

@@ -142,4 +142,19 @@ extension SQLiteRunStore {
                                 what: "the last audit entry")?.entry.hash ?? AuditHash.genesis
         }
     }
+
+    public func auditTargets(after sequence: UInt64?) async throws -> AuditTargets {
+        try await read { db in
+            let last = UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT MAX(sequence) FROM audit_log") ?? 0)
+            guard let sequence else { return AuditTargets(lastSequence: last, targets: [], untargeted: true) }
+            var changes = AuditTargets(lastSequence: last, targets: [], untargeted: last < sequence)
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT DISTINCT project, environment FROM audit_log WHERE sequence > ? AND kind <> ?
+                """, arguments: [Int64(clamping: sequence), AuditKind.refusal.rawValue])
+            while let row = try rows.next() {
+                if let target = try row.optionalTarget() { changes.targets.insert(target) } else { changes.untargeted = true }
+            }
+            return changes
+        }
+    }
 }

@@ -100,6 +100,13 @@ struct AbuseTests {
         """)
         let daemon = try await world.startReadyDaemon()
         let pid = daemon.processIdentifier
+        // Concurrent reads first: the store opens reader connections (each with its own
+        // descriptors) only as concurrent reads need them, and the baseline must count them.
+        let url = "http://127.0.0.1:\(world.port)/api/v1/runs"
+        for _ in 0..<3 {
+            _ = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "--parallel", "--parallel-max", "12",
+                                          "-H", "Authorization: Bearer \(world.tokens["alice"]!)"] + Array(repeating: url, count: 24))
+        }
         try await Task.sleep(for: .milliseconds(500))
         let baseline = openDescriptors(pid)
 

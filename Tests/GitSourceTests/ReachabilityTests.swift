@@ -104,6 +104,38 @@ struct ReachabilityTests {
         #expect(reset.branchTip.rawValue == h.fastForward)
     }
 
+    @Test("releaseInputs answers each query as tags(matching:) and releaseFacts would, in query order, a bad glob failing alone")
+    func releaseInputsPerQuery() async throws {
+        let fixture = try GitFixture()
+        defer { fixture.cleanup() }
+        let h = try makeMergedHistory(fixture)
+        try fixture.tag("prod/v9.0.0", annotated: true, message: "sneaky", at: h.unmerged)
+        try fixture.tag("prod/v1.0.0", annotated: true, message: "good", at: h.merge)
+        try fixture.tag("dev/v1.0.0", at: h.base)
+        try fixture.tag("prod/extra/v1.0.0", annotated: true, message: "too deep", at: h.merge)
+        let mirror = localMirror(of: fixture)
+        _ = try await mirror.sync()
+        let queries = [TagQuery(glob: "prod/*", components: 2), TagQuery(glob: "dev/*", components: 2),
+                       TagQuery(glob: "qa/*", components: 2), TagQuery(glob: "prod/../*", components: 2)]
+        let inputs = await mirror.releaseInputs(for: queries, protectedBranch: "main")
+        #expect(inputs.count == 4)
+
+        let prod = try inputs[0].get()
+        #expect(prod.listing.tags.map(\.name) == ["prod/v1.0.0", "prod/v9.0.0"])
+        #expect(prod.listing.tags == (try await mirror.tags(matching: "prod/*", components: 2)).tags)
+        let good = try #require(try prod.facts["prod/v1.0.0"]?.get())
+        #expect(good.reachableFromBranch && good.isMergeOnFirstParentChain && good.tag.commit.rawValue == h.merge)
+        let sneaky = try #require(try prod.facts["prod/v9.0.0"]?.get())
+        #expect(!sneaky.reachableFromBranch && !sneaky.isMergeOnFirstParentChain)
+        #expect(prod.facts.count == 2)
+
+        let dev = try inputs[1].get()
+        #expect(dev.listing.tags.map(\.name) == ["dev/v1.0.0"])
+        #expect(try dev.facts["dev/v1.0.0"]?.get().reachableFromBranch == true)
+        #expect(try inputs[2].get().listing.tags.isEmpty)
+        #expect(throws: GitError.self) { try inputs[3].get() }
+    }
+
     @Test("an unknown or hostile branch name is refused")
     func badBranch() async throws {
         let fixture = try GitFixture()

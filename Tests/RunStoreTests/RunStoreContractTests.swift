@@ -507,6 +507,35 @@ struct RunStoreContractTests {
         #expect(try await store.auditHead() == entry.hash)
     }
 
+    @Test("auditTargets names the targets written after a sequence, leaves refusals out, and says when an entry names none",
+          arguments: StoreKind.allCases)
+    func auditTargets(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
+        #expect(try await store.auditTargets(after: nil) == AuditTargets(lastSequence: 0, targets: [], untargeted: true))
+        #expect(try await store.auditTargets(after: 0) == AuditTargets(lastSequence: 0, targets: [], untargeted: false))
+        _ = try await store.createRun(newRun("r1"), at: at(0), actor: "lockstep")
+        try await store.raiseAlert(RunAlert(code: .tagMoved, description: "moved"), target: target("dev"), runID: nil,
+                                   at: at(1), actor: "lockstep")
+        #expect(try await store.auditTargets(after: 0)
+                == AuditTargets(lastSequence: 2, targets: [target("prod"), target("dev")], untargeted: false))
+        #expect(try await store.auditTargets(after: 1) == AuditTargets(lastSequence: 2, targets: [target("dev")], untargeted: false))
+        #expect(try await store.auditTargets(after: 2) == AuditTargets(lastSequence: 2, targets: [], untargeted: false))
+
+        // A refusal, targeted or not, changes nothing but the log.
+        try await store.appendAudit(kind: .refusal, target: nil, runID: nil, payload: ["reason": "bad token"], at: at(2),
+                                    actor: "api:anonymous")
+        try await store.appendAudit(kind: .refusal, target: target("prod"), runID: runID("r1"), payload: ["reason": "not an approver"],
+                                    at: at(3), actor: "api:mallory")
+        #expect(try await store.auditTargets(after: 2) == AuditTargets(lastSequence: 4, targets: [], untargeted: false))
+
+        try await store.raiseAlert(RunAlert(code: .applyInterrupted, description: "found applying"), target: nil, runID: nil,
+                                   at: at(4), actor: "lockstep")
+        #expect(try await store.auditTargets(after: 4) == AuditTargets(lastSequence: 5, targets: [], untargeted: true))
+        // A position past the end is another store's: anything may have changed.
+        #expect(try await store.auditTargets(after: 9) == AuditTargets(lastSequence: 5, targets: [], untargeted: true))
+    }
+
     @Test("the audit chain is intact after a mix of every kind of write, and its head is the last hash", arguments: StoreKind.allCases)
     func auditChainIntact(_ kind: StoreKind) async throws {
         let scratch = try Scratch()

@@ -70,28 +70,40 @@ final class QuietWorld: Sendable {
     let gate: Gate
     private let memo = Mutex<QuietPass?>(nil)
 
-    init(environmentsYAML: String, environments: [String] = ["dev"], verify: [String: [String]] = [:]) throws {
-        world = try UnitWorld(environmentsYAML: environmentsYAML, environments: environments, verify: verify)
+    init(environmentsYAML: String, environments: [String] = ["dev"], verify: [String: [String]] = [:],
+         projects: [String] = ["app"]) throws {
+        world = try UnitWorld(environmentsYAML: environmentsYAML, environments: environments, verify: verify, projects: projects)
         counting = CountingSource(world.source)
         gate = UnitWorld.gate(agent: world.agent, store: world.store, source: counting, runner: world.runner,
                               scratch: world.scratch, clock: world.clock)
     }
 
     /// One poll as the daemon makes it. When it is skipped, a full pass made right after it
-    /// must find nothing to do: no decision recorded, no run created or moved, no alert. That
-    /// is the whole promise of skipping, checked on every skipped poll of these tests.
+    /// by a gate that remembers nothing must find nothing to do: no decision recorded, no run
+    /// created or moved, no alert. That is the whole promise of skipping, checked on every
+    /// skipped poll of these tests.
     @discardableResult
     func poll(sourceLocation: SourceLocation = #_sourceLocation) async throws -> PollResult {
         let result = try await gate.poll(after: memo.withLock { $0 })
         memo.withLock { $0 = result.quiet }
         if result.skipped {
-            let full = try await gate.reconcile()
-            #expect(full.decisionsRecorded.isEmpty && full.runsCreated.isEmpty && full.runsAdvanced.isEmpty
-                    && full.alertsRaised.isEmpty && full.runsInvalidated.isEmpty && full.runsSuperseded.isEmpty,
-                    "a skipped poll missed work a full pass does: \(full)", sourceLocation: sourceLocation)
+            let full = try await freshPass(sourceLocation: sourceLocation)
             #expect(full.problems == result.report.problems, sourceLocation: sourceLocation)
         }
         return result
+    }
+
+    /// A full pass of a new gate over the same store and repository (no memo of any kind),
+    /// which must find nothing left to do. Returns its report.
+    @discardableResult
+    func freshPass(sourceLocation: SourceLocation = #_sourceLocation) async throws -> ReconcileReport {
+        let fresh = UnitWorld.gate(agent: world.agent, store: world.store, source: counting, runner: world.runner,
+                                   scratch: world.scratch, clock: world.clock)
+        let full = try await fresh.reconcile()
+        #expect(full.decisionsRecorded.isEmpty && full.runsCreated.isEmpty && full.runsAdvanced.isEmpty
+                && full.alertsRaised.isEmpty && full.runsInvalidated.isEmpty && full.runsSuperseded.isEmpty,
+                "skipping missed work a full pass does: \(full)", sourceLocation: sourceLocation)
+        return full
     }
 
     /// Polls until one is skipped (a change takes a full pass, and the store writes of that

@@ -96,6 +96,9 @@ actor ScriptedReleaseSource: ReleaseSource {
 
     func deleteTag(_ name: String) { tags[name] = nil }
 
+    /// Whether the tag's commit is reachable from the branch tip now (a merge can make it so).
+    func setReachable(_ name: String, _ reachable: Bool) { tags[name]?.reachable = reachable }
+
     /// Changes the script (failures, overrides) in one step.
     func script(_ body: @Sendable (isolated ScriptedReleaseSource) -> Void) { body(self) }
 

@@ -17,7 +17,8 @@ import TerraformRunner
 
 /// A gate over the three doubles (release source, plan runner, in-memory store) and a
 /// controllable clock, with its runs folder in a temporary directory. The delivery
-/// repository has one project `app` in `app/`; its branch tip holds a valid layout.
+/// repository has one project `app` in `app/` (or the projects given, each in its own
+/// folder); its branch tip holds a valid layout.
 final class UnitWorld: Sendable {
     let scratch: URL
     let clock = TestClock()
@@ -27,20 +28,23 @@ final class UnitWorld: Sendable {
     let agent: AgentConfig
     let gate: Gate
     let environments: [String]
+    let projects: [String]
 
     /// - Parameters:
     ///   - environmentsYAML: the agent config's `environments:` block (indented by two).
-    ///   - environments: the environments `lockstep.yaml` lists for the project.
+    ///   - environments: the environments `lockstep.yaml` lists for each project.
     ///   - verify: per environment, the argv of its one verify command.
+    ///   - projects: the projects of `lockstep.yaml`, each in the folder of its name.
     init(environmentsYAML: String, environments: [String] = ["dev"], verify: [String: [String]] = [:],
-         requireMergeCommit: Bool = true) throws {
+         requireMergeCommit: Bool = true, projects: [String] = ["app"]) throws {
         scratch = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("lockstep-unit-\(UUID().uuidString.prefix(12))", isDirectory: true)
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         self.environments = environments
         self.verify = verify
+        self.projects = projects
         agent = try Self.agent(environmentsYAML: environmentsYAML, scratch: scratch, requireMergeCommit: requireMergeCommit)
-        let layout = Self.layout(environments: environments, verify: verify)
+        let layout = Self.layout(environments: environments, verify: verify, projects: projects)
         source = ScriptedReleaseSource(path: scratch.appendingPathComponent("mirror").path, layout: layout)
         runner = ScriptedPlanRunner(pluginCacheDirectory: scratch.appendingPathComponent("plugins"))
         gate = Self.gate(agent: agent, store: store, source: source, runner: runner, scratch: scratch, clock: clock)
@@ -84,21 +88,32 @@ final class UnitWorld: Sendable {
 
     /// `lockstep.yaml` with project `app` in `app/` listing `environments`.
     static func layout(environments: [String], verify: [String: [String]] = [:], project: String = "app") -> String {
-        var yaml = "projects:\n  \(project):\n    dir: app\n    environments:\n"
-        for env in environments {
-            yaml += "      \(env):\n        var_files: [app/\(env).tfvars]\n"
-            if let argv = verify[env] {
-                yaml += "        verify:\n          - [\(argv.map { "\"\($0)\"" }.joined(separator: ", "))]\n"
+        layout(environments: environments, verify: verify, projects: [project], folders: ["app"])
+    }
+
+    /// `lockstep.yaml` with each project in its folder (by default the folder of its name).
+    static func layout(environments: [String], verify: [String: [String]] = [:], projects: [String],
+                       folders: [String]? = nil) -> String {
+        var yaml = "projects:\n"
+        for (project, folder) in zip(projects, folders ?? projects) {
+            yaml += "  \(project):\n    dir: \(folder)\n    environments:\n"
+            for env in environments {
+                yaml += "      \(env):\n        var_files: [\(folder)/\(env).tfvars]\n"
+                if let argv = verify[env] {
+                    yaml += "        verify:\n          - [\(argv.map { "\"\($0)\"" }.joined(separator: ", "))]\n"
+                }
             }
         }
         return yaml
     }
 
-    /// A release commit on the branch (or beside it): the layout (or `layout`) and the project's files.
+    /// A release commit on the branch (or beside it): the layout (or `layout`) and the projects' files.
     func release(_ version: String, layout: String? = nil, onBranch: Bool = true) async -> GitObjectID {
-        var files = ["lockstep.yaml": layout ?? Self.layout(environments: environments, verify: verify),
-                     "app/main.tf": "# release \(version)\n"]
-        for env in Set(environments + ["dev", "staging", "prod"]) { files["app/\(env).tfvars"] = "env = \"\(env)\"\n" }
+        var files = ["lockstep.yaml": layout ?? Self.layout(environments: environments, verify: verify, projects: projects)]
+        for project in projects {
+            files["\(project)/main.tf"] = "# release \(version)\n"
+            for env in Set(environments + ["dev", "staging", "prod"]) { files["\(project)/\(env).tfvars"] = "env = \"\(env)\"\n" }
+        }
         return await source.commit(files: files, onBranch: onBranch)
     }
 
