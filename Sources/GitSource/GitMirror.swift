@@ -42,6 +42,8 @@ public actor GitMirror {
     /// The refs' stamps of the mirror and a local source the last time they were identical
     /// (``RefsStamp``).
     var identicalRefs: IdenticalRefs?
+    /// Tag globs already checked (``tags(matching:components:)``).
+    var validGlobs: Set<String> = []
     /// Branch tips by name, with the ref-write count they were read at.
     var branchTips: [String: (writes: UInt64, tip: GitObjectID)] = [:]
 

@@ -94,10 +94,14 @@ extension GitMirror {
     }
 
     private func validateGlob(_ glob: String) throws(GitError) {
+        // A pass asks with every target's glob, the same ones each time.
+        guard !validGlobs.contains(glob) else { return }
         let withoutStars = glob.replacingOccurrences(of: "*", with: "x")
         if glob != "*", let problem = RefName.problem(with: withoutStars) {
             throw GitError(.invalidPattern, "refused tag glob \(RefName.displayable(glob)): \(problem)")
         }
+        if validGlobs.count >= 10_000 { validGlobs.removeAll() }
+        validGlobs.insert(glob)
     }
 
     /// The tag called `name`, peeled to its commit.

@@ -276,8 +276,10 @@ extension Gate {
                                             policy: policy, pattern: pattern))
             }
         }
+        var depth: [EnvironmentName: Int] = [:]
+        for environment in agent.environments.keys { depth[environment] = promotionDepth(environment) }
         return targets.sorted {
-            let (a, b) = (promotionDepth($0.target.environment), promotionDepth($1.target.environment))
+            let (a, b) = (depth[$0.target.environment] ?? 0, depth[$1.target.environment] ?? 0)
             return a != b ? a < b : $0.target < $1.target
         }
     }
