@@ -72,6 +72,8 @@ public actor Gate {
     var storedLayoutLoaded = false
     /// `lockstep.yaml` of recent commits, read and parsed once each (``repoConfig(at:)``).
     var parsedRepoConfigs: [GitObjectID: Result<(text: String, config: RepoConfig), ConfigErrors>] = [:]
+    /// The same parses by text, so that commits with the same `lockstep.yaml` share one.
+    var parsedLayouts: [String: Result<RepoConfig, ConfigErrors>] = [:]
     /// The branch tip whose layout was last examined, valid or not: an invalid tip is read
     /// once, not again on every pass.
     var examinedLayoutTip: GitObjectID?

@@ -192,6 +192,9 @@ extension Gate {
         }
 
         report.targetsServed = targets.count
+        // A target the layout no longer has starts afresh if it comes back.
+        let servedNow = Set(targets.map(\.target))
+        targetMemos = targetMemos.filter { servedNow.contains($0.key) }
         var visited: Set<TargetID> = []
         for (served, input) in zip(targets, inputs) {
             let target = served.target

@@ -214,8 +214,8 @@ struct DaemonBenchmark: AsyncParsableCommand {
             }
 
             // One project's new release: the work should be that of one target.
-            var oneOwn: [Double] = [], oneEnd: [Double] = []
-            let picks = Array(Set([0, projects / 2, projects - 1])).sorted()
+            var oneOwn: [Double] = [], oneEnd: [Double] = [], oneFloor: [Double] = [], oneRatio: [Double] = []
+            let picks = Array(Set([0, projects / 4, projects / 2, 3 * projects / 4, projects - 1])).sorted()
             for (i, p) in picks.enumerated() {
                 let name = DaemonRepos.projectName(p)
                 let version = "1.0.\(versions + 1 + i)"
@@ -226,6 +226,15 @@ struct DaemonBenchmark: AsyncParsableCommand {
                 oneEnd.append(elapsed)
                 if let timing = await RunTiming.read(server: bigServer, id: id, store: big.appendingPathComponent("lockstep.sqlite")) {
                     oneOwn.append(timing.ownWork)
+                    // terraform's floor for this project and version, right after: the example's
+                    // project is another configuration, so its floor is not this one's.
+                    let projectFloor = try await Floor.prepare(work: work.appendingPathComponent("floor-\(name)"),
+                                                               app: big.appendingPathComponent("work/\(name)"), tf: tf,
+                                                               mirror: mirrorPath, varFile: nil, backend: false)
+                    let floorSeconds = try await projectFloor.measure(version: version)
+                    oneFloor.append(floorSeconds)
+                    if floorSeconds > 0 { oneRatio.append(timing.ownWork / floorSeconds) }
+                    Self.note("large release \(i + 1)/\(picks.count): own \(Self.format(timing.ownWork)) s, floor \(Self.format(floorSeconds)) s")
                 }
             }
             try await Task.sleep(for: .seconds(3))
@@ -242,7 +251,10 @@ struct DaemonBenchmark: AsyncParsableCommand {
                 "| daemon start → every project's newest dev tag (`v1.0.\(versions)`) awaits approval (\(planned) of \(projects) reached; `max_concurrent_plans` 2; `GET /api/v1/runs` polled every 2 s) | \(Self.format(settledSeconds)) s |",
                 "| of which after readiness | \(Self.format(passSeconds)) s |",
                 "| one project's new merged release and tag, the daemon's own work (run `created_at` → `awaiting_approval`, \(timeSource)), median of \(oneOwn.count) (\(oneOwn.map(Self.format).joined(separator: ", "))) | \(Self.format(Self.median(oneOwn))) s |",
-                "| the same for the example (3 targets), median of \(own.count), from the table above | \(Self.format(Self.median(own))) s |",
+                "| terraform's floor for the same project and version (`plan -out` + `show -json` in an initialised copy, measured right after each), median (\(oneFloor.map(Self.format).joined(separator: ", "))) | \(Self.format(Self.median(oneFloor))) s |",
+                "| ratio own work / floor at \(targets) targets, median (\(oneRatio.map { String(format: "%.2f", $0) }.joined(separator: ", "))) | \(String(format: "%.2f", Self.median(oneRatio))) |",
+                "| the same for the example (3 targets), median of \(ratios.count), from the table above | \(String(format: "%.2f", Self.median(ratios))) |",
+                "| own work in the example (3 targets), median of \(own.count), from the table above (another project: its terraform floor differs) | \(Self.format(Self.median(own))) s |",
                 "| one project's new tag end to end (push returned → listed awaiting approval; poll wait included), median (\(oneEnd.map(Self.format).joined(separator: ", "))) | \(Self.format(Self.median(oneEnd))) s |",
             ]
             memoryRows += [

@@ -204,8 +204,14 @@ struct Floor {
     var dir: URL
     var tf: String
     var environment: [String: String]
+    /// The plan's `-var-file` (the example's environment file), relative to the project folder.
+    var varFile: String?
 
-    static func prepare(work: URL, app: URL, tf: String, mirror: String) async throws -> Floor {
+    /// - Parameters:
+    ///   - varFile: the example's `envs/dev.tfvars`; nil for a project without one.
+    ///   - backend: whether the project has a `backend "local" {}` block to point at a state file.
+    static func prepare(work: URL, app: URL, tf: String, mirror: String, varFile: String? = "envs/dev.tfvars",
+                        backend: Bool = true) async throws -> Floor {
         let fm = FileManager.default
         try fm.createDirectory(at: work.appendingPathComponent("home"), withIntermediateDirectories: true)
         try fm.createDirectory(at: work.appendingPathComponent("plugin-cache"), withIntermediateDirectories: true)
@@ -225,8 +231,9 @@ struct Floor {
         let floor = Floor(dir: dir, tf: tf, environment: [
             "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work.appendingPathComponent("home").path,
             "TF_CLI_CONFIG_FILE": rc.path, "TF_IN_AUTOMATION": "1",
-        ])
-        try await Child.run(tf, ["init", "-input=false", "-no-color", "-backend-config=path=\(work.appendingPathComponent("floor.tfstate").path)"],
+        ], varFile: varFile)
+        let backendArguments = backend ? ["-backend-config=path=\(work.appendingPathComponent("floor.tfstate").path)"] : []
+        try await Child.run(tf, ["init", "-input=false", "-no-color"] + backendArguments,
                             environment: floor.environment, directory: dir)
         // One untimed round, as the daemon's first plan (dev/v1.0.0) is untimed too.
         _ = try await floor.measure(version: "1.0.0")
@@ -239,7 +246,7 @@ struct Floor {
         let plan = dir.deletingLastPathComponent().appendingPathComponent("floor.tfplan").path
         let json = dir.deletingLastPathComponent().appendingPathComponent("floor-plan.json").path
         let start = ContinuousClock.now
-        try await Child.run(tf, ["plan", "-input=false", "-no-color", "-var-file=envs/dev.tfvars", "-out=\(plan)"],
+        try await Child.run(tf, ["plan", "-input=false", "-no-color"] + (varFile.map { ["-var-file=\($0)"] } ?? []) + ["-out=\(plan)"],
                             environment: environment, directory: dir)
         try await Child.run(tf, ["show", "-json", plan], environment: environment, directory: dir, output: json)
         return DaemonBenchmark.seconds(ContinuousClock.now - start)
