@@ -111,6 +111,7 @@ let package = Package(
             dependencies: [
                 "LockstepAPI",
                 "LockstepCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -190,6 +191,7 @@ let package = Package(
                 "LockstepCore",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -219,7 +221,8 @@ let package = Package(
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "Logging", package: "swift-log"),
-                           .product(name: "HummingbirdTesting", package: "hummingbird")],
+                           .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // The daemon's parts that run without the whole daemon (the systemd notifier).
@@ -247,7 +250,7 @@ let package = Package(
         // Crash and shutdown tests on the real `lockstep` binary (built first: swift build --build-tests).
         .testTarget(
             name: "DaemonTests",
-            dependencies: ["LockstepCore", "RunStore"],
+            dependencies: ["LockstepCore", "RunStore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // The sandbox launcher attacked through real processes (built first: swift build --build-tests).

@@ -17,7 +17,8 @@ public struct AgentConfig: Sendable, Hashable {
     public var repository: RepositoryConfig
     /// Where the bare mirror of the delivery repo is kept.
     public var mirrorDir: String
-    /// How often the remote is fetched when no webhook arrives. Default 1m.
+    /// How often the remote is fetched when no webhook arrives. Default 1m, or 5m when
+    /// `webhooks:` is configured (the poll is then the safety net).
     public var pollInterval: Duration
     /// How many plans of different targets may run at once (1…64). Default 2. Never two
     /// on one target, whatever this says: each plan is a terraform process with its own
@@ -32,8 +33,8 @@ public struct AgentConfig: Sendable, Hashable {
     public var store: StoreConfig
     /// Default `127.0.0.1:8420`.
     public var listen: ListenAddress
-    /// File holding the shared webhook secret (HMAC key / token).
-    public var webhookSecretFile: String?
+    /// The forges whose webhooks may ask for a fetch, with their secret files (`webhooks:`).
+    public var webhooks: WebhookSettings?
     /// Environment name → its policy. Never empty.
     public var environments: [EnvironmentName: EnvironmentPolicy]
     /// Identity name → identity. Approvers name these.

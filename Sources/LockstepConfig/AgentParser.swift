@@ -29,7 +29,9 @@ struct AgentParser {
 
         let repository = require(f, "repository", top, "the delivery repository (`url`, `branch`, `credentials`)").flatMap { repositoryConfig($0, top.key("repository")) }
         let mirrorDir = require(f, "mirror_dir", top, "a folder for the bare mirror").flatMap { path($0, top.key("mirror_dir"), "a folder for the bare mirror") }
-        let pollInterval = f.take("poll_interval").map { duration($0, top.key("poll_interval"), 1...86_400, "between 1s and 1d") } ?? .seconds(60)
+        let webhooks = f.take("webhooks").map { webhookSettings($0, top.key("webhooks")) }
+        let pollInterval = f.take("poll_interval").map { duration($0, top.key("poll_interval"), 1...86_400, "between 1s and 1d") }
+            ?? (webhooks == nil ? .seconds(60) : WebhookSettings.defaultPollInterval)
         let maxPlans = f.take("max_concurrent_plans").map { reader.int($0, top.key("max_concurrent_plans"), 1...64, "an integer between 1 and 64") } ?? 2
         let requireMerge = f.take("require_merge_commit").map { reader.bool($0, top.key("require_merge_commit")) } ?? true
         let tagPattern = f.take("tag_pattern").flatMap { tagPatternValue($0, top.key("tag_pattern")) }
@@ -37,19 +39,22 @@ struct AgentParser {
         let terraform = require(f, "terraform", top, "terraform settings (`binary`)").flatMap { terraformSettings($0, top.key("terraform")) }
         let store = require(f, "store", top, "the store (`sqlite: PATH`)").flatMap { storeConfig($0, top.key("store")) }
         let listen = f.take("listen").map { listenAddress($0, top.key("listen")) } ?? ListenAddress(host: "127.0.0.1", port: 8420)
-        let webhook = f.take("webhook_secret_file").flatMap { path($0, top.key("webhook_secret_file"), "a path to the file holding the webhook secret") }
+        if let old = f.take("webhook_secret_file") {
+            reader.fail(top.key("webhook_secret_file"), .invalidValue,
+                        "no `webhook_secret_file`: name each forge's secret files under `webhooks.FORGE.secret_files` (github, gitlab, gitea or generic)", old)
+        }
         let identities = f.take("identities").map { identitiesMap($0, top.key("identities")) } ?? [:]
         let http = f.take("http").map { httpLimits($0, top.key("http")) } ?? HTTPLimits()
         let outputLimits = f.take("limits").map { self.outputLimits($0, top.key("limits")) } ?? OutputLimits()
         let environments = require(f, "environments", top, "a mapping of environment names to their policy").flatMap { environmentsMap($0, top.key("environments"), identities: identities) }
-        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhook_secret_file, environments, identities, http, limits", classify: secret)
+        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhooks, environments, identities, http, limits", classify: secret)
 
         guard let repository, let mirrorDir, let pollInterval, let maxPlans, let requireMerge, let limits, let terraform, let store,
-              let listen, let environments, let identities, let http, let outputLimits else { return nil }
+              let listen, let environments, let identities, let http, let outputLimits, webhooks != .some(nil) else { return nil }
         var config = AgentConfig(
             file: file, repository: repository, mirrorDir: mirrorDir, pollInterval: pollInterval, maxConcurrentPlans: maxPlans,
             requireMergeCommit: requireMerge, explicitTagPattern: tagPattern, exportLimits: limits,
-            terraform: terraform, store: store, listen: listen, webhookSecretFile: webhook,
+            terraform: terraform, store: store, listen: listen, webhooks: webhooks ?? nil,
             environments: Dictionary(uniqueKeysWithValues: environments.values.map { ($0.name, $0) }),
             identities: Dictionary(uniqueKeysWithValues: identities.values.map { ($0.name, $0) }), http: http)
         config.limits = outputLimits

@@ -21,7 +21,7 @@ extension AgentConfig {
         case .https(_, let tokenFile): hidden.append(tokenFile)
         case .ssh(let keyFile, _): hidden.append(keyFile)
         }
-        if let webhookSecretFile { hidden.append(webhookSecretFile) }
+        hidden += webhooks?.allSecretFiles ?? []
         return hidden
     }
 

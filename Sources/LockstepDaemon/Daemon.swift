@@ -17,6 +17,30 @@ import Glibc
 import Musl
 #endif
 
+/// Each forge's webhook secrets, read once at start: a file that cannot be read or holds no
+/// secret stops the start with the file named (a receiver with no secret would refuse every
+/// delivery without anyone noticing). One secret per file; a final line break is not part of it.
+func webhookSecrets(_ settings: WebhookSettings) throws -> [WebhookForge: [[UInt8]]] {
+    var secrets: [WebhookForge: [[UInt8]]] = [:]
+    for (forge, files) in settings.secretFiles {
+        for file in files {
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: file))
+            } catch {
+                throw DaemonError(.config, "the \(forge.rawValue) webhook secret file \(file) cannot be read: \(error.localizedDescription)")
+            }
+            var bytes = Array(data)
+            while let last = bytes.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { bytes.removeLast() }
+            guard bytes.count >= 16, bytes.count <= 4_096 else {
+                throw DaemonError(.config, "the \(forge.rawValue) webhook secret file \(file) must hold one secret of 16 to 4096 bytes")
+            }
+            secrets[forge, default: []].append(bytes)
+        }
+    }
+    return secrets
+}
+
 /// `lockstep serve`: everything the daemon holds for its lifetime, and the order it starts in.
 ///
 /// 1. The agent config is read and checked (every problem printed, exit non-zero).
@@ -96,9 +120,17 @@ public enum Daemon {
         await disk.checkStore()
         let http = HTTPSettings.limits(agent.http, descriptorLimit: descriptors)
         let refusals = RefusalAudit(policy: http.refusals, store: store, logger: logger)
+        let webhooks = try agent.webhooks.map { settings in
+            WebhookReceiver(secrets: try webhookSecrets(settings), maximumBodyBytes: settings.maxBodyBytes,
+                            trigger: { service.requestPass() })
+        }
+        if let settings = agent.webhooks {
+            logger.info("webhooks", metadata: ["webhooks.forges": "\(settings.secretFiles.keys.sorted().map(\.rawValue).joined(separator: ","))",
+                                               "poll_interval_s": "\(agent.pollInterval.components.seconds)"])
+        }
         let api = APIServer(
             backend: backend, tokens: tokens, readiness: { disk.readiness() },
-            onRefusal: { refusal in await refusals.record(refusal) }, limiter: refusals.limiter,
+            onRefusal: { refusal in await refusals.record(refusal) }, limiter: refusals.limiter, webhooks: webhooks,
             logger: logger)
         let address = agent.listen
         let connections = ConnectionGuard(limits: http.connections, logger: logger)

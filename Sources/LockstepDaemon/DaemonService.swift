@@ -64,6 +64,7 @@ public final class DaemonService: Service, Sendable {
     }
 
     public init(gate: Gate, store: any RunStore, pollInterval: Duration, status: DaemonStatus, logger: Logger) {
+        self.trigger = PassTrigger()
         self.gate = gate
         self.store = store
         self.pollInterval = pollInterval
@@ -74,6 +75,13 @@ public final class DaemonService: Service, Sendable {
 
     /// Whether the daemon is stopping (then it takes no new work).
     public var isDraining: Bool { status.isDraining }
+
+    /// Asks for a pass now instead of at the next poll (an accepted webhook delivery). Never
+    /// blocks; requests are coalesced (``PassTrigger``).
+    public func requestPass() { trigger.request() }
+
+    /// Coalesces pass requests between passes.
+    let trigger: PassTrigger
 
     /// Queues an apply trigger for an approved run. False when the daemon is stopping.
     @discardableResult
@@ -163,8 +171,13 @@ public final class DaemonService: Service, Sendable {
                 logger.debug("next pass after a failure", metadata: ["retry.in_ms": "\(wait.components.seconds * 1_000 + wait.components.attoseconds / 1_000_000_000_000_000)",
                                                                       "retry.failures": "\(backoff.failures)"])
             }
-            // Ends early on a drain: the sleep is cancelled when graceful shutdown begins.
-            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            // Ends early on a webhook's request, and on a drain (the wait is cancelled when
+            // graceful shutdown begins). A failing remote is not retried faster for a webhook.
+            if succeeded {
+                _ = try? await cancelWhenGracefulShutdown { await self.trigger.wait(upTo: wait) }
+            } else {
+                _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            }
         }
     }
 
@@ -215,6 +228,8 @@ public final class DaemonService: Service, Sendable {
                 "pass.duration_ms": "\(elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
                 "pass.targets.visited": "\(visited)"])
         }
+        // Every request made before this point is answered by this pass's fetch.
+        trigger.passStarting()
         do {
             // Ready once the fetch is done and the tags are decided; plans go on afterwards.
             let memo = quietPass.withLock { $0 }

@@ -55,6 +55,8 @@ public struct APIServer: Sendable {
     let readiness: @Sendable () async -> APIReadiness
     let onRefusal: @Sendable (APIAccessRefusal) async -> Void
     let limiter: FailedAuthenticationLimiter
+    /// Webhook deliveries (`/webhooks/FORGE`); nil when none are configured.
+    let webhooks: WebhookReceiver?
     let logger: Logger
 
     /// - Parameters:
@@ -62,16 +64,19 @@ public struct APIServer: Sendable {
     ///   - readiness: asked on every `/readyz` (the daemon: store open and first fetch done).
     ///   - onRefusal: called for every 401, 403 and 429; it never receives a token.
     ///   - limiter: counts failed authentications and says when to answer 429.
+    ///   - webhooks: checks webhook deliveries; nil answers every `/webhooks/…` with 404.
     public init(backend: any APIBackend, tokens: APITokenTable, limits: APILimits = APILimits(),
                 readiness: @escaping @Sendable () async -> APIReadiness,
                 onRefusal: @escaping @Sendable (APIAccessRefusal) async -> Void,
-                limiter: FailedAuthenticationLimiter = FailedAuthenticationLimiter(), logger: Logger) {
+                limiter: FailedAuthenticationLimiter = FailedAuthenticationLimiter(), webhooks: WebhookReceiver? = nil,
+                logger: Logger) {
         self.backend = backend
         self.tokens = tokens
         self.limits = limits
         self.readiness = readiness
         self.onRefusal = onRefusal
         self.limiter = limiter
+        self.webhooks = webhooks
         self.logger = logger
     }
 
@@ -89,7 +94,7 @@ public struct APIServer: Sendable {
         RouteSpec(.post, "api/v1/runs/:id/reject"),
         RouteSpec(.post, "api/v1/runs/:id/resolve"),
         RouteSpec(.post, "api/v1/rollback"),
-    ]
+    ] + WebhookForge.allCases.map { RouteSpec(.post, "webhooks/\($0.rawValue)") }
 
     public func buildRouter() -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
@@ -100,6 +105,12 @@ public struct APIServer: Sendable {
         router.get("readyz") { _, _ in
             let report = await readiness()
             return JSONResponse.make(report, status: report.ready ? .ok : .serviceUnavailable)
+        }
+
+        for forge in WebhookForge.allCases {
+            router.post("webhooks/\(forge.rawValue)") { request, context in
+                try await receiveWebhook(forge, request: request, context: context)
+            }
         }
 
         let api = router.group("api/v1").add(middleware: BearerAuthentication(tokens: tokens, limiter: limiter, onRefusal: onRefusal))
@@ -218,9 +229,32 @@ public struct APIServer: Sendable {
         }
     }
 
+    /// One webhook delivery: 202 once it is authenticated (a fetch is asked for when it is new and
+    /// about a push), 401 or 429 when no secret vouches for it, 413 when its body is too large.
+    /// No bearer token is needed or looked at: the forge's secret is the credential.
+    private func receiveWebhook(_ forge: WebhookForge, request: Request, context: APIRequestContext) async throws -> Response {
+        guard let webhooks, webhooks.serves(forge) else {
+            throw APIFailure.notFound("this agent takes no \(forge.rawValue) webhooks")
+        }
+        let body = try await collect(request, limit: webhooks.maximumBodyBytes)
+        switch webhooks.receive(forge, headers: request.headers, body: body) {
+        case .accepted:
+            return JSONResponse.make(["status": "accepted"], status: .accepted)
+        case .duplicate:
+            return JSONResponse.make(["status": "duplicate"], status: .accepted)
+        case .ignored(let event):
+            return JSONResponse.make(["status": "ignored", "event": event], status: .accepted)
+        case .malformed(let reason):
+            throw APIFailure.badRequest(reason)
+        case .unauthorized(let reason):
+            throw await refuseAuthentication(APIAuthenticationFailure(.webhookSignature, reason), request: request,
+                                             context: context, limiter: limiter, onRefusal: onRefusal)
+        }
+    }
+
     /// Reads the body up to the limit. A declared length over the limit is refused before reading.
-    private func collect(_ request: Request) async throws -> [UInt8] {
-        let limit = limits.maximumBodyBytes
+    private func collect(_ request: Request, limit: Int? = nil) async throws -> [UInt8] {
+        let limit = limit ?? limits.maximumBodyBytes
         if let declared = request.headers[.contentLength], let length = Int(declared), length > limit {
             throw APIFailure.payloadTooLarge(limit: limit)
         }
@@ -361,20 +395,7 @@ struct BearerAuthentication: RouterMiddleware {
         case .failure(let reason):
             failure = reason
         }
-        let retryAfter = limiter.recordFailure(source: context.remoteHost ?? "local")
-        let answer: APIFailure
-        if let retryAfter {
-            answer = APIFailure(status: .tooManyRequests, code: .rateLimited,
-                                message: "too many failed authentications from this address; retry after \(retryAfter) s",
-                                headers: [.retryAfter: "\(retryAfter)"])
-        } else {
-            answer = APIFailure.unauthorized(failure.description)
-        }
-        await onRefusal(APIAccessRefusal(
-            status: Int(answer.status.code), code: answer.code, authenticationFailure: failure.code, identity: nil,
-            method: request.method.rawValue, path: displaySafe(request.uri.path, limit: 200),
-            remoteAddress: context.remoteAddress, remoteHost: context.remoteHost, message: answer.message))
-        throw answer
+        throw await refuseAuthentication(failure, request: request, context: context, limiter: limiter, onRefusal: onRefusal)
     }
 }
 

@@ -1,4 +1,5 @@
 public import LockstepCore
+import Hummingbird
 import Synchronization
 
 /// One API identity as the agent config names it: who, and the SHA-256 of their token.
@@ -117,6 +118,8 @@ public struct APIAuthenticationFailure: Error, Sendable, Hashable, CustomStringC
         public static let malformedAuthorization = Code(rawValue: "malformed_authorization")
         /// No configured identity has this token (never issued, mistyped, or revoked).
         public static let unknownToken = Code(rawValue: "unknown_token")
+        /// A webhook delivery that none of its forge's secrets vouches for.
+        public static let webhookSignature = Code(rawValue: "webhook_signature")
     }
 
     public let code: Code
@@ -127,6 +130,28 @@ public struct APIAuthenticationFailure: Error, Sendable, Hashable, CustomStringC
         self.code = code
         self.description = description
     }
+}
+
+/// The answer to a failed authentication, bearer token or webhook signature alike: counted by
+/// the client's address, 401 until the limiter's limits and 429 with `Retry-After` past them,
+/// and reported to `onRefusal` (never with what was presented).
+func refuseAuthentication(_ failure: APIAuthenticationFailure, request: Request, context: APIRequestContext,
+                          limiter: FailedAuthenticationLimiter,
+                          onRefusal: @Sendable (APIAccessRefusal) async -> Void) async -> APIFailure {
+    let retryAfter = limiter.recordFailure(source: context.remoteHost ?? "local")
+    let answer: APIFailure
+    if let retryAfter {
+        answer = APIFailure(status: .tooManyRequests, code: .rateLimited,
+                            message: "too many failed authentications from this address; retry after \(retryAfter) s",
+                            headers: [.retryAfter: "\(retryAfter)"])
+    } else {
+        answer = APIFailure.unauthorized(failure.description)
+    }
+    await onRefusal(APIAccessRefusal(
+        status: Int(answer.status.code), code: answer.code, authenticationFailure: failure.code, identity: nil,
+        method: request.method.rawValue, path: displaySafe(request.uri.path, limit: 200),
+        remoteAddress: context.remoteAddress, remoteHost: context.remoteHost, message: answer.message))
+    return answer
 }
 
 /// Reads the bearer token out of the `Authorization` header values.

@@ -397,10 +397,10 @@ final class DaemonWorld: @unchecked Sendable {
     /// `NOTIFY_SOCKET`; `executable` replaces the built binary (for example a copy of it in
     /// another folder, beside a `lockstep-confine` of the test's choosing).
     @discardableResult
-    func startDaemon(executable: URL? = nil, environment: [String: String] = [:]) throws -> Process {
+    func startDaemon(executable: URL? = nil, environment: [String: String] = [:], arguments: [String] = []) throws -> Process {
         let process = Process()
         process.executableURL = try executable ?? Paths.lockstep()
-        process.arguments = ["serve", "--config", configPath]
+        process.arguments = ["serve", "--config", configPath] + arguments
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": scratch.path, "LANG": "C"]
             .merging(environment) { _, new in new }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -414,8 +414,8 @@ final class DaemonWorld: @unchecked Sendable {
 
     /// Starts a daemon and waits until `/readyz` answers 200.
     @discardableResult
-    func startReadyDaemon() async throws -> Process {
-        let daemon = try startDaemon()
+    func startReadyDaemon(arguments: [String] = []) async throws -> Process {
+        let daemon = try startDaemon(arguments: arguments)
         try await eventually("the daemon to be ready") {
             #expect(daemon.isRunning, "the daemon exited: \(self.daemonLogs)")
             guard daemon.isRunning else { throw TimedOut(what: "daemon exited") }

@@ -1,4 +1,5 @@
 import NameLiterals
+import LockstepCore
 import Foundation
 import Testing
 @testable import LockstepConfig
@@ -31,6 +32,22 @@ struct AgentConfigTests {
         #expect(prod.applyWindows.isEmpty && prod.applyWindowOpen(at: Date()))
         #expect(prod.allowedResourceTypes == nil)
         #expect(c.store == .sqlite(path: "/var/lib/lockstep/db.sqlite"))
+    }
+
+    @Test("webhooks: each forge's secret files (relative to the config), a longer default poll, and every secret file hidden from terraform")
+    func webhooks() throws {
+        let yaml = agentYAML(extra: "webhooks:\n  github: {secret_files: [hooks/github-old, hooks/github-new]}\n  generic: {secret_files: [/run/credentials/generic]}\n")
+        let c = try AgentConfig.parse(yaml: yaml, file: "agent.yaml", baseDirectory: "/etc/lockstep")
+        let hooks = try #require(c.webhooks)
+        #expect(hooks.secretFiles == [.github: ["/etc/lockstep/hooks/github-old", "/etc/lockstep/hooks/github-new"],
+                                      .generic: ["/run/credentials/generic"]])
+        #expect(hooks.maxBodyBytes == 1 << 20)
+        #expect(c.pollInterval == .seconds(300), "the poll is the safety net once webhooks wake the daemon")
+        let hidden = c.confinementHiddenPaths(configPath: "/etc/lockstep/agent.yaml")
+        #expect(hooks.allSecretFiles.allSatisfy(hidden.contains))
+        let explicit = try AgentConfig.parse(yaml: yaml + "poll_interval: 30s\n", file: "agent.yaml", baseDirectory: "/etc/lockstep")
+        #expect(explicit.pollInterval == .seconds(30))
+        #expect(try AgentConfig.parse(yaml: agentYAML(), file: "agent.yaml", baseDirectory: "/etc/lockstep").webhooks == nil)
     }
 
     /// Good values: each row changes the fixture and checks the parsed value.
@@ -169,7 +186,14 @@ struct AgentConfigTests {
         BadRow(name: "listen without port", yaml: agentYAML(extra: "listen: localhost\n"), keyPath: "listen", code: .invalidValue),
         BadRow(name: "listen port too big", yaml: agentYAML(extra: "listen: 0.0.0.0:70000\n"), keyPath: "listen", code: .invalidValue),
         BadRow(name: "webhook secret as a literal", yaml: agentYAML(extra: "webhook_secret: hunter2-webhook\n"), keyPath: "webhook_secret", code: .literalSecret, secret: "hunter2-webhook"),
-        BadRow(name: "empty webhook_secret_file", yaml: agentYAML(extra: "webhook_secret_file: \"\"\n"), keyPath: "webhook_secret_file", code: .invalidValue),
+        BadRow(name: "the old webhook_secret_file", yaml: agentYAML(extra: "webhook_secret_file: /etc/lockstep/hook\n"), keyPath: "webhook_secret_file", code: .invalidValue),
+        BadRow(name: "webhooks with no forge", yaml: agentYAML(extra: "webhooks: {max_body_bytes: 4096}\n"), keyPath: "webhooks", code: .missingKey),
+        BadRow(name: "a forge Lockstep does not know", yaml: agentYAML(extra: "webhooks: {bitbucket: {secret_files: [/s]}}\n"), keyPath: "webhooks.bitbucket", code: .unknownKey),
+        BadRow(name: "a forge without secret files", yaml: agentYAML(extra: "webhooks: {github: {}}\n"), keyPath: "webhooks.github.secret_files", code: .missingKey),
+        BadRow(name: "an empty list of secret files", yaml: agentYAML(extra: "webhooks: {github: {secret_files: []}}\n"), keyPath: "webhooks.github.secret_files", code: .invalidValue),
+        BadRow(name: "nine secret files", yaml: agentYAML(extra: "webhooks: {gitea: {secret_files: [/1, /2, /3, /4, /5, /6, /7, /8, /9]}}\n"), keyPath: "webhooks.gitea.secret_files", code: .invalidValue),
+        BadRow(name: "a webhook secret written into the config", yaml: agentYAML(extra: "webhooks: {gitlab: {secret: gl-hunter2-token}}\n"), keyPath: "webhooks.gitlab.secret", code: .literalSecret, secret: "gl-hunter2-token"),
+        BadRow(name: "a webhook body limit too small", yaml: agentYAML(extra: "webhooks: {generic: {secret_files: [/s]}, max_body_bytes: 10}\n"), keyPath: "webhooks.max_body_bytes", code: .invalidValue),
         // repository
         BadRow(name: "plain http URL", yaml: agentYAML(replacing: ["repository": "repository: {url: \"http://git.example.com/x.git\"}"]), keyPath: "repository.url", code: .invalidValue),
         BadRow(name: "git:// URL", yaml: agentYAML(replacing: ["repository": "repository: {url: \"git://git.example.com/x.git\"}"]), keyPath: "repository.url", code: .invalidValue),

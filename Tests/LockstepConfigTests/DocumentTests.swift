@@ -36,7 +36,7 @@ struct DocumentTests {
         let c = try RepoConfig.parse(yaml: "projects:\n  a: {dir: a, environments: {dev: , prod: }}\n  b:\n    dir: b\n    environments:\n      dev:\n      prod:\n")
         #expect(c.projects.count == 2)
         // A null where a value is required is a type error, not an alias.
-        let errors = agentErrors(agentYAML(extra: "webhook_secret_file:\n"))
+        let errors = agentErrors(agentYAML(extra: "tag_pattern:\n"))
         #expect(errors.map(\.code) == [.wrongType])
     }
 

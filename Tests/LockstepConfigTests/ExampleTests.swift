@@ -32,7 +32,7 @@ struct ExampleTests {
         let keys = [
             "repository:", "url:", "branch:", "credentials:", "token_file:", "username:", "ssh_key_file:", "known_hosts_file:",
             "mirror_dir:", "poll_interval:", "require_merge_commit:", "tag_pattern:", "export_limits:", "max_bytes:", "max_files:",
-            "max_depth:", "terraform:", "binary:", "plugin_cache_dir:", "store:", "sqlite:", "listen:", "webhook_secret_file:",
+            "max_depth:", "terraform:", "binary:", "plugin_cache_dir:", "store:", "sqlite:", "listen:", "webhooks:", "secret_files:", "max_body_bytes:",
             "environments:", "serves:", "promote_from:", "approvals:", "approvers:", "tagger_may_approve:", "approval_ttl:",
             "require_signed_tags:", "allowed_signers_file:", "apply_windows:", "days:", "from:", "to:", "timezone:",
             "plan_credentials_file:", "apply_credentials_file:", "protected_resource_types:", "allowed_resource_types:",

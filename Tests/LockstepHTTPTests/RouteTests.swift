@@ -258,7 +258,10 @@ struct RouteTests {
 
     @Test("every route in the table answers its method (neither 404 nor 405), so the 405 table matches the router")
     func routeTableMatchesRouter() async throws {
-        let harness = try Harness()
+        var harness = try Harness()
+        // Every forge configured: an unconfigured one answers 404 by design.
+        harness.webhooks = WebhookReceiver(secrets: Dictionary(uniqueKeysWithValues: WebhookForge.allCases.map { ($0, [Array("s".utf8)]) }),
+                                           maximumBodyBytes: 1_024, trigger: {})
         try await harness.application().test(.router) { client in
             for route in APIServer.routes {
                 let uri = "/" + route.path.replacingOccurrences(of: ":id", with: "run-dev-0")

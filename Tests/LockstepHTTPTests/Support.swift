@@ -65,6 +65,7 @@ struct Harness {
     let refusals = RefusalLog()
     let readiness = ReadinessFlag()
     var limits = APILimits()
+    var webhooks: WebhookReceiver?
 
     init(backend: CannedBackend = CannedBackend()) throws {
         self.backend = backend
@@ -75,7 +76,7 @@ struct Harness {
         let refusals = refusals
         let readiness = readiness
         return APIServer(backend: backend, tokens: tokens, limits: limits,
-                         readiness: { readiness.current }, onRefusal: { refusals.add($0) },
+                         readiness: { readiness.current }, onRefusal: { refusals.add($0) }, webhooks: webhooks,
                          logger: Logger(label: "lockstep.http.test"))
     }
 
