@@ -85,12 +85,14 @@ public struct RepoConfig: Sendable, Hashable {
 
     /// Resolves every path of this layout inside the exported tree at `root` (symlinks
     /// followed) and returns every path that is missing or escapes.
-    public func checkPaths(root: String) -> [ConfigError] {
+    /// - Parameter project: only this project's paths (and the policy files): what a run of it
+    ///   reads. A run at a thousand projects resolved every project's files in its own tree.
+    public func checkPaths(root: String, project: ProjectName? = nil) -> [ConfigError] {
         var errors: [ConfigError] = []
         func check(_ path: RelativePath, _ at: KeyPath) {
             do { _ = try resolveInside(root: root, relative: path.value, file: file, keyPath: at.rendered) } catch { errors.append(error) }
         }
-        for name in projects.keys.sorted() {
+        for name in projects.keys.sorted() where project == nil || project == name {
             guard let p = projects[name] else { continue }
             let at = KeyPath().key("projects").key(name.rawValue)
             check(p.dir, at.key("dir"))

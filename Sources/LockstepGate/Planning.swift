@@ -52,7 +52,7 @@ extension Gate {
     }
 
     /// The run's layout: its commit's `lockstep.yaml` (parsed once per commit, see
-    /// ``repoConfig(at:)``) with every path resolved in the exported `tree`. Every problem
+    /// ``repoConfig(at:)``) with its project's paths resolved in the exported `tree`. Every problem
     /// fails the run with the reason: trust keys (approvals, approvers, …), an environment the
     /// agent does not know, a path that is absolute, climbs with `..` or leaves the tree
     /// through a symlink. The agent config is never changed by it.
@@ -65,7 +65,8 @@ extension Gate {
         } catch {
             throw RunFailure("lockstep.yaml could not be read from the mirror: \(safeDescription(error))")
         }
-        let errors = repo.check(against: agent) + repo.checkPaths(root: tree.path)
+        // Only this run's project's paths: another project's files are not read by this run.
+        let errors = repo.check(against: agent) + repo.checkPaths(root: tree.path, project: run.target.project)
         guard errors.isEmpty else {
             throw RunFailure("lockstep.yaml was refused: " + errors.map(\.description).joined(separator: "; "))
         }

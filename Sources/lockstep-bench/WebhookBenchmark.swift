@@ -1,15 +1,20 @@
 import ArgumentParser
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Issue 14's webhook figures for `lockstep serve`, from one run:
 /// 1. a new tag pushed to a local bare repo → its run in `planning`: with a signed webhook sent
-///    right after the push (poll_interval 1h, so only the webhook can start the pass), against the
+///    from this process over a socket right after the push (poll_interval 1h, so only the webhook
+///    can start the pass), against the
 ///    polling path (poll_interval 1 s, no webhook); times from the push's return to the
 ///    `planning` transition, in milliseconds from the store;
 /// 2. signed deliveries per second: a burst of distinct deliveries from one `curl --parallel`,
 ///    every answer counted.
-/// Prints Markdown tables.
+/// Before each release the daemon is let finish the last one (its text rendering is part of the
+/// pass) and a random 0.5–1.5 s pause follows. Prints Markdown tables.
 struct WebhookBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "webhooks",
@@ -70,14 +75,21 @@ struct WebhookBenchmark: AsyncParsableCommand {
             var latencies: [Double] = []
             for n in 1...repetitions {
                 let version = "1.0.\(n)", tag = "dev/v\(version)"
+                // The daemon idle again (the last run's text rendered and its pass ended), then a
+                // random pause, so the poll's phase is random too.
+                try await Task.sleep(for: .milliseconds(500 + Int.random(in: 0..<1_000)))
                 try await Child.sh(DaemonRepos.releaseScript(repo: dir, file: "app/release.auto.tfvars", version: version, tag: tag))
                 let pushed = Date()
-                if path == "webhook" { _ = try await Self.deliver(port: daemonPort, id: "release-\(n)") }
+                if path == "webhook" { try Self.post(port: daemonPort, id: "release-\(n)") }
                 let (id, _) = try await daemon.waitRun(server, target: "app/dev", tag: tag, timeout: 120)
                 guard let planning = await Self.planningTime(id: id, store: dir.appendingPathComponent("lockstep.sqlite")) else {
                     throw ValidationError("no planning transition stored for run \(id)")
                 }
                 latencies.append(planning.timeIntervalSince(pushed))
+                for _ in 0..<100 {
+                    if await API.json("\(server)/api/v1/runs/\(id)")?["plan_rendering_state"] as? String != "pending" { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 DaemonBenchmark.note("\(path) release \(n)/\(repetitions): push → planning \(Self.ms(latencies.last!)) ms")
             }
             rows.append((path == "webhook" ? "signed webhook sent right after the push (poll_interval 1h)"
@@ -137,6 +149,34 @@ struct WebhookBenchmark: AsyncParsableCommand {
         return status
     }
 
+    /// One signed delivery from this process over a plain socket (starting curl would add more
+    /// than the daemon's whole reaction); fails unless the answer is 202.
+    static func post(port: Int, id: String) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ValidationError("socket: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw ValidationError("connect: \(errno)") }
+        let head = "POST /webhooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + "X-Lockstep-Delivery: \(id)\r\nX-Lockstep-Signature-256: \(signature)\r\n"
+            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        let request = Array(head.utf8) + Array(body)
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else {
+            throw ValidationError("send: \(errno)")
+        }
+        var answer = [UInt8](repeating: 0, count: 64)
+        let read = answer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard read > 12, String(decoding: answer[9..<12], as: UTF8.self) == "202" else {
+            throw ValidationError("a signed delivery was not accepted: \(String(decoding: answer.prefix(max(0, read)), as: UTF8.self))")
+        }
+    }
+
     /// `count` distinct signed deliveries from one curl; the status of each.
     static func burst(port: Int, count: Int, parallel: Int, dir: URL) async throws -> [Int] {
         // The body inline: a body file would be opened once per transfer.
@@ -150,7 +190,7 @@ struct WebhookBenchmark: AsyncParsableCommand {
         }
         let configFile = dir.appendingPathComponent("burst.curlrc")
         try config.write(to: configFile, atomically: true, encoding: .utf8)
-        let text = await Child.capture("/usr/bin/curl", ["-s", "--parallel", "--parallel-max", "\(parallel)", "-K", configFile.path]) ?? ""
+        let text = await Child.capture("/usr/bin/curl", ["-s", "--no-progress-meter", "--parallel", "--parallel-max", "\(parallel)", "-K", configFile.path]) ?? ""
         return text.split(separator: "\n").compactMap { Int($0) }
     }
 

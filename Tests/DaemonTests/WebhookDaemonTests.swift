@@ -62,7 +62,7 @@ extension DaemonWorld {
         }
         let configFile = scratch.appendingPathComponent("burst.curlrc")
         try config.write(to: configFile, atomically: true, encoding: .utf8)
-        let result = try run("/usr/bin/curl", ["-s", "--parallel", "--parallel-max", "\(parallel)", "-K", configFile.path])
+        let result = try run("/usr/bin/curl", ["-s", "--no-progress-meter", "--parallel", "--parallel-max", "\(parallel)", "-K", configFile.path])
         return result.out.split(separator: "\n").compactMap { Int($0) }
     }
 
