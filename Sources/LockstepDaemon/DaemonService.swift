@@ -51,11 +51,11 @@ public final class DaemonService: Service, Sendable {
     /// run, so it reuses them instead of reading every open run again.
     private let openRunCounts = Mutex<OpenRunCounts?>(nil)
 
-    /// Whether the last poll was skipped, and when idle memory was last released: it is
-    /// released when the daemon goes quiet (a skipped poll after one that did work), at
-    /// most once a minute (``ResidentMemory``).
-    private let quietSince = Mutex<(lastSkipped: Bool, released: ContinuousClock.Instant?)>((false, nil))
-    static let memoryReleaseInterval: Duration = .seconds(60)
+    /// Whether a pass did work since idle memory was last released, and when that was: it is
+    /// released on a skipped poll once work was done, at most every ``memoryReleaseInterval``
+    /// (``ResidentMemory``). A release held back by the interval happens on a later skipped poll.
+    private let quietSince = Mutex<(workSinceRelease: Bool, released: ContinuousClock.Instant?)>((false, nil))
+    static let memoryReleaseInterval: Duration = .seconds(15)
 
     struct OpenRunCounts: Sendable, Equatable {
         var interrupted = 0
@@ -275,14 +275,20 @@ public final class DaemonService: Service, Sendable {
         return false
     }
 
-    /// Releases idle memory on the first skipped poll after a pass that did work.
+    /// Releases idle memory on a skipped poll after passes that did work (held back until the
+    /// interval since the last release has passed: a poll skipped just after a release waits for
+    /// a later one, where it used to wait for the next burst of work).
     private func releaseMemoryIfQuiet(skipped: Bool) {
         let now = ContinuousClock.now
         let due = quietSince.withLock { state -> Bool in
-            defer { state.lastSkipped = skipped }
-            guard skipped, !state.lastSkipped else { return false }
+            guard skipped else {
+                state.workSinceRelease = true
+                return false
+            }
+            guard state.workSinceRelease else { return false }
             if let released = state.released, now - released < Self.memoryReleaseInterval { return false }
             state.released = now
+            state.workSinceRelease = false
             return true
         }
         guard due else { return }
