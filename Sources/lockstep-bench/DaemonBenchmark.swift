@@ -1,6 +1,22 @@
 import ArgumentParser
 import Foundation
 
+/// What every daemon benchmark runs: the lockstep binary, terraform, its provider mirror and the
+/// example layout.
+struct DaemonTools: ParsableArguments {
+    @Option(help: "The built lockstep binary (a release build: .build-release/release/lockstep).")
+    var lockstep: String
+
+    @Option(help: "Terraform binary.")
+    var terraform: String = ".tools/terraform/bin/terraform"
+
+    @Option(help: "Provider mirror directory.")
+    var mirror: String = ".tools/terraform/mirror"
+
+    @Option(help: "The example delivery layout copied into the repo.")
+    var example: String = "examples/delivery"
+}
+
 /// Issue 13's figures for `lockstep serve`, from one run:
 /// 1. the example repo, tag → `awaiting_approval`: the daemon's own work (from the run's creation
 ///    to its `awaiting_approval` transition), end to end (poll wait included), terraform's floor
@@ -15,20 +31,14 @@ struct DaemonBenchmark: AsyncParsableCommand {
         abstract: "Benchmark `lockstep serve`: tag → awaiting_approval against terraform's floor and a CI-style script, readiness, idle CPU and memory at 1,000 targets."
     )
 
-    @Option(help: "The built lockstep binary (a release build: .build-release/release/lockstep).")
-    var lockstep: String
+    @OptionGroup var tools: DaemonTools
+    var lockstep: String { tools.lockstep }
+    var terraform: String { tools.terraform }
+    var mirror: String { tools.mirror }
+    var example: String { tools.example }
 
     @Option(help: "Repetitions of the example's tag → awaiting_approval measurement (medians reported).")
     var repetitions: Int = 9
-
-    @Option(help: "Terraform binary.")
-    var terraform: String = ".tools/terraform/bin/terraform"
-
-    @Option(help: "Provider mirror directory.")
-    var mirror: String = ".tools/terraform/mirror"
-
-    @Option(help: "The example delivery layout copied into the repo.")
-    var example: String = "examples/delivery"
 
     @Option(help: "Scratch directory (kept afterwards: each daemon's lockstep.log is there).")
     var workDirectory: String = ".bench/daemon"

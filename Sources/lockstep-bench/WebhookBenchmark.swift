@@ -21,8 +21,11 @@ struct WebhookBenchmark: AsyncParsableCommand {
         abstract: "Benchmark webhooks: push + webhook → run planning against polling, and signed deliveries per second."
     )
 
-    @Option(help: "The built lockstep binary (a release build: .build-release/release/lockstep).")
-    var lockstep: String
+    @OptionGroup var tools: DaemonTools
+    var lockstep: String { tools.lockstep }
+    var terraform: String { tools.terraform }
+    var mirror: String { tools.mirror }
+    var example: String { tools.example }
 
     @Option(help: "Releases timed on each path (medians reported).")
     var repetitions: Int = 15
@@ -32,15 +35,6 @@ struct WebhookBenchmark: AsyncParsableCommand {
 
     @Option(help: "Connections the burst keeps open at once.")
     var parallel: Int = 64
-
-    @Option(help: "Terraform binary.")
-    var terraform: String = ".tools/terraform/bin/terraform"
-
-    @Option(help: "Provider mirror directory.")
-    var mirror: String = ".tools/terraform/mirror"
-
-    @Option(help: "The example delivery layout copied into the repo.")
-    var example: String = "examples/delivery"
 
     @Option(help: "Scratch directory (kept afterwards: each daemon's lockstep.log is there).")
     var workDirectory: String = ".bench/webhooks"
