@@ -25,6 +25,9 @@ final class PassTrigger: Sendable {
         waiter?.resume()
     }
 
+    /// Whether the loop is waiting for a request now (for tests).
+    var isWaiting: Bool { state.withLock { $0.waiter != nil } }
+
     /// A pass is starting: every request so far is answered by it.
     func passStarting() {
         state.withLock { $0.pending = false }
