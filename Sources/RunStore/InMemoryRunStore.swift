@@ -40,6 +40,18 @@ public actor InMemoryRunStore: RunStore {
         var logs: [RunID: RunLogState] = [:]
         var pins: [(target: TargetID, pin: RollbackPin, runID: RunID, active: Bool)] = []
         var audit: [AuditEntry] = []
+        var outbox: [OutboxEvent] = []
+        var outboxPositions: [String: Int64] = [:]
+        var forgeThreads: [String: [RunID: ForgeThread]] = [:]
+
+        mutating func enqueue(_ kind: OutboxEvent.Kind, _ target: TargetID, _ runID: RunID?, _ time: Date, _ facts: OutboxFacts) {
+            outbox.append(OutboxEvent(id: Int64(outbox.count + 1), kind: kind, target: target, runID: runID,
+                                      time: Milliseconds.stored(time), facts: facts))
+        }
+
+        func approvers(of runID: RunID) -> [String] {
+            approvals.filter { $0.runID == runID }.map(\.identity.rawValue)
+        }
 
         func index(of id: RunID) -> Int? { runs.firstIndex { $0.id == id } }
 
@@ -139,6 +151,9 @@ public actor InMemoryRunStore: RunStore {
         state.nextTransition += 1
         state.appendAudit(time, actor, .transition, run.target, runID,
                           AuditPayload.transition(transition, digest: update.planDigest))
+        state.enqueue(.transition, run.target, runID, time,
+                      OutboxFacts(from: transition.from, to: transition.to, reason: transition.reason.code.rawValue,
+                                  detail: transition.reason.detail, approvers: state.approvers(of: runID)))
         return true
     }
 
@@ -199,6 +214,8 @@ public actor InMemoryRunStore: RunStore {
                 state.approvals.append(Approval(runID: approval.runID, identity: approval.identity, digest: approval.digest,
                                                 time: Milliseconds.stored(approval.time)))
                 state.appendAudit(approval.time, actor, .approval, target, approval.runID, AuditPayload.approval(approval))
+                state.enqueue(.approval, target, approval.runID, approval.time,
+                              OutboxFacts(approvedBy: approval.identity.rawValue, approvers: state.approvers(of: approval.runID)))
                 if let transition, try !Self.move(&state, approval.runID, transition, update: RunUpdate(), at: time,
                                                   actor: actor) {
                     throw CompareAndSetLost()
@@ -247,6 +264,10 @@ public actor InMemoryRunStore: RunStore {
         if last == decision { return false }
         state.decisions.append(decision)
         state.appendAudit(time, actor, .tagDecision, decision.target, nil, AuditPayload.tagDecision(decision))
+        if !decision.accepted {
+            state.enqueue(.tagRejected, decision.target, nil, time,
+                          OutboxFacts(tagName: decision.tagName, rejections: decision.rejections.map(\.description)))
+        }
         return true
     }
 
@@ -379,5 +400,27 @@ public actor InMemoryRunStore: RunStore {
             if let target = entry.target { changes.targets.insert(target) } else { changes.untargeted = true }
         }
         return changes
+    }
+
+    // MARK: Outbox
+
+    public func outboxEvents(after id: Int64, limit: Int) async throws -> [OutboxEvent] {
+        Array(state.outbox.lazy.filter { $0.id > id }.prefix(max(1, limit)))
+    }
+
+    public func outboxLastEventID() async throws -> Int64 { state.outbox.last?.id ?? 0 }
+
+    public func outboxPosition(of sink: String) async throws -> Int64? { state.outboxPositions[sink] }
+
+    public func setOutboxPosition(of sink: String, to id: Int64, at time: Date) async throws {
+        write { state in state.outboxPositions[sink] = max(state.outboxPositions[sink] ?? 0, id) }
+    }
+
+    public func forgeThread(sink: String, runID: RunID) async throws -> ForgeThread? {
+        state.forgeThreads[sink]?[runID]
+    }
+
+    public func recordForgeThread(_ thread: ForgeThread, sink: String, runID: RunID, at time: Date) async throws {
+        write { state in state.forgeThreads[sink, default: [:]][runID] = thread }
     }
 }

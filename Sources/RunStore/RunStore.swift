@@ -299,7 +299,7 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// The store port: everything the gate remembers. Implementations are safe to call from any task.
-public protocol RunStore: Sendable {
+public protocol RunStore: OutboxStore {
     // MARK: Runs
 
     /// Creates a `queued` run (with its audit entry). A rollback run also pins its target

@@ -20,6 +20,9 @@ extension SQLiteRunStore {
                 try Self.appendAudit(db, time: approval.time, actor: actor, kind: .approval, target: target,
                                      runID: approval.runID,
                                      payload: AuditPayload.approval(approval))
+                try Self.enqueue(db, .approval, target: target, runID: approval.runID, at: approval.time,
+                                 facts: OutboxFacts(approvedBy: approval.identity.rawValue,
+                                                    approvers: try Self.approvers(of: approval.runID, db)))
                 CrashPoint.reached(.approvalRecordedBeforeTransition)
                 // Thrown, not returned: the approval written above must be rolled back with it.
                 if let transition, try !Self.move(db, approval.runID, transition, update: RunUpdate(), at: time,

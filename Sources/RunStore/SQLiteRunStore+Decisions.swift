@@ -37,6 +37,10 @@ extension SQLiteRunStore {
                              try StoredJSON.encode(decision.rejections), Milliseconds.from(time), actor])
         try appendAudit(db, time: time, actor: actor, kind: .tagDecision, target: decision.target, runID: nil,
                         payload: AuditPayload.tagDecision(decision))
+        if !decision.accepted {
+            try enqueue(db, .tagRejected, target: decision.target, runID: nil, at: time,
+                        facts: OutboxFacts(tagName: decision.tagName, rejections: decision.rejections.map(\.description)))
+        }
         return true
     }
 

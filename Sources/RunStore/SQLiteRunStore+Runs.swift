@@ -110,6 +110,10 @@ extension SQLiteRunStore {
         let target = try Self.target(of: runID, db)
         try Self.appendAudit(db, time: time, actor: actor, kind: .transition, target: target, runID: runID,
                              payload: AuditPayload.transition(transition, digest: update.planDigest))
+        try Self.enqueue(db, .transition, target: target, runID: runID, at: time,
+                         facts: OutboxFacts(from: transition.from, to: transition.to,
+                                            reason: transition.reason.code.rawValue, detail: transition.reason.detail,
+                                            approvers: try Self.approvers(of: runID, db)))
         return true
     }
 

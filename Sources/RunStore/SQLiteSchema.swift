@@ -40,6 +40,9 @@ enum SQLiteSchema {
         migrator.registerMigration("v4_plan_rendering_state") { db in
             try db.execute(sql: v4PlanRenderingState)
         }
+        migrator.registerMigration("v5_outbox") { db in
+            try db.execute(sql: v5Outbox)
+        }
         return migrator
     }
 
@@ -235,6 +238,34 @@ enum SQLiteSchema {
     /// stored before had their text stored with them.
     static let v4PlanRenderingState = """
         ALTER TABLE plans ADD COLUMN rendering_state TEXT NOT NULL DEFAULT 'ready';
+        """
+
+    /// The outbox (RunStore/Outbox.swift): events written with the transitions, approvals and
+    /// rejections they report; each sink's position; each forge sink's pull request and comment
+    /// per run. Events start with this migration: a store's earlier history is not replayed.
+    static let v5Outbox = """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            project TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            run_id TEXT,
+            facts_json TEXT NOT NULL,
+            time_ms INTEGER NOT NULL
+        );
+        CREATE TABLE outbox_positions (
+            sink TEXT PRIMARY KEY NOT NULL,
+            event_id INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE forge_threads (
+            sink TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            pull TEXT,
+            comment TEXT,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (sink, run_id)
+        );
         """
 
     /// What was found at a store path before anything wrote to it.
