@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockstepConfig
+import LockstepCore
 
 /// `lockstep config`: checks of the two configuration files (docs/CONTRACT.md §2).
 public struct ConfigCommand: ParsableCommand {

@@ -35,6 +35,10 @@ public struct AgentConfig: Sendable, Hashable {
     public var listen: ListenAddress
     /// The forges whose webhooks may ask for a fetch, with their secret files (`webhooks:`).
     public var webhooks: WebhookSettings?
+    /// Where run comments and commit statuses are posted (`forge:`), if anywhere.
+    public var forge: ForgeSettings?
+    /// The URL people reach this agent at (`public_url:`), used in links to a run; nil: no links.
+    public var publicURL: String?
     /// Environment name → its policy. Never empty.
     public var environments: [EnvironmentName: EnvironmentPolicy]
     /// Identity name → identity. Approvers name these.
@@ -186,6 +190,8 @@ public struct EnvironmentPolicy: Sendable, Hashable {
     /// every other environment's commands can neither read nor write them. No two
     /// environments share one, or hold one inside another's (checked at parse).
     public var writablePaths: [String] = []
+    /// Where this environment's runs are announced (`notifications:`).
+    public var notifications: [NotificationSettings] = []
 
     /// Whether an apply may start at `date` (no windows: always).
     public func applyWindowOpen(at date: Date) -> Bool {

@@ -43,14 +43,17 @@ struct AgentParser {
             reader.fail(top.key("webhook_secret_file"), .invalidValue,
                         "no `webhook_secret_file`: name each forge's secret files under `webhooks.FORGE.secret_files` (github, gitlab, gitea or generic)", old)
         }
+        let forge = f.take("forge").map { forgeSettings($0, top.key("forge")) }
+        let publicURL = f.take("public_url").map { self.publicURL($0, top.key("public_url")) }
         let identities = f.take("identities").map { identitiesMap($0, top.key("identities")) } ?? [:]
         let http = f.take("http").map { httpLimits($0, top.key("http")) } ?? HTTPLimits()
         let outputLimits = f.take("limits").map { self.outputLimits($0, top.key("limits")) } ?? OutputLimits()
         let environments = require(f, "environments", top, "a mapping of environment names to their policy").flatMap { environmentsMap($0, top.key("environments"), identities: identities) }
-        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhooks, environments, identities, http, limits", classify: secret)
+        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhooks, forge, public_url, environments, identities, http, limits", classify: secret)
 
         guard let repository, let mirrorDir, let pollInterval, let maxPlans, let requireMerge, let limits, let terraform, let store,
-              let listen, let environments, let identities, let http, let outputLimits, webhooks != .some(nil) else { return nil }
+              let listen, let environments, let identities, let http, let outputLimits, webhooks != .some(nil),
+              forge != .some(nil), publicURL != .some(nil) else { return nil }
         var config = AgentConfig(
             file: file, repository: repository, mirrorDir: mirrorDir, pollInterval: pollInterval, maxConcurrentPlans: maxPlans,
             requireMergeCommit: requireMerge, explicitTagPattern: tagPattern, exportLimits: limits,
@@ -58,6 +61,8 @@ struct AgentParser {
             environments: Dictionary(uniqueKeysWithValues: environments.values.map { ($0.name, $0) }),
             identities: Dictionary(uniqueKeysWithValues: identities.values.map { ($0.name, $0) }), http: http)
         config.limits = outputLimits
+        config.forge = forge ?? nil
+        config.publicURL = publicURL ?? nil
         return config
     }
 

@@ -193,7 +193,8 @@ extension AgentParser {
                 path(item, itemAt, "a folder this environment's terraform may write")
             }
         } ?? []
-        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths", classify: classifyLiteralSecret(reader))
+        let notifications = f.take("notifications").map { self.notifications($0, at.key("notifications")) } ?? []
+        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths, notifications", classify: classifyLiteralSecret(reader))
 
         let environmentName = reader.name(EnvironmentName.self, name, at, node)
         let source = promoteFrom.flatMap { reader.name(EnvironmentName.self, $0, at.key("promote_from"), node) }
@@ -201,12 +202,14 @@ extension AgentParser {
             reader.name(IdentityName.self, approver, at.key("approvers").index(i), node)
         }
         guard reader.errors.count == before, let environmentName, let serves, let approvals, let approverNames, let tagger, let ttl,
-              let signed, let windows, let writable else { return nil }
-        return EnvironmentPolicy(
+              let signed, let windows, let writable, let notifications else { return nil }
+        var policy = EnvironmentPolicy(
             name: environmentName, serves: serves, promoteFrom: source, approvals: approvals, approvers: approverNames,
             taggerMayApprove: tagger, approvalTTL: ttl, requireSignedTags: signed, allowedSignersFile: signers,
             applyWindows: windows, planCredentialsFile: plan, applyCredentialsFile: apply,
             protectedResourceTypes: protected, allowedResourceTypes: allowed, writablePaths: writable)
+        policy.notifications = notifications
+        return policy
     }
 
     func resourceTypes(_ node: Node, _ at: KeyPath, allowEmpty: Bool) -> [String]? {

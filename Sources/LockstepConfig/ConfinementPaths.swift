@@ -22,6 +22,14 @@ extension AgentConfig {
         case .ssh(let keyFile, _): hidden.append(keyFile)
         }
         hidden += webhooks?.allSecretFiles ?? []
+        hidden += forge.map { [$0.tokenFile] } ?? []
+        hidden += environments.keys.sorted().compactMap { environments[$0] }.flatMap { policy in
+            policy.notifications.flatMap { notification -> [String] in
+                var files = notification.secretFile.map { [$0] } ?? []
+                if case .urlFile(let file) = notification.destination { files.append(file) }
+                return files
+            }
+        }
         return hidden
     }
 

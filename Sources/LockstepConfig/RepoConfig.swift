@@ -228,7 +228,7 @@ let trustKeys: Set<String> = [
     "promote_from", "approval_ttl", "require_signed_tags", "allowed_signers_file", "apply_windows",
     "protected_resource_types", "allowed_resource_types", "identities", "token_sha256", "emails", "repository",
     "credentials", "branch", "tag_pattern", "require_merge_commit", "webhook_secret_file", "webhooks", "export_limits",
-    "terraform", "store", "listen", "mirror_dir", "poll_interval",
+    "terraform", "store", "listen", "mirror_dir", "poll_interval", "forge", "notifications", "public_url",
 ]
 
 struct RepoParser {

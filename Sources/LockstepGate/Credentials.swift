@@ -53,3 +53,11 @@ enum CredentialsFile {
         return values
     }
 }
+
+/// The values of a credentials env-file, for redacting text that leaves the process (the
+/// outbox's comments and notifications): read at the moment of use and not kept.
+public enum CredentialValues {
+    public static func read(_ path: String) throws -> [String] {
+        Array(try CredentialsFile.read(path).values)
+    }
+}

@@ -1,5 +1,5 @@
 import Foundation
-import LockstepConfig
+public import LockstepConfig
 public import LockstepCore
 public import RunStore
 
@@ -34,7 +34,7 @@ extension StoredPlan {
 
 extension PlanCheckRules {
     /// The rules an environment's policy sets.
-    init(_ policy: EnvironmentPolicy) {
+    public init(_ policy: EnvironmentPolicy) {
         self.init(allowedResourceTypes: policy.allowedResourceTypes.map(Set.init),
                   protectedResourceTypes: Set(policy.protectedResourceTypes),
                   approvals: policy.approvals, approverCount: policy.approvers.count)
