@@ -142,12 +142,32 @@ let package = Package(
                 "LockstepCore",
                 "LockstepGate",
                 "LockstepHTTP",
+                "LockstepOutbox",
                 "RunStore",
                 "TerraformRunner",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The outbox's delivery: run comments and commit statuses on GitHub, GitLab and Gitea,
+        // and notifications, from events the store writes with each transition.
+        .target(
+            name: "LockstepOutbox",
+            dependencies: [
+                "LockstepConfig",
+                "LockstepCore",
+                "LockstepGate",
+                "RunStore",
+                "TerraformRunner",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -215,6 +235,26 @@ let package = Package(
             path: "Tests/APITestSupport",
             swiftSettings: strict
         ),
+        // A local forge (GitHub, GitLab, Gitea endpoints Lockstep calls) and notification receiver.
+        .target(
+            name: "ForgeMock",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOFoundationCompat", package: "swift-nio")],
+            path: "Tests/ForgeMock",
+            swiftSettings: strict
+        ),
+        // The outbox's sinks and worker against the local forge, with real stores.
+        .testTarget(
+            name: "LockstepOutboxTests",
+            dependencies: ["ForgeMock", "LockstepOutbox", "LockstepConfig", "LockstepCore", "NameLiterals", "RunStore",
+                           "TerraformRunner",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "LockstepHTTPTests",
             dependencies: ["APITestSupport", "LockstepHTTP", "LockstepCore",
@@ -250,7 +290,7 @@ let package = Package(
         // Crash and shutdown tests on the real `lockstep` binary (built first: swift build --build-tests).
         .testTarget(
             name: "DaemonTests",
-            dependencies: ["LockstepCore", "RunStore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ForgeMock", "LockstepCore", "RunStore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // The sandbox launcher attacked through real processes (built first: swift build --build-tests).

@@ -5,6 +5,7 @@ import LockstepConfig
 import LockstepCore
 import LockstepGate
 import LockstepHTTP
+import LockstepOutbox
 import Logging
 import RunStore
 import ServiceLifecycle
@@ -17,28 +18,80 @@ import Glibc
 import Musl
 #endif
 
-/// Each forge's webhook secrets, read once at start: a file that cannot be read or holds no
-/// secret stops the start with the file named (a receiver with no secret would refuse every
-/// delivery without anyone noticing). One secret per file; a final line break is not part of it.
+/// One secret from a file, read once at start: a file that cannot be read or holds no secret
+/// stops the start with the file named (a receiver with no secret would refuse every delivery,
+/// a sender with none would be refused, without anyone noticing). A final line break is not
+/// part of the secret.
+func secretFile(_ file: String, _ what: String, bytes range: ClosedRange<Int> = 16...4_096) throws -> [UInt8] {
+    let data: Data
+    do {
+        data = try Data(contentsOf: URL(fileURLWithPath: file))
+    } catch {
+        throw DaemonError(.config, "the \(what) file \(file) cannot be read: \(error.localizedDescription)")
+    }
+    var bytes = Array(data)
+    while let last = bytes.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { bytes.removeLast() }
+    guard range.contains(bytes.count), !bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+        throw DaemonError(.config, "the \(what) file \(file) must hold one line of \(range.lowerBound) to \(range.upperBound) bytes")
+    }
+    return bytes
+}
+
+/// Each forge's webhook secrets (several per forge, for a rotation).
 func webhookSecrets(_ settings: WebhookSettings) throws -> [WebhookForge: [[UInt8]]] {
     var secrets: [WebhookForge: [[UInt8]]] = [:]
     for (forge, files) in settings.secretFiles {
         for file in files {
-            let data: Data
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: file))
-            } catch {
-                throw DaemonError(.config, "the \(forge.rawValue) webhook secret file \(file) cannot be read: \(error.localizedDescription)")
-            }
-            var bytes = Array(data)
-            while let last = bytes.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { bytes.removeLast() }
-            guard bytes.count >= 16, bytes.count <= 4_096 else {
-                throw DaemonError(.config, "the \(forge.rawValue) webhook secret file \(file) must hold one secret of 16 to 4096 bytes")
-            }
-            secrets[forge, default: []].append(bytes)
+            secrets[forge, default: []].append(try secretFile(file, "\(forge.rawValue) webhook secret"))
         }
     }
     return secrets
+}
+
+/// The outbox's sinks (docs/ARCHITECTURE.md, "The outbox"): the forge, then every environment's
+/// notifications, with their token, URLs and keys read now.
+func outboxSinks(_ agent: AgentConfig, store: any RunStore, http: OutboundHTTP, logger: Logger) throws -> [any OutboxSink] {
+    var sinks: [any OutboxSink] = []
+    if let forge = agent.forge {
+        let token = String(decoding: try secretFile(forge.tokenFile, "\(forge.kind.rawValue) token", bytes: 8...4_096), as: UTF8.self)
+        sinks.append(ForgeSink(settings: forge, token: token, store: store, agent: agent, http: http, logger: logger))
+    }
+    for name in agent.environments.keys.sorted() {
+        for (index, notification) in (agent.environments[name]?.notifications ?? []).enumerated() {
+            let what = "environments.\(name.rawValue).notifications[\(index)]"
+            let url: String
+            switch notification.destination {
+            case .url(let text): url = text
+            case .urlFile(let file):
+                let text = String(decoding: try secretFile(file, "\(what) URL", bytes: 10...2_048), as: UTF8.self)
+                guard let checked = outboundURL(text, allowQuery: true) else {
+                    throw DaemonError(.config, "the \(what) URL file \(file) must hold an http or https URL without user or fragment")
+                }
+                url = checked
+            }
+            let secret = try notification.secretFile.map { try secretFile($0, "\(what) secret") }
+            sinks.append(NotificationSink(environment: name, settings: notification, url: url, secret: secret, store: store,
+                                          agent: agent, http: http))
+        }
+    }
+    return sinks
+}
+
+/// The outbox as a service of the daemon: delivers until the daemon stops (an event being sent
+/// then is sent again after the restart).
+final class OutboxService: Service, Sendable {
+    let worker: OutboxWorker
+    let http: OutboundHTTP
+
+    init(worker: OutboxWorker, http: OutboundHTTP) {
+        self.worker = worker
+        self.http = http
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await self.worker.run() }
+        await http.shutdown()
+    }
 }
 
 /// `lockstep serve`: everything the daemon holds for its lifetime, and the order it starts in.
@@ -128,6 +181,12 @@ public enum Daemon {
             logger.info("webhooks", metadata: ["webhooks.forges": "\(settings.secretFiles.keys.sorted().map(\.rawValue).joined(separator: ","))",
                                                "poll_interval_s": "\(agent.pollInterval.components.seconds)"])
         }
+        let outboxHTTP = OutboundHTTP()
+        let sinks = try outboxSinks(agent, store: store, http: outboxHTTP, logger: logger)
+        if !sinks.isEmpty {
+            logger.info("outbox", metadata: ["outbox.sinks": "\(sinks.map(\.name).joined(separator: ","))"])
+        }
+        let outbox = OutboxService(worker: OutboxWorker(store: store, sinks: sinks, logger: logger), http: outboxHTTP)
         let api = APIServer(
             backend: backend, tokens: tokens, readiness: { disk.readiness() },
             onRefusal: { refusal in await refusals.record(refusal) }, limiter: refusals.limiter, webhooks: webhooks,
@@ -155,7 +214,8 @@ public enum Daemon {
             services: [.init(service: refusals, failureTerminationBehavior: onFailure),
                        .init(service: listener, failureTerminationBehavior: onFailure),
                        .init(service: service, failureTerminationBehavior: onFailure),
-                       .init(service: disk, failureTerminationBehavior: onFailure)],
+                       .init(service: disk, failureTerminationBehavior: onFailure),
+                       .init(service: outbox, failureTerminationBehavior: onFailure)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer {
             withExtendedLifetime(lock) {}
