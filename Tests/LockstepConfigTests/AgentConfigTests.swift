@@ -50,6 +50,33 @@ struct AgentConfigTests {
         #expect(try AgentConfig.parse(yaml: agentYAML(), file: "agent.yaml", baseDirectory: "/etc/lockstep").webhooks == nil)
     }
 
+    @Test("forge and notifications: default API URLs, files relative to the config, every secret file hidden from terraform")
+    func forgeAndNotifications() throws {
+        let yaml = agentYAML(prod: """
+            notifications:
+              - {url_file: secrets/slack-url, format: slack, events: [awaiting_approval, failed]}
+              - {url: "https://ops.example.com/lockstep?team=infra", format: json, secret_file: secrets/ops-key}
+            """, extra: "public_url: https://lockstep.example.com/\nforge: {kind: gitlab, repository: infra/platform/delivery, token_file: secrets/gitlab-token}\n")
+        let c = try AgentConfig.parse(yaml: yaml, file: "agent.yaml", baseDirectory: "/etc/lockstep")
+        #expect(c.forge == ForgeSettings(kind: .gitlab, apiURL: "https://gitlab.com/api/v4", repository: "infra/platform/delivery",
+                                         tokenFile: "/etc/lockstep/secrets/gitlab-token", statusContext: "lockstep"))
+        #expect(c.publicURL == "https://lockstep.example.com", "the final slash is dropped so links join cleanly")
+        let notifications = try #require(c.environments["prod"]?.notifications)
+        #expect(notifications.count == 2)
+        #expect(notifications[0] == NotificationSettings(destination: .urlFile("/etc/lockstep/secrets/slack-url"), format: .slack,
+                                                         secretFile: nil, events: [.awaitingApproval, .failed]))
+        #expect(notifications[1].destination == .url("https://ops.example.com/lockstep?team=infra"))
+        #expect(notifications[1].events == Set(NotificationEvent.allCases), "every event when none is named")
+        #expect(c.environments["staging"]?.notifications == [])
+        let hidden = c.confinementHiddenPaths(configPath: "/etc/lockstep/agent.yaml")
+        for file in ["gitlab-token", "slack-url", "ops-key"] {
+            #expect(hidden.contains("/etc/lockstep/secrets/\(file)"), "\(file) is hidden from terraform")
+        }
+        let github = try AgentConfig.parse(yaml: agentYAML(extra: "forge: {kind: github, repository: acme/delivery, token_file: /t}\n"),
+                                           file: "agent.yaml", baseDirectory: "/etc/lockstep")
+        #expect(github.forge?.apiURL == "https://api.github.com")
+    }
+
     /// Good values: each row changes the fixture and checks the parsed value.
     struct GoodRow: Sendable, CustomTestStringConvertible {
         var name: String
@@ -194,6 +221,23 @@ struct AgentConfigTests {
         BadRow(name: "nine secret files", yaml: agentYAML(extra: "webhooks: {gitea: {secret_files: [/1, /2, /3, /4, /5, /6, /7, /8, /9]}}\n"), keyPath: "webhooks.gitea.secret_files", code: .invalidValue),
         BadRow(name: "a webhook secret written into the config", yaml: agentYAML(extra: "webhooks: {gitlab: {secret: gl-hunter2-token}}\n"), keyPath: "webhooks.gitlab.secret", code: .literalSecret, secret: "gl-hunter2-token"),
         BadRow(name: "a webhook body limit too small", yaml: agentYAML(extra: "webhooks: {generic: {secret_files: [/s]}, max_body_bytes: 10}\n"), keyPath: "webhooks.max_body_bytes", code: .invalidValue),
+        // forge and notifications
+        BadRow(name: "a forge Lockstep cannot post to", yaml: agentYAML(extra: "forge: {kind: bitbucket, repository: a/b, token_file: t}\n"), keyPath: "forge.kind", code: .invalidValue),
+        BadRow(name: "Gitea without its API URL (there is no public default)", yaml: agentYAML(extra: "forge: {kind: gitea, repository: a/b, token_file: t}\n"), keyPath: "forge.api_url", code: .missingKey),
+        BadRow(name: "a forge API URL with a user", yaml: agentYAML(extra: "forge: {kind: gitea, api_url: \"https://bot:pw@git.example.com/api/v1\", repository: a/b, token_file: t}\n"), keyPath: "forge.api_url", code: .invalidValue),
+        BadRow(name: "a forge API URL that is not http(s)", yaml: agentYAML(extra: "forge: {kind: github, api_url: \"file:///etc/passwd\", repository: a/b, token_file: t}\n"), keyPath: "forge.api_url", code: .invalidValue),
+        BadRow(name: "a GitHub repository that is not owner/name", yaml: agentYAML(extra: "forge: {kind: github, repository: \"a/b/../c\", token_file: t}\n"), keyPath: "forge.repository", code: .invalidValue),
+        BadRow(name: "a forge without a token file", yaml: agentYAML(extra: "forge: {kind: github, repository: a/b}\n"), keyPath: "forge.token_file", code: .missingKey),
+        BadRow(name: "a forge token written into the config", yaml: agentYAML(extra: "forge: {kind: github, repository: a/b, token_file: t, token: ghp_hunter2hunter2}\n"), keyPath: "forge.token", code: .literalSecret, secret: "ghp_hunter2hunter2"),
+        BadRow(name: "a status context with a space", yaml: agentYAML(extra: "forge: {kind: github, repository: a/b, token_file: t, status_context: \"lock step\"}\n"), keyPath: "forge.status_context", code: .invalidValue),
+        BadRow(name: "a public URL with a query", yaml: agentYAML(extra: "public_url: \"https://lockstep.example.com/?a=b\"\n"), keyPath: "public_url", code: .invalidValue),
+        BadRow(name: "a Slack webhook URL written into the config", yaml: agentYAML(prod: "notifications: [{url: \"https://hooks.slack.com/services/T0/B0/sekritsekrit\", format: slack}]"), keyPath: "environments.prod.notifications[0].url", code: .literalSecret, secret: "sekritsekrit"),
+        BadRow(name: "a JSON notification without its signing key", yaml: agentYAML(prod: "notifications: [{url: \"https://ops.example.com/hook\", format: json}]"), keyPath: "environments.prod.notifications[0].secret_file", code: .missingKey),
+        BadRow(name: "a Slack notification with a signing key", yaml: agentYAML(prod: "notifications: [{url_file: slack-url, format: slack, secret_file: k}]"), keyPath: "environments.prod.notifications[0].secret_file", code: .conflict),
+        BadRow(name: "a notification with url and url_file", yaml: agentYAML(prod: "notifications: [{url: \"https://ops.example.com/hook\", url_file: u, format: json, secret_file: k}]"), keyPath: "environments.prod.notifications[0].url_file", code: .conflict),
+        BadRow(name: "a notification event Lockstep does not send", yaml: agentYAML(prod: "notifications: [{url_file: u, format: slack, events: [planned]}]"), keyPath: "environments.prod.notifications[0].events[0]", code: .invalidValue),
+        BadRow(name: "a notification with no events", yaml: agentYAML(prod: "notifications: [{url_file: u, format: slack, events: []}]"), keyPath: "environments.prod.notifications[0].events", code: .invalidValue),
+        BadRow(name: "a notification format Lockstep does not write", yaml: agentYAML(prod: "notifications: [{url_file: u, format: teams}]"), keyPath: "environments.prod.notifications[0].format", code: .invalidValue),
         // repository
         BadRow(name: "plain http URL", yaml: agentYAML(replacing: ["repository": "repository: {url: \"http://git.example.com/x.git\"}"]), keyPath: "repository.url", code: .invalidValue),
         BadRow(name: "git:// URL", yaml: agentYAML(replacing: ["repository": "repository: {url: \"git://git.example.com/x.git\"}"]), keyPath: "repository.url", code: .invalidValue),
