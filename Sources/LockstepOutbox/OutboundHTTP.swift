@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import Synchronization
 
 /// What a request to a forge or a notification endpoint came to, when it did not succeed.
 public enum SendFailure: Error, Sendable, Equatable {
@@ -47,19 +48,32 @@ public final class OutboundHTTP: Sendable {
     /// The longest wait honoured; a forge asking for more gets asked again after an hour.
     public static let longestWait: Duration = .seconds(3_600)
 
-    private let client: HTTPClient
+    /// Made on the first request: a daemon that stops before sending anything (a token file
+    /// that cannot be read, a port that is taken) has no client to shut down.
+    private let client = Mutex<HTTPClient?>(nil)
+    private let configuration: HTTPClient.Configuration
     private let timeout: TimeAmount
 
     public init(timeout: Duration = .seconds(30)) {
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow,
                                                      timeout: .init(connect: .seconds(5), read: .seconds(20)))
         configuration.httpVersion = .http1Only
-        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.configuration = configuration
         self.timeout = .seconds(timeout.components.seconds)
     }
 
+    private var shared: HTTPClient {
+        client.withLock { client in
+            if let client { return client }
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            client = made
+            return made
+        }
+    }
+
     public func shutdown() async {
-        try? await client.shutdown()
+        let made = client.withLock { client in defer { client = nil }; return client }
+        try? await made?.shutdown()
     }
 
     /// Sends one request; returns a 2xx or non-retryable 4xx answer, throws otherwise.
@@ -75,7 +89,7 @@ public final class OutboundHTTP: Sendable {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await client.execute(request, timeout: timeout)
+            response = try await shared.execute(request, timeout: timeout)
             bytes = try await response.body.collect(upTo: Self.maximumAnswerBytes)
         } catch is NIOTooManyBytesError {
             throw .transient(after: nil, reason: "the answer was over \(Self.maximumAnswerBytes) bytes")

@@ -152,4 +152,26 @@ struct ForgeDaemonTests {
         let bodies = mock.requests.map { String(decoding: $0.body, as: UTF8.self) }
         #expect(!bodies.contains { $0.contains(world.planSecret) })
     }
+
+    @Test("a forge token file that is missing, or that holds more than one line, stops the start with the file named and nothing of it printed")
+    func badTokenFile() async throws {
+        let world = try DaemonWorld(pipeline: .devWithCredentials)
+        defer { world.cleanup() }
+        let mock = ForgeMock(token: "ghp_forge-token-\(UUID().uuidString.prefix(8))")
+        try world.useForge(mock)
+        let tokenFile = world.scratch.appendingPathComponent("secrets/forge-token")
+        for contents in [nil, "ghp_first-line-of-two\nghp_second-line-secret\n"] {
+            if let contents {
+                try contents.write(to: tokenFile, atomically: true, encoding: .utf8)
+            } else {
+                try FileManager.default.removeItem(at: tokenFile)
+            }
+            let daemon = try world.startDaemon()
+            let exited = try await world.waitForExit(daemon, seconds: 30)
+            #expect(exited && daemon.terminationStatus != 0)
+            let log = world.daemonLogs
+            #expect(log.contains("github token file \(tokenFile.path)"), "\(log.suffix(1_000))")
+            #expect(!log.contains("ghp_first-line-of-two") && !log.contains("ghp_second-line-secret"))
+        }
+    }
 }
