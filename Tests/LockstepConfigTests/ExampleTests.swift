@@ -28,6 +28,7 @@ struct ExampleTests {
         let path = packageRoot + "/deploy/agent.example.yaml"
         let config = try AgentConfig.load(path: path)
         #expect(config.repository.transport == .ssh)
+        #expect(config.forge?.kind == .github && config.environments["dev"]?.notifications.count == 2)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let keys = [
             "repository:", "url:", "branch:", "credentials:", "token_file:", "username:", "ssh_key_file:", "known_hosts_file:",
@@ -36,7 +37,8 @@ struct ExampleTests {
             "environments:", "serves:", "promote_from:", "approvals:", "approvers:", "tagger_may_approve:", "approval_ttl:",
             "require_signed_tags:", "allowed_signers_file:", "apply_windows:", "days:", "from:", "to:", "timezone:",
             "plan_credentials_file:", "apply_credentials_file:", "protected_resource_types:", "allowed_resource_types:",
-            "identities:", "token_sha256:", "emails:",
+            "identities:", "token_sha256:", "emails:", "public_url:", "forge:", "kind:", "api_url:", "repository:",
+            "status_context:", "notifications:", "url_file:", "format:", "secret_file:", "events:",
         ]
         for key in keys { #expect(text.contains(key), "deploy/agent.example.yaml does not document \(key)") }
     }
