@@ -89,7 +89,13 @@ final class OutboxService: Service, Sendable {
     }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown { await self.worker.run() }
+        if worker.isIdle {
+            // Nothing to deliver to: still a service until the daemon stops, since a service that
+            // returns early makes the group stop the daemon.
+            try? await gracefulShutdown()
+        } else {
+            await cancelWhenGracefulShutdown { await self.worker.run() }
+        }
         await http.shutdown()
     }
 }

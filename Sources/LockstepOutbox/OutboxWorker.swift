@@ -36,6 +36,9 @@ public final class OutboxWorker: Sendable {
         self.firstBackoff = firstBackoff
     }
 
+    /// True when there is no sink: ``run()`` would return at once.
+    public var isIdle: Bool { sinks.isEmpty }
+
     /// Runs every sink until cancelled.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
