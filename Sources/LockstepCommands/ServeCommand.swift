@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LockstepConfig
 import LockstepDaemon
 import Logging
 
@@ -23,14 +24,15 @@ public struct ServeCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        // The format is read from the config before anything logs; a config that cannot be
+        // read is reported by `Daemon.serve` below, in the default format.
+        let format = (try? AgentConfig.load(path: config))?.logFormat ?? .logfmt
+        let environment = ProcessInfo.processInfo.environment
+        let journald = LineLogHandler.stderrIsJournal(environment)
+        LoggingSystem.bootstrap { _ in LineLogHandler(format: format, level: level, journald: journald) }
         let logger = Logger(label: "lockstep")
         do {
-            try await Daemon.serve(configPath: config, environment: ProcessInfo.processInfo.environment, logger: logger)
+            try await Daemon.serve(configPath: config, environment: environment, logger: logger)
         } catch let error as DaemonError {
             FileHandle.standardError.write(Data("lockstep serve: \(error.description)\n".utf8))
             throw ExitCode(error.code == .storeLocked ? 3 : 2)

@@ -39,6 +39,10 @@ public struct AgentConfig: Sendable, Hashable {
     public var forge: ForgeSettings?
     /// The URL people reach this agent at (`public_url:`), used in links to a run; nil: no links.
     public var publicURL: String?
+    /// Where `/metrics` is served; nil serves it on `listen` beside the API.
+    public var metricsListen: ListenAddress?
+    /// How the daemon writes its log.
+    public var logFormat: LogFormat = .logfmt
     /// Environment name → its policy. Never empty.
     public var environments: [EnvironmentName: EnvironmentPolicy]
     /// Identity name → identity. Approvers name these.
@@ -250,4 +254,12 @@ func readConfigFile(path: String, limit: Int) throws(ConfigErrors) -> String {
         throw failure(.syntax, "UTF-8 text")
     }
     return text
+}
+
+/// `log_format`: one line per event on stderr, for journald or a log shipper.
+public enum LogFormat: String, Sendable, Hashable, CaseIterable {
+    /// `key=value` pairs (`time=… level=info msg="…" run.id=…`), quoted where needed.
+    case logfmt
+    /// One JSON object per line.
+    case json
 }

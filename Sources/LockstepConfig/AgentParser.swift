@@ -39,6 +39,16 @@ struct AgentParser {
         let terraform = require(f, "terraform", top, "terraform settings (`binary`)").flatMap { terraformSettings($0, top.key("terraform")) }
         let store = require(f, "store", top, "the store (`sqlite: PATH`)").flatMap { storeConfig($0, top.key("store")) }
         let listen = f.take("listen").map { listenAddress($0, top.key("listen")) } ?? ListenAddress(host: "127.0.0.1", port: 8420)
+        let metricsListen = f.take("metrics_listen").map { listenAddress($0, top.key("metrics_listen")) }
+        let logFormat = f.take("log_format").map { node -> LogFormat? in
+            let what = "one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))"
+            guard let text = reader.string(node, top.key("log_format"), what) else { return nil }
+            guard let format = LogFormat(rawValue: text) else {
+                reader.fail(top.key("log_format"), .invalidValue, what, node)
+                return nil
+            }
+            return format
+        } ?? .logfmt
         if let old = f.take("webhook_secret_file") {
             reader.fail(top.key("webhook_secret_file"), .invalidValue,
                         "no `webhook_secret_file`: name each forge's secret files under `webhooks.FORGE.secret_files` (github, gitlab, gitea or generic)", old)
@@ -49,11 +59,11 @@ struct AgentParser {
         let http = f.take("http").map { httpLimits($0, top.key("http")) } ?? HTTPLimits()
         let outputLimits = f.take("limits").map { self.outputLimits($0, top.key("limits")) } ?? OutputLimits()
         let environments = require(f, "environments", top, "a mapping of environment names to their policy").flatMap { environmentsMap($0, top.key("environments"), identities: identities) }
-        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, webhooks, forge, public_url, environments, identities, http, limits", classify: secret)
+        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, metrics_listen, log_format, webhooks, forge, public_url, environments, identities, http, limits", classify: secret)
 
         guard let repository, let mirrorDir, let pollInterval, let maxPlans, let requireMerge, let limits, let terraform, let store,
               let listen, let environments, let identities, let http, let outputLimits, webhooks != .some(nil),
-              forge != .some(nil), publicURL != .some(nil) else { return nil }
+              forge != .some(nil), publicURL != .some(nil), metricsListen != .some(nil), let logFormat else { return nil }
         var config = AgentConfig(
             file: file, repository: repository, mirrorDir: mirrorDir, pollInterval: pollInterval, maxConcurrentPlans: maxPlans,
             requireMergeCommit: requireMerge, explicitTagPattern: tagPattern, exportLimits: limits,
@@ -63,6 +73,12 @@ struct AgentParser {
         config.limits = outputLimits
         config.forge = forge ?? nil
         config.publicURL = publicURL ?? nil
+        config.metricsListen = metricsListen ?? nil
+        config.logFormat = logFormat
+        if let metrics = config.metricsListen, metrics == listen {
+            reader.fail(top.key("metrics_listen"), .conflict, "an address other than `listen` (leave it out to serve /metrics there)")
+            return nil
+        }
         return config
     }
 

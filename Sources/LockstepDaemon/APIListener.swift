@@ -19,13 +19,15 @@ import Musl
 struct APIListener<Application: Service>: Service {
     let application: Application
     let address: String
+    /// The agent config key that names the address.
+    var key = "listen"
 
     func run() async throws {
         do {
             try await application.run()
         } catch let error as IOError {
             throw DaemonError(.listen, "cannot listen on \(address): \(String(cString: strerror(error.errnoCode)))"
-                              + " (errno \(error.errnoCode)); stop what holds it or change `listen` in the agent config")
+                              + " (errno \(error.errnoCode)); stop what holds it or change `\(key)` in the agent config")
         } catch {
             throw DaemonError(.listen, "the API on \(address) stopped: \(error)")
         }

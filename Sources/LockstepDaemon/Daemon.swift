@@ -126,6 +126,8 @@ public enum Daemon {
             throw DaemonError(.config, "only a SQLite store is supported")
         }
         let storeFolder = URL(fileURLWithPath: storePath).deletingLastPathComponent()
+        // Before anything measures: swift-metrics drops what is recorded before its bootstrap.
+        let registry = DaemonMetrics.registry
         let descriptors = DescriptorLimit.raise(logger: logger)
         try makeFolder(storeFolder)
         let lock = try StoreLock(storePath: storePath)
@@ -193,10 +195,12 @@ public enum Daemon {
             logger.info("outbox", metadata: ["outbox.sinks": "\(sinks.map(\.name).joined(separator: ","))"])
         }
         let outbox = OutboxService(worker: OutboxWorker(store: store, sinks: sinks, logger: logger), http: outboxHTTP)
+        let metrics: @Sendable () async -> [UInt8] = { await DaemonMetrics.render(store: store, agent: agent) }
         let api = APIServer(
             backend: backend, tokens: tokens, readiness: { disk.readiness() },
             onRefusal: { refusal in await refusals.record(refusal) }, limiter: refusals.limiter, webhooks: webhooks,
-            logger: logger)
+            metrics: agent.metricsListen == nil ? metrics : nil, logger: logger)
+        _ = registry
         let address = agent.listen
         let connections = ConnectionGuard(limits: http.connections, logger: logger)
         logger.info("API limits", metadata: [
@@ -211,6 +215,19 @@ public enum Daemon {
             status.listening()
         }
         let listener = APIListener(application: application, address: "\(address.host):\(address.port)")
+        var metricsServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let metricsAddress = agent.metricsListen {
+            let router = Router()
+            router.get("metrics") { _, _ in APIServer.metricsResponse(await metrics()) }
+            let application = Application(router: router, configuration: .init(address: .hostname(metricsAddress.host, port: metricsAddress.port),
+                                                                                serverName: "lockstep"),
+                                          onServerRunning: { channel in
+                                              logger.info("metrics listening", metadata: ["listen": "\(metricsAddress.host):\(channel.localAddress?.port ?? metricsAddress.port)"])
+                                          }, logger: logger)
+            metricsServices.append(.init(service: APIListener(application: application, address: "\(metricsAddress.host):\(metricsAddress.port)",
+                                                              key: "metrics_listen"),
+                                         failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         // Shut down in reverse order: the disk watch stops, the daemon drains while the API
         // still answers (mutations with `shutting_down`), then the API stops, then the
         // refusals counted last are written. Any service that fails shuts the group down the
@@ -221,7 +238,7 @@ public enum Daemon {
                        .init(service: listener, failureTerminationBehavior: onFailure),
                        .init(service: service, failureTerminationBehavior: onFailure),
                        .init(service: disk, failureTerminationBehavior: onFailure),
-                       .init(service: outbox, failureTerminationBehavior: onFailure)],
+                       .init(service: outbox, failureTerminationBehavior: onFailure)] + metricsServices,
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer {
             withExtendedLifetime(lock) {}

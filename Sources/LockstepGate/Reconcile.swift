@@ -153,9 +153,13 @@ extension Gate {
     }
 
     private func fetchForPass() async throws -> FetchReport {
+        let started = ContinuousClock.now
         do {
-            return try await source.sync()
+            let report = try await source.sync()
+            GateMetrics.fetched(after: ContinuousClock.now - started, failed: false)
+            return report
         } catch {
+            GateMetrics.fetched(after: ContinuousClock.now - started, failed: true)
             throw GateError(.repository, "the delivery repository could not be fetched: \(error.description)")
         }
     }
@@ -402,6 +406,7 @@ extension Gate {
         let recorded = try await store.recordTagDecisions(changed.map(\.decision), at: now(), actor: Self.systemActor)
         for ((tag, stored), wasRecorded) in zip(changed, recorded) {
             if wasRecorded {
+                if !stored.accepted { GateMetrics.tagRejected(target.environment, stored.rejections) }
                 report.decisionsRecorded[target, default: []].append(tag.name)
                 logger.info("tag decided", metadata: ["target": "\(target)", "tag": "\(displaySafe(tag.name))",
                                                       "tag.accepted": "\(stored.accepted)",

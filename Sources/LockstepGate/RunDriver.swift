@@ -111,7 +111,9 @@ extension Gate {
                     for step in steps { committed(step.transition, step.update) }
 
                 case .startPlan:
+                    let started = ContinuousClock.now
                     let (next, update) = await performPlan(run)
+                    GateMetrics.planFinished(run.target.environment, next, after: ContinuousClock.now - started)
                     pendingUpdate = update
                     events.append(next)
 
@@ -162,7 +164,9 @@ extension Gate {
 
                 case .startApply(let digest):
                     result.applyStarted = true
+                    let started = ContinuousClock.now
                     let next = await performApply(run, digest: digest)
+                    GateMetrics.applyFinished(run.target.environment, next, after: ContinuousClock.now - started)
                     if case .applyFailed(let reason) = next { result.applyFailure = reason }
                     events.append(next)
 

@@ -42,9 +42,9 @@ public struct APILimits: Sendable, Hashable {
     }
 }
 
-/// The HTTP face of the daemon: `/api/v1` (authenticated), `/healthz` and `/readyz`.
+/// The HTTP face of the daemon: `/api/v1` (authenticated), `/healthz`, `/readyz` and `/metrics`.
 ///
-/// Every response is JSON; every error is `{"error":{"code","message"}}` with a stable
+/// Every response but `/metrics` is JSON; every error is `{"error":{"code","message"}}` with a stable
 /// code. Every 401, 403 and 429 is reported to `onRefusal` before the response is sent, so
 /// the daemon can account for it in the audit log (aggregated: see ``RefusalLedger``).
 /// Failed authentication past ``FailedAuthenticationLimiter``'s limits is answered 429.
@@ -57,6 +57,8 @@ public struct APIServer: Sendable {
     let limiter: FailedAuthenticationLimiter
     /// Webhook deliveries (`/webhooks/FORGE`); nil when none are configured.
     let webhooks: WebhookReceiver?
+    /// The `/metrics` page; nil when it is served elsewhere or not at all.
+    let metrics: (@Sendable () async -> [UInt8])?
     let logger: Logger
 
     /// - Parameters:
@@ -65,11 +67,14 @@ public struct APIServer: Sendable {
     ///   - onRefusal: called for every 401, 403 and 429; it never receives a token.
     ///   - limiter: counts failed authentications and says when to answer 429.
     ///   - webhooks: checks webhook deliveries; nil answers every `/webhooks/…` with 404.
+    ///   - metrics: the `/metrics` page in the Prometheus text format; nil answers 404 (the
+    ///     daemon serves it on its own address when `metrics_listen` is set).
     public init(backend: any APIBackend, tokens: APITokenTable, limits: APILimits = APILimits(),
                 readiness: @escaping @Sendable () async -> APIReadiness,
                 onRefusal: @escaping @Sendable (APIAccessRefusal) async -> Void,
                 limiter: FailedAuthenticationLimiter = FailedAuthenticationLimiter(), webhooks: WebhookReceiver? = nil,
-                logger: Logger) {
+                metrics: (@Sendable () async -> [UInt8])? = nil, logger: Logger) {
+        self.metrics = metrics
         self.backend = backend
         self.tokens = tokens
         self.limits = limits
@@ -85,6 +90,7 @@ public struct APIServer: Sendable {
     static let routes: [RouteSpec] = [
         RouteSpec(.get, "healthz"),
         RouteSpec(.get, "readyz"),
+        RouteSpec(.get, "metrics"),
         RouteSpec(.get, "api/v1/environments"),
         RouteSpec(.get, "api/v1/environments/:env/tags"),
         RouteSpec(.get, "api/v1/targets"),
@@ -105,6 +111,11 @@ public struct APIServer: Sendable {
         router.get("readyz") { _, _ in
             let report = await readiness()
             return JSONResponse.make(report, status: report.ready ? .ok : .serviceUnavailable)
+        }
+
+        router.get("metrics") { _, _ in
+            guard let metrics else { throw APIFailure.notFound("metrics are served on the address `metrics_listen` names") }
+            return Self.metricsResponse(await metrics())
         }
 
         for forge in WebhookForge.allCases {
@@ -209,6 +220,14 @@ public struct APIServer: Sendable {
 
     // MARK: Helpers
 
+    /// The Prometheus text exposition format, version 0.0.4.
+    public static func metricsResponse(_ text: [UInt8]) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
+    }
+
     private func authenticated(_ context: APIRequestContext) throws(APIFailure) -> IdentityName {
         // The middleware always sets it on /api/v1; refuse rather than trust a missing one.
         guard let identity = context.identity else { throw .unauthorized("an Authorization: Bearer token is required") }
@@ -236,7 +255,13 @@ public struct APIServer: Sendable {
         guard let webhooks, webhooks.serves(forge) else {
             throw APIFailure.notFound("this agent takes no \(forge.rawValue) webhooks")
         }
-        let body = try await collect(request, limit: webhooks.maximumBodyBytes)
+        let body: [UInt8]
+        do {
+            body = try await collect(request, limit: webhooks.maximumBodyBytes)
+        } catch let failure as APIFailure {
+            WebhookReceiver.count(forge, "too_large")
+            throw failure
+        }
         switch webhooks.receive(forge, headers: request.headers, body: body) {
         case .accepted:
             return JSONResponse.make(["status": "accepted"], status: .accepted)

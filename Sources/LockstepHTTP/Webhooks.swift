@@ -1,5 +1,6 @@
 import Crypto
 import HTTPTypes
+import Metrics
 public import LockstepCore
 import Synchronization
 
@@ -83,8 +84,21 @@ public final class WebhookReceiver: Sendable {
             case .malformed: state.counts.malformed += 1
             }
         }
+        let result = switch decision {
+        case .accepted: "accepted"
+        case .duplicate: "duplicate"
+        case .ignored: "ignored"
+        case .unauthorized: "unauthorized"
+        case .malformed: "malformed"
+        }
+        Self.count(forge, result)
         if decision == .accepted { trigger() }
         return decision
+    }
+
+    /// `lockstep_webhook_deliveries_total{forge, result}` (docs/CONTRACT.md §5, "Metrics").
+    static func count(_ forge: WebhookForge, _ result: String) {
+        Counter(label: "lockstep_webhook_deliveries_total", dimensions: [("forge", forge.rawValue), ("result", result)]).increment()
     }
 
     private func decide(_ forge: WebhookForge, headers: HTTPFields, body: [UInt8]) -> WebhookDecision {

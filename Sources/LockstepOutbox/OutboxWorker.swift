@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import RunStore
 
 /// Delivers the outbox to its sinks (docs/ARCHITECTURE.md, "The outbox").
@@ -105,6 +106,13 @@ public final class OutboxWorker: Sendable {
         return nil
     }
 
+    /// `lockstep_outbox_deliveries_total{destination, result}`: the destination's kind (`forge`,
+    /// `notification`), never its URL.
+    static func count(_ sink: any OutboxSink, _ result: String) {
+        let destination = sink.name.split(separator: "/").first.map(String.init) ?? "unknown"
+        Counter(label: "lockstep_outbox_deliveries_total", dimensions: [("destination", destination), ("result", result)]).increment()
+    }
+
     /// Tries `event` until it is delivered or given up: whether anything was sent, nil when
     /// cancelled first.
     private func deliver(_ event: OutboxEvent, to sink: any OutboxSink, _ logger: Logger) async -> Bool? {
@@ -114,6 +122,7 @@ public final class OutboxWorker: Sendable {
             tries += 1
             do {
                 let sent = try await sink.deliver(event)
+                if sent { Self.count(sink, "sent") }
                 if tries > 1 {
                     logger.notice("outbox event delivered after retries", metadata: ["outbox.event": "\(event.id)", "tries": "\(tries)"])
                 }
@@ -122,15 +131,18 @@ public final class OutboxWorker: Sendable {
                 var after: Duration?
                 switch error {
                 case .permanent(let reason):
+                    Self.count(sink, "given_up")
                     logger.error("outbox event given up", metadata: ["outbox.event": "\(event.id)", "reason": "\(reason)"])
                     return true
                 case .unreadable(let reason) where tries >= Self.garbageTries:
+                    Self.count(sink, "given_up")
                     logger.error("outbox event given up: the answers cannot be read",
                                  metadata: ["outbox.event": "\(event.id)", "tries": "\(tries)", "reason": "\(reason)"])
                     return true
                 case .unreadable: after = nil
                 case .transient(let wait, _): after = wait
                 }
+                Self.count(sink, "retried")
                 let reason = error.reason
                 let wait = after.map { max($0, .milliseconds(100)) } ?? backoff
                 logger.warning("outbox event not delivered; trying again", metadata: [

@@ -77,6 +77,7 @@ struct ForgeDaemonTests {
 
         world.kill9(first)
         mock.clearFaults()
+        let restartedAt = Date()
         try await world.startReadyDaemon()
         try await eventually("the pending comment to reach the pull request") {
             mock.comments.first?.body.contains("awaiting approval") == true
@@ -108,14 +109,43 @@ struct ForgeDaemonTests {
         try await eventually("the verified notification") {
             mock.notifications("dev").contains { $0.headers["x-lockstep-event"] == "verified" }
         }
+        // Delivery is at least once: the notification the first daemon sent just before the kill
+        // (its position not yet stored) is sent again, with the same delivery id for the
+        // receiver to drop.
         let notifications = mock.notifications("dev")
-        #expect(notifications.map { $0.headers["x-lockstep-event"] ?? "" } == [
-            "awaiting_approval", "approval_recorded", "applied", "verified",
-        ])
+        var seen: [String: String] = [:]
+        var distinct: [String] = []
+        for request in notifications {
+            let delivery = request.headers["x-lockstep-delivery"] ?? ""
+            let event = request.headers["x-lockstep-event"] ?? ""
+            if let earlier = seen[delivery] {
+                #expect(earlier == event, "a delivery id names one event")
+            } else {
+                seen[delivery] = event
+                distinct.append(event)
+            }
+        }
+        #expect(distinct == ["awaiting_approval", "approval_recorded", "applied", "verified"])
+        #expect(notifications.count <= distinct.count + 1, "at most the event in flight at the kill is sent twice")
         for request in notifications {
             let mac = HMAC<SHA256>.authenticationCode(for: request.body, using: SymmetricKey(data: Data(DaemonWorld.notificationSecret.utf8)))
             #expect(request.headers["x-lockstep-signature-256"] == "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
         }
+        // The outbox's counts since the restart, and every metric the shipped alert rules use, on
+        // the real page.
+        let metrics = try world.scrape().samples
+        let forgeWrites = mock.requests.filter { $0.time >= restartedAt && $0.method != "GET" && $0.status < 300 }.count
+        #expect((metrics.value("lockstep_outbox_deliveries_total", ["destination": "forge", "result": "sent"]) ?? 0) >= 6)
+        #expect((metrics.value("lockstep_outbox_deliveries_total", ["destination": "forge", "result": "sent"]) ?? .infinity) <= Double(forgeWrites))
+        let notificationsSent = metrics.value("lockstep_outbox_deliveries_total", ["destination": "notification", "result": "sent"]) ?? 0
+        #expect(notificationsSent >= 3 && notificationsSent <= Double(notifications.count))
+        let rules = try String(contentsOfFile: Paths.root.appendingPathComponent("deploy/prometheus/lockstep-alerts.yaml").path, encoding: .utf8)
+        let used = Set(rules.matches(of: /lockstep_[a-z_]+/).map { String($0.output) })
+        #expect(used.count >= 4)
+        for name in used {
+            #expect(metrics.contains { $0.name == name }, "the alert rules use \(name), which /metrics does not have")
+        }
+
         // Nothing secret in anything the forge or the notification endpoint received.
         let bodies = mock.requests.map { String(decoding: $0.body, as: UTF8.self) }
         #expect(!bodies.contains { $0.contains(world.planSecret) || $0.contains(world.applySecret) || $0.contains(mock.token) })

@@ -86,6 +86,10 @@ struct AgentConfigTests {
     }
 
     static let goodRows: [GoodRow] = [
+        GoodRow(name: "metrics on their own address, JSON logs", yaml: agentYAML(extra: "metrics_listen: 0.0.0.0:9420\nlog_format: json\n")) {
+            $0.metricsListen == ListenAddress(host: "0.0.0.0", port: 9420) && $0.logFormat == .json
+        },
+        GoodRow(name: "metrics beside the API and logfmt logs by default", yaml: agentYAML()) { $0.metricsListen == nil && $0.logFormat == .logfmt },
         GoodRow(name: "poll_interval 1h30m", yaml: agentYAML(extra: "poll_interval: 1h30m\n")) { $0.pollInterval == .seconds(5_400) },
         GoodRow(name: "max_concurrent_plans 1", yaml: agentYAML(extra: "max_concurrent_plans: 1\n")) { $0.maxConcurrentPlans == 1 },
         GoodRow(name: "max_concurrent_plans 64", yaml: agentYAML(extra: "max_concurrent_plans: 64\n")) { $0.maxConcurrentPlans == 64 },
@@ -221,6 +225,10 @@ struct AgentConfigTests {
         BadRow(name: "nine secret files", yaml: agentYAML(extra: "webhooks: {gitea: {secret_files: [/1, /2, /3, /4, /5, /6, /7, /8, /9]}}\n"), keyPath: "webhooks.gitea.secret_files", code: .invalidValue),
         BadRow(name: "a webhook secret written into the config", yaml: agentYAML(extra: "webhooks: {gitlab: {secret: gl-hunter2-token}}\n"), keyPath: "webhooks.gitlab.secret", code: .literalSecret, secret: "gl-hunter2-token"),
         BadRow(name: "a webhook body limit too small", yaml: agentYAML(extra: "webhooks: {generic: {secret_files: [/s]}, max_body_bytes: 10}\n"), keyPath: "webhooks.max_body_bytes", code: .invalidValue),
+        // metrics and logs
+        BadRow(name: "metrics on the API's own address", yaml: agentYAML(extra: "listen: 127.0.0.1:9000\nmetrics_listen: 127.0.0.1:9000\n"), keyPath: "metrics_listen", code: .conflict),
+        BadRow(name: "metrics_listen without a port", yaml: agentYAML(extra: "metrics_listen: 127.0.0.1\n"), keyPath: "metrics_listen", code: .invalidValue),
+        BadRow(name: "a log format Lockstep does not write", yaml: agentYAML(extra: "log_format: xml\n"), keyPath: "log_format", code: .invalidValue),
         // forge and notifications
         BadRow(name: "a forge Lockstep cannot post to", yaml: agentYAML(extra: "forge: {kind: bitbucket, repository: a/b, token_file: t}\n"), keyPath: "forge.kind", code: .invalidValue),
         BadRow(name: "Gitea without its API URL (there is no public default)", yaml: agentYAML(extra: "forge: {kind: gitea, repository: a/b, token_file: t}\n"), keyPath: "forge.api_url", code: .missingKey),

@@ -38,7 +38,7 @@ struct ExampleTests {
             "require_signed_tags:", "allowed_signers_file:", "apply_windows:", "days:", "from:", "to:", "timezone:",
             "plan_credentials_file:", "apply_credentials_file:", "protected_resource_types:", "allowed_resource_types:",
             "identities:", "token_sha256:", "emails:", "public_url:", "forge:", "kind:", "api_url:", "repository:",
-            "status_context:", "notifications:", "url_file:", "format:", "secret_file:", "events:",
+            "status_context:", "notifications:", "url_file:", "format:", "secret_file:", "events:", "metrics_listen:", "log_format:",
         ]
         for key in keys { #expect(text.contains(key), "deploy/agent.example.yaml does not document \(key)") }
     }

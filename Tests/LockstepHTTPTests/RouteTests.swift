@@ -262,6 +262,7 @@ struct RouteTests {
         // Every forge configured: an unconfigured one answers 404 by design.
         harness.webhooks = WebhookReceiver(secrets: Dictionary(uniqueKeysWithValues: WebhookForge.allCases.map { ($0, [Array("s".utf8)]) }),
                                            maximumBodyBytes: 1_024, trigger: {})
+        harness.metrics = { Array("lockstep_up 1\n".utf8) }
         try await harness.application().test(.router) { client in
             for route in APIServer.routes {
                 let uri = "/" + route.path.replacingOccurrences(of: ":id", with: "run-dev-0")
@@ -270,6 +271,26 @@ struct RouteTests {
                 #expect(response.status != .notFound && response.status != .methodNotAllowed, "\(route.method) \(uri)")
             }
         }
+    }
+
+    @Test("/metrics: the Prometheus text page without a token and never cached; 404 when it is served on its own address")
+    func metricsPage() async throws {
+        var harness = try Harness()
+        harness.metrics = { Array("# TYPE lockstep_up gauge\nlockstep_up 1\n".utf8) }
+        try await harness.application().test(.router) { client in
+            let page = try await client.execute(uri: "/metrics", method: .get)
+            #expect(page.status == .ok)
+            #expect(page.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
+            #expect(page.headers[.cacheControl] == "no-store")
+            #expect(String(buffer: page.body) == "# TYPE lockstep_up gauge\nlockstep_up 1\n")
+        }
+        harness.metrics = nil
+        try await harness.application().test(.router) { client in
+            let page = try await client.execute(uri: "/metrics", method: .get)
+            #expect(page.status == .notFound)
+            #expect(String(buffer: page.body).contains("metrics_listen"))
+        }
+        #expect(harness.refusals.all.isEmpty, "no token is asked for, so none is refused")
     }
 
     @Test("a backend failure is a 500 `internal` with a fixed message: the error's text never reaches the client")

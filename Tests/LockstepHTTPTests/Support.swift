@@ -66,6 +66,7 @@ struct Harness {
     let readiness = ReadinessFlag()
     var limits = APILimits()
     var webhooks: WebhookReceiver?
+    var metrics: (@Sendable () async -> [UInt8])?
 
     init(backend: CannedBackend = CannedBackend()) throws {
         self.backend = backend
@@ -77,7 +78,7 @@ struct Harness {
         let readiness = readiness
         return APIServer(backend: backend, tokens: tokens, limits: limits,
                          readiness: { readiness.current }, onRefusal: { refusals.add($0) }, webhooks: webhooks,
-                         logger: Logger(label: "lockstep.http.test"))
+                         metrics: metrics, logger: Logger(label: "lockstep.http.test"))
     }
 
     /// The router alone, for `.router` tests.
