@@ -5,8 +5,9 @@
 # offline-capable once a machine is provisioned).
 set -eu
 
-# systemd: systemd-analyze and systemd-sysusers for scripts/check-unit.sh.
-PACKAGES="git libgit2-dev libsqlite3-dev pkg-config openssh-server openssh-client python3 sqlite3 systemd"
+# systemd: systemd-analyze and systemd-sysusers for scripts/check-unit.sh; prometheus: promtool
+# for scripts/check-alerts.sh (the server it also installs is not started).
+PACKAGES="git libgit2-dev libsqlite3-dev pkg-config openssh-server openssh-client python3 sqlite3 systemd prometheus"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps.sh: must run as root (it calls apt-get)" >&2

@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 bash scripts/install-terraform.sh
 sh scripts/check-unit.sh
+sh scripts/check-alerts.sh
 swift build --build-tests
 swift test --skip-build
