@@ -208,6 +208,11 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     public var alerts: [APIAlert]
     public var createdAt: Date
     public var updatedAt: Date
+    /// Who cut the tag (`Name <email>`, as git recorded it) and its message without the
+    /// signature block: text from the repository, shown escaped. Nil when the tag moved since the
+    /// run was made, is gone, or is lightweight.
+    public var tagger: String?
+    public var tagMessage: String?
 
     public init(id: RunID, project: ProjectName, environment: EnvironmentName, tag: String, version: SemanticVersion,
                 commit: GitObjectID, tree: GitObjectID, state: RunState, digest: Digest?, rollback: Bool,
@@ -215,7 +220,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
                 requiredApprovals: Int, mayApprove: [IdentityName], refusals: [APIApprovalRefusal],
                 transitions: [APITransition], alerts: [APIAlert], createdAt: Date, updatedAt: Date,
                 planRenderingTruncated: Bool = false, planRenderingBytes: Int? = nil,
-                planRenderingState: APIRenderingState? = nil) {
+                planRenderingState: APIRenderingState? = nil, tagger: String? = nil, tagMessage: String? = nil) {
+        self.tagger = tagger
+        self.tagMessage = tagMessage
         self.id = id
         self.project = project
         self.environment = environment
@@ -250,6 +257,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         case planRenderingTruncated = "plan_rendering_truncated"
         case planRenderingBytes = "plan_rendering_bytes"
         case planRenderingState = "plan_rendering_state"
+        case tagger
+        case tagMessage = "tag_message"
         case checks, approvals
         case requiredApprovals = "required_approvals"
         case mayApprove = "may_approve"
@@ -278,7 +287,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
             updatedAt: try c.decode(Date.self, forKey: .updatedAt),
             planRenderingTruncated: try c.decodeIfPresent(Bool.self, forKey: .planRenderingTruncated) ?? false,
             planRenderingBytes: try c.decodeIfPresent(Int.self, forKey: .planRenderingBytes),
-            planRenderingState: try c.decodeIfPresent(APIRenderingState.self, forKey: .planRenderingState))
+            planRenderingState: try c.decodeIfPresent(APIRenderingState.self, forKey: .planRenderingState),
+            tagger: try c.decodeIfPresent(String.self, forKey: .tagger),
+            tagMessage: try c.decodeIfPresent(String.self, forKey: .tagMessage))
     }
 }
 

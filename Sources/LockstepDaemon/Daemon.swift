@@ -199,7 +199,8 @@ public enum Daemon {
         let api = APIServer(
             backend: backend, tokens: tokens, readiness: { disk.readiness() },
             onRefusal: { refusal in await refusals.record(refusal) }, limiter: refusals.limiter, webhooks: webhooks,
-            metrics: agent.metricsListen == nil ? metrics : nil, logger: logger)
+            metrics: agent.metricsListen == nil ? metrics : nil,
+            secureCookies: agent.publicURL?.lowercased().hasPrefix("https://") ?? false, logger: logger)
         _ = registry
         let address = agent.listen
         let connections = ConnectionGuard(limits: http.connections, logger: logger)

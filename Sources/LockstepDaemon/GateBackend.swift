@@ -106,6 +106,11 @@ public struct GateBackend: APIBackend {
         try await store.runSummaries(target: filter.target, states: filter.states).prefix(max(0, filter.limit)).map(summary)
     }
 
+    public func runLog(_ id: RunID) async throws -> String? {
+        guard try await store.run(id) != nil else { return nil }
+        return try await store.log(of: id)
+    }
+
     public func run(_ id: RunID) async throws -> APIRunDetail? {
         guard let run = try await store.run(id) else { return nil }
         return try await detail(run)
@@ -283,6 +288,7 @@ public struct GateBackend: APIBackend {
             guard reason.code == .checksPassed || reason.code == .checksFailed else { return nil }
             return APICheck(name: "plan_policy", passed: reason.code == .checksPassed, detail: reason.detail)
         }
+        let annotation = await gate.tagAnnotation(of: run)
         let alerts = try await store.alerts(target: run.target).filter { $0.runID == run.id }
             .map { APIAlert(code: $0.alert.code, message: $0.alert.description, time: $0.time) }
         return APIRunDetail(
@@ -298,6 +304,8 @@ public struct GateBackend: APIBackend {
             },
             alerts: alerts, createdAt: run.createdAt, updatedAt: run.updatedAt,
             planRenderingTruncated: run.plan?.renderingTruncated ?? false, planRenderingBytes: run.plan?.renderingBytes,
-            planRenderingState: run.plan.map { APIRenderingState(rawValue: $0.renderingState.rawValue) ?? .failed })
+            planRenderingState: run.plan.map { APIRenderingState(rawValue: $0.renderingState.rawValue) ?? .failed },
+            tagger: annotation.map { displaySafe("\($0.taggerName) <\($0.taggerEmail)>", limit: 200) },
+            tagMessage: annotation.map { String($0.message.prefix(4_000)) })
     }
 }

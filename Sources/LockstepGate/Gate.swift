@@ -345,3 +345,12 @@ func oneLine(_ text: String, limit: Int = 600) -> String {
     }
     return out.trimmingCharacters(in: .whitespaces)
 }
+
+extension Gate {
+    /// The annotation of `run`'s tag as the run was made from it: nil when the tag now names
+    /// another object (it moved), is gone, cannot be read, or is lightweight. Shown to reviewers.
+    public func tagAnnotation(of run: StoredRun) async -> TagAnnotation? {
+        guard let info = try? await source.tag(named: run.run.tagName), info.target == run.run.tagObject else { return nil }
+        return info.annotation
+    }
+}

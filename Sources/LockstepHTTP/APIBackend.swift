@@ -35,6 +35,14 @@ public protocol APIBackend: Sendable {
     /// Settles an `interrupted` run after an operator looked at the infrastructure (docs/CONTRACT.md §4, crash).
     func resolve(_ run: RunID, as resolution: OperatorResolution, reason: String,
                  identity: IdentityName) async throws -> APIOutcome<APIRunDetail>
+    /// The run's output so far (terraform and verify commands, already redacted when stored),
+    /// nil when there is no such run. Shown on the review UI's run page.
+    func runLog(_ id: RunID) async throws -> String?
+}
+
+extension APIBackend {
+    /// A backend that keeps no output shows none.
+    public func runLog(_ id: RunID) async throws -> String? { nil }
 }
 
 /// Which runs `GET /api/v1/runs` lists.

@@ -59,6 +59,10 @@ public struct APIServer: Sendable {
     let webhooks: WebhookReceiver?
     /// The `/metrics` page; nil when it is served elsewhere or not at all.
     let metrics: (@Sendable () async -> [UInt8])?
+    /// Signed-in browsers of the review UI.
+    let sessions: UISessions
+    /// Whether the UI's cookies are `Secure` (the agent's public URL is https).
+    let secureCookies: Bool
     let logger: Logger
 
     /// - Parameters:
@@ -73,8 +77,11 @@ public struct APIServer: Sendable {
                 readiness: @escaping @Sendable () async -> APIReadiness,
                 onRefusal: @escaping @Sendable (APIAccessRefusal) async -> Void,
                 limiter: FailedAuthenticationLimiter = FailedAuthenticationLimiter(), webhooks: WebhookReceiver? = nil,
-                metrics: (@Sendable () async -> [UInt8])? = nil, logger: Logger) {
+                metrics: (@Sendable () async -> [UInt8])? = nil, sessions: UISessions = UISessions(), secureCookies: Bool = false,
+                logger: Logger) {
         self.metrics = metrics
+        self.sessions = sessions
+        self.secureCookies = secureCookies
         self.backend = backend
         self.tokens = tokens
         self.limits = limits
@@ -100,7 +107,7 @@ public struct APIServer: Sendable {
         RouteSpec(.post, "api/v1/runs/:id/reject"),
         RouteSpec(.post, "api/v1/runs/:id/resolve"),
         RouteSpec(.post, "api/v1/rollback"),
-    ] + WebhookForge.allCases.map { RouteSpec(.post, "webhooks/\($0.rawValue)") }
+    ] + WebhookForge.allCases.map { RouteSpec(.post, "webhooks/\($0.rawValue)") } + ReviewUI.routes
 
     public func buildRouter() -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
@@ -117,6 +124,9 @@ public struct APIServer: Sendable {
             guard let metrics else { throw APIFailure.notFound("metrics are served on the address `metrics_listen` names") }
             return Self.metricsResponse(await metrics())
         }
+
+        ReviewUI(backend: backend, tokens: tokens, sessions: sessions, secureCookies: secureCookies, limiter: limiter,
+                 onRefusal: onRefusal, logger: logger).register(on: router)
 
         for forge in WebhookForge.allCases {
             router.post("webhooks/\(forge.rawValue)") { request, context in

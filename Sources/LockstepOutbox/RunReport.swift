@@ -41,7 +41,7 @@ public struct RunReport: Sendable {
         }
         self.requiredApprovals = required
         self.approvers = policy?.approvers ?? []
-        self.runURL = publicURL.map { "\($0)/api/v1/runs/\(run.id.rawValue)" }
+        self.runURL = publicURL.map { "\($0)/ui/runs/\(run.id.rawValue)" }
     }
 
     /// Marks the comment as this run's, so a daemon that lost the comment's id (killed between

@@ -86,7 +86,7 @@ struct ForgeDaemonTests {
         let comment = try #require(mock.comments.first)
         #expect(comment.pull == 41)
         #expect(comment.body.contains("lockstep approve \(id) --digest \(digest)"))
-        #expect(comment.body.contains("https://lockstep.example.com/api/v1/runs/\(id)"))
+        #expect(comment.body.contains("https://lockstep.example.com/ui/runs/\(id)"))
 
         #expect(try world.approve(id, digest: digest).status == 200)
         try await eventually("the run to be verified") { try world.runState(id) == "verified" }

@@ -340,14 +340,14 @@ final class DaemonWorld: @unchecked Sendable {
 
     /// A merged pull request changing the release (and adding `extra` files), tagged
     /// `dev/vVERSION` and published.
-    func release(_ version: String, extra: [String: String] = [:]) throws {
+    func release(_ version: String, extra: [String: String] = [:], message: String? = nil) throws {
         prCount += 1
         try git(["checkout", "-q", "-b", "feature-\(prCount)"])
         try write(appFiles(version).merging(extra) { _, new in new })
         try git(["commit", "-q", "-m", "release \(version)"])
         try git(["checkout", "-q", "main"])
         try git(["merge", "-q", "--no-ff", "-m", "Merge feature-\(prCount)", "feature-\(prCount)"])
-        try git(["tag", "-a", "-m", "dev/v\(version)", "dev/v\(version)"])
+        try git(["tag", "-a", "-m", message ?? "dev/v\(version)", "dev/v\(version)"])
         try publish()
     }
 

@@ -67,6 +67,10 @@ struct Harness {
     var limits = APILimits()
     var webhooks: WebhookReceiver?
     var metrics: (@Sendable () async -> [UInt8])?
+    var secureCookies = false
+    let sessions = UISessions()
+
+    func sessionsCount() -> Int { sessions.count }
 
     init(backend: CannedBackend = CannedBackend()) throws {
         self.backend = backend
@@ -78,7 +82,8 @@ struct Harness {
         let readiness = readiness
         return APIServer(backend: backend, tokens: tokens, limits: limits,
                          readiness: { readiness.current }, onRefusal: { refusals.add($0) }, webhooks: webhooks,
-                         metrics: metrics, logger: Logger(label: "lockstep.http.test"))
+                         metrics: metrics, sessions: sessions, secureCookies: secureCookies,
+                         logger: Logger(label: "lockstep.http.test"))
     }
 
     /// The router alone, for `.router` tests.

@@ -35,7 +35,7 @@ struct ForgeSequenceTests {
         #expect(first.body.contains("| 1 | 0 | 0 | 1 | 0 |"), "the counts table")
         #expect(first.body.contains("**Destroyed: 1**") && first.body.contains("null_resource.old"))
         #expect(first.body.contains("2 more approvals needed (2 in all) from: alice, bob"))
-        #expect(first.body.contains("https://lockstep.example.com/api/v1/runs/r1"))
+        #expect(first.body.contains("https://lockstep.example.com/ui/runs/r1"))
         #expect(first.body.contains("Plan digest `\(OutboxWorld.digest)`"))
 
         try await world.approveAndVerify()
@@ -62,7 +62,7 @@ struct ForgeSequenceTests {
         let statuses = world.mock.statuses
         let context = "lockstep/network/prod"
         #expect(statuses.allSatisfy { $0.commit == OutboxWorld.commit && $0.context == context })
-        #expect(statuses.allSatisfy { $0.targetURL == "https://lockstep.example.com/api/v1/runs/r1" })
+        #expect(statuses.allSatisfy { $0.targetURL == "https://lockstep.example.com/ui/runs/r1" })
         switch forge {
         case .github, .gitea:
             #expect(statuses.map(\.state) == Array(repeating: "pending", count: 7) + ["success"])

@@ -44,7 +44,7 @@ struct NotificationTests {
         let run = try #require(awaiting["run"] as? [String: Any])
         #expect(run["id"] as? String == "r1" && run["tag"] as? String == "prod/v1.4.0" && run["version"] as? String == "1.4.0")
         #expect(run["digest"] as? String == OutboxWorld.digest && run["state"] as? String == "awaiting_approval")
-        #expect(run["url"] as? String == "https://lockstep.example.com/api/v1/runs/r1")
+        #expect(run["url"] as? String == "https://lockstep.example.com/ui/runs/r1")
         #expect(awaiting["plan"] as? [String: Int] == ["create": 1, "update": 0, "replace": 0, "delete": 1])
         let second = try #require(sent[2].json["approvals"] as? [String: Any])
         #expect(second["required"] as? Int == 2 && second["approved_by"] as? [String] == ["alice", "bob"])
@@ -87,7 +87,7 @@ struct NotificationTests {
         #expect(texts.count == 2 && sent.allSatisfy { $0.json.count == 1 }, "Slack's body is {\"text\": …}")
         #expect(texts[0].contains("prod/&lt;!channel&gt;&amp;&lt;https://evil.example|click&gt;"))
         #expect(!texts.joined().contains("<!channel>") && !texts.joined().contains("<https://evil"))
-        #expect(texts[1].contains("<https://lockstep.example.com/api/v1/runs/r1|run r1>"))
+        #expect(texts[1].contains("<https://lockstep.example.com/ui/runs/r1|run r1>"))
         #expect(texts[1].contains("`lockstep approve r1 --digest \(OutboxWorld.digest)`"))
     }
 }

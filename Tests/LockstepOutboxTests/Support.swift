@@ -136,7 +136,7 @@ final class OutboxWorld: Sendable {
 
     /// Waits until every sink has delivered (or given up) every event in the store.
     func delivered(sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        try await eventually("every sink reached the last event", sourceLocation: sourceLocation) {
+        try await eventually("every sink reached the last event", timeout: .seconds(180), sourceLocation: sourceLocation) {
             let last = try await store.outboxLastEventID()
             for sink in sinks where try await store.outboxPosition(of: sink.name) != last { return false }
             return true
