@@ -80,3 +80,19 @@ extension GitMirror {
         }
     }
 }
+
+extension GitMirror {
+    /// The message of `commit` as git stores it (for a merged pull request, the merge's
+    /// "Merge pull request #N …" and the body the forge wrote), cut to `maxBytes`: repository
+    /// text, shown to reviewers escaped.
+    public func commitMessage(_ commit: GitObjectID, maxBytes: Int = 4_000) throws(GitError) -> String {
+        try withRepository { repo throws(GitError) in
+            var oid = try commit.gitOID()
+            let object = try make("commit not found", ref: commit.rawValue, free: { git_commit_free($0) }) {
+                git_commit_lookup($0, repo.pointer, &oid)
+            }
+            let bytes = git_commit_message(object.pointer).map { Array(UnsafeBufferPointer(start: UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self), count: strlen($0))) } ?? []
+            return String(decoding: bytes.prefix(maxBytes), as: UTF8.self)
+        }
+    }
+}

@@ -213,6 +213,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     /// run was made, is gone, or is lightweight.
     public var tagger: String?
     public var tagMessage: String?
+    /// The message of the run's commit: for a merged pull request, the merge's ("Merge pull
+    /// request #N …" and what the forge wrote). Repository text, shown escaped.
+    public var commitMessage: String?
 
     public init(id: RunID, project: ProjectName, environment: EnvironmentName, tag: String, version: SemanticVersion,
                 commit: GitObjectID, tree: GitObjectID, state: RunState, digest: Digest?, rollback: Bool,
@@ -220,7 +223,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
                 requiredApprovals: Int, mayApprove: [IdentityName], refusals: [APIApprovalRefusal],
                 transitions: [APITransition], alerts: [APIAlert], createdAt: Date, updatedAt: Date,
                 planRenderingTruncated: Bool = false, planRenderingBytes: Int? = nil,
-                planRenderingState: APIRenderingState? = nil, tagger: String? = nil, tagMessage: String? = nil) {
+                planRenderingState: APIRenderingState? = nil, tagger: String? = nil, tagMessage: String? = nil,
+                commitMessage: String? = nil) {
+        self.commitMessage = commitMessage
         self.tagger = tagger
         self.tagMessage = tagMessage
         self.id = id
@@ -259,6 +264,7 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         case planRenderingState = "plan_rendering_state"
         case tagger
         case tagMessage = "tag_message"
+        case commitMessage = "commit_message"
         case checks, approvals
         case requiredApprovals = "required_approvals"
         case mayApprove = "may_approve"
@@ -289,7 +295,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
             planRenderingBytes: try c.decodeIfPresent(Int.self, forKey: .planRenderingBytes),
             planRenderingState: try c.decodeIfPresent(APIRenderingState.self, forKey: .planRenderingState),
             tagger: try c.decodeIfPresent(String.self, forKey: .tagger),
-            tagMessage: try c.decodeIfPresent(String.self, forKey: .tagMessage))
+            tagMessage: try c.decodeIfPresent(String.self, forKey: .tagMessage),
+            commitMessage: try c.decodeIfPresent(String.self, forKey: .commitMessage))
     }
 }
 

@@ -289,6 +289,7 @@ public struct GateBackend: APIBackend {
             return APICheck(name: "plan_policy", passed: reason.code == .checksPassed, detail: reason.detail)
         }
         let annotation = await gate.tagAnnotation(of: run)
+        let commitMessage = await gate.commitMessage(of: run)
         let alerts = try await store.alerts(target: run.target).filter { $0.runID == run.id }
             .map { APIAlert(code: $0.alert.code, message: $0.alert.description, time: $0.time) }
         return APIRunDetail(
@@ -306,6 +307,6 @@ public struct GateBackend: APIBackend {
             planRenderingTruncated: run.plan?.renderingTruncated ?? false, planRenderingBytes: run.plan?.renderingBytes,
             planRenderingState: run.plan.map { APIRenderingState(rawValue: $0.renderingState.rawValue) ?? .failed },
             tagger: annotation.map { displaySafe("\($0.taggerName) <\($0.taggerEmail)>", limit: 200) },
-            tagMessage: annotation.map { String($0.message.prefix(4_000)) })
+            tagMessage: annotation.map { String($0.message.prefix(4_000)) }, commitMessage: commitMessage)
     }
 }

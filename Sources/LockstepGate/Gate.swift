@@ -353,4 +353,11 @@ extension Gate {
         guard let info = try? await source.tag(named: run.run.tagName), info.target == run.run.tagObject else { return nil }
         return info.annotation
     }
+
+    /// The message of `run`'s commit (for a merged pull request, the merge's message), nil when
+    /// it cannot be read.
+    public func commitMessage(of run: StoredRun) async -> String? {
+        guard let message = try? await source.commitMessage(run.run.commit, maxBytes: 4_000), !message.isEmpty else { return nil }
+        return message
+    }
 }

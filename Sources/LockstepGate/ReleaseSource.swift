@@ -26,6 +26,9 @@ public protocol ReleaseSource: Sendable {
     /// The tag called `name`, peeled to its commit.
     func tag(named name: String) async throws(GitError) -> TagInfo
 
+    /// The message of `commit`, at most `maxBytes` (shown to reviewers).
+    func commitMessage(_ commit: GitObjectID, maxBytes: Int) async throws(GitError) -> String
+
     /// The tag peeled to its commit and tree, and how that commit relates to the protected branch.
     func releaseFacts(tag name: String, protectedBranch branch: String) async throws(GitError) -> ReleaseFacts
 
@@ -76,3 +79,8 @@ extension ReleaseSource {
 }
 
 extension GitMirror: ReleaseSource {}
+
+extension ReleaseSource {
+    /// A source that cannot read commit messages shows none.
+    public func commitMessage(_ commit: GitObjectID, maxBytes: Int) async throws(GitError) -> String { "" }
+}

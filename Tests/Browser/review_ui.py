@@ -89,6 +89,8 @@ def main():
         check(no_script_ran(driver) is None, "no script from the tag message ran")
         check(not driver.find_elements(By.XPATH, "//main//script | //main//img"), "no script or img element in the page")
         check("awaiting_approval" in driver.find_element(By.TAG_NAME, "h1").text, "the run waits for approval")
+        check("Merge feature-1" in driver.find_element(By.CSS_SELECTOR, "details.commit-message").text,
+              "the merge commit's message is shown")
         check(not driver.find_elements(By.CSS_SELECTOR, "form.approve"), "carol sees no approve button")
         check(not driver.find_elements(By.CSS_SELECTOR, "form.reject"), "carol sees no reject form")
 

@@ -97,6 +97,17 @@ struct CommitFileTests {
         }
         #expect(error?.code == .notFound)
     }
+
+    @Test("a commit's message comes back as git stored it, cut at the byte limit; an unknown commit is an error")
+    func commitMessage() async throws {
+        let (fixture, mirror, commit) = try await repository()
+        defer { fixture.cleanup() }
+        #expect(try await mirror.commitMessage(commit) == "link, exec bit and submodule\n")
+        #expect(try await mirror.commitMessage(commit, maxBytes: 4) == "link")
+        await #expect(throws: GitError.self) {
+            _ = try await mirror.commitMessage(try GitObjectID(String(repeating: "0", count: 40)))
+        }
+    }
 }
 
 /// Object ids cross into GitSource as Core's `GitObjectID`, which also admits SHA-256 ids

@@ -205,6 +205,7 @@ struct ReviewUITests {
         hostile.planRendering = "  # null_resource.x[\"</pre><script>alert(3)</script>\"] will be destroyed\n  - x = \"' onmouseover='alert(4)\"\n"
         hostile.transitions[0].detail = "<iframe src=//evil.example>"
         hostile.tagMessage = "notes <svg onload=alert(5)>"
+        hostile.commitMessage = "Merge pull request #7 from x/<b>y</b>"
         harness.backend.runDetails = [hostile]
         try await harness.application().test(.router) { client in
             var alice = Browser()
@@ -218,6 +219,7 @@ struct ReviewUITests {
             #expect(html.contains("&lt;/pre&gt;&lt;script&gt;alert(3)&lt;/script&gt;"))
             #expect(html.contains("&#39; onmouseover=&#39;alert(4)"))
             #expect(html.contains("notes &lt;svg onload=alert(5)&gt;") && !html.contains("<svg"))
+            #expect(html.contains("Merge pull request #7 from x/&lt;b&gt;y&lt;/b&gt;"))
         }
     }
 

@@ -64,6 +64,7 @@ enum UITemplates {
     {{#tagger}}<dt>Tagged by</dt><dd>{{tagger}}</dd>{{/tagger}}
     {{#digest}}<dt>Plan digest</dt><dd><code>{{digest}}</code></dd>{{/digest}}{{#rollback}}<dt>Rollback</dt><dd>yes</dd>{{/rollback}}</dl>
     {{#tagMessage}}<h2>Tag message</h2><pre class="tag-message">{{tagMessage}}</pre>{{/tagMessage}}
+    {{#commitMessage}}<details class="commit-message" open><summary>Commit message (the merged pull request)</summary><pre>{{commitMessage}}</pre></details>{{/commitMessage}}
     {{#summary}}<h2>Plan</h2><p class="counts"><span class="create">+{{create}} create</span> <span class="update">~{{update}} update</span> <span class="replace">±{{replace}} replace</span> <span class="delete">-{{delete}} destroy</span></p>
     {{#hasDestroyed}}<div class="destroy"><h3>Destroyed (or destroyed and created again)</h3><ul>{{#destroyed}}<li><code>{{.}}</code></li>{{/destroyed}}</ul></div>{{/hasDestroyed}}{{/summary}}
     {{#hasChecks}}<h2>Checks</h2><ul class="checks">{{#checks}}<li class="{{result}}">{{name}}: {{result}}{{#detail}} — {{detail}}{{/detail}}</li>{{/checks}}</ul>{{/hasChecks}}
