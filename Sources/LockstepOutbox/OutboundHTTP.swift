@@ -62,9 +62,13 @@ public final class OutboundHTTP: Sendable {
         self.timeout = .seconds(timeout.components.seconds)
     }
 
-    private var shared: HTTPClient {
+    /// Set by ``shutdown()``: no client is made after it (one made then would never be shut down).
+    private let closed = Mutex(false)
+
+    private var shared: HTTPClient? {
         client.withLock { client in
             if let client { return client }
+            guard !closed.withLock({ $0 }) else { return nil }
             let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             client = made
             return made
@@ -72,6 +76,7 @@ public final class OutboundHTTP: Sendable {
     }
 
     public func shutdown() async {
+        closed.withLock { $0 = true }
         let made = client.withLock { client in defer { client = nil }; return client }
         try? await made?.shutdown()
     }
@@ -88,6 +93,7 @@ public final class OutboundHTTP: Sendable {
         }
         let response: HTTPClientResponse
         let bytes: ByteBuffer
+        guard let shared else { throw .transient(after: nil, reason: "the daemon is stopping") }
         do {
             response = try await shared.execute(request, timeout: timeout)
             bytes = try await response.body.collect(upTo: Self.maximumAnswerBytes)

@@ -48,6 +48,14 @@ extension DaemonWorld {
         try release(blocked: "plan")
     }
 
+    /// A local forge answering as GitHub, and this world's agent config posting to it.
+    func startForge() async throws -> ForgeMock {
+        let mock = ForgeMock(token: "ghp_forge-token-\(UUID().uuidString.prefix(8))")
+        try await mock.start()
+        try useForge(mock)
+        return mock
+    }
+
     /// The merge commit the release tag `dev/vVERSION` points at.
     func taggedCommit(_ version: String) throws -> String {
         try git(["rev-parse", "dev/v\(version)^{commit}"]).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -62,10 +70,8 @@ struct ForgeDaemonTests {
     func killWithPostsPending() async throws {
         let world = try DaemonWorld(pipeline: .devWithCredentials)
         defer { world.cleanup() }
-        let mock = ForgeMock(token: "ghp_forge-token-\(UUID().uuidString.prefix(8))")
-        try await mock.start()
+        let mock = try await world.startForge()
         defer { Task { await mock.stop() } }
-        try world.useForge(mock)
         mock.fail(next: Array(repeating: .status(502), count: 100_000))
         let first = try await world.startReadyDaemon()
 
@@ -155,10 +161,8 @@ struct ForgeDaemonTests {
     func canaryInAddress() async throws {
         let world = try DaemonWorld(pipeline: .devWithCredentials)
         defer { world.cleanup() }
-        let mock = ForgeMock(token: "ghp_forge-token-\(UUID().uuidString.prefix(8))")
-        try await mock.start()
+        let mock = try await world.startForge()
         defer { Task { await mock.stop() } }
-        try world.useForge(mock)
         try await world.startReadyDaemon()
 
         // 1.0.0 creates a resource keyed by the secret (as a careless for_each would); 1.1.0 drops it.
