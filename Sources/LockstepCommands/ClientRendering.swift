@@ -202,6 +202,15 @@ enum ClientRendering {
         out.append("tag        \(safe(run.tag, limit: 200)) (version \(safe(run.version.description)))" + (run.rollback ? ", a rollback" : ""))
         out.append("commit     \(run.commit)")
         out.append("tree       \(run.tree)")
+        // Repository text below: each line escaped, so no terminal sequence reaches the screen.
+        if let tagger = run.tagger { out.append("tagger     \(safe(tagger, limit: 200))") }
+        if let merge = run.commitMessage?.split(separator: "\n").first { out.append("merge      \(safe(String(merge), limit: 200))") }
+        if let message = run.tagMessage, !message.isEmpty {
+            out.append("tag message:")
+            for line in message.split(separator: "\n", omittingEmptySubsequences: false).prefix(20) {
+                out.append("  \(safe(String(line), limit: 200))")
+            }
+        }
         out.append("created    \(time(run.createdAt))")
         out.append("updated    \(time(run.updatedAt))")
 

@@ -71,6 +71,9 @@ extension Fixture {
         var run = Fixture.run("run-dev-2", environment: "dev", state: .checking, version: v1_2_0, commit: "b")
         run.planRendering = hostileRendering
         run.checks = [APICheck(name: "policy", passed: false, detail: "bad\u{1B}[31m red\u{9B}31m")]
+        run.tagger = "Mallory <m@example.com>\u{1B}[8m"
+        run.tagMessage = "Release notes\n\u{1B}[1Aapproved by alice\rsure"
+        run.commitMessage = "Merge pull request #9 from m/x\u{07}\n\nbody"
         return run
     }()
 

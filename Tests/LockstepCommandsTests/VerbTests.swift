@@ -153,6 +153,10 @@ struct VerbTests {
                     && !scalars.contains("\u{9B}") && !scalars.contains("\u{202E}"))
             #expect(result.stdout.contains("\\u{1b}]0;owned\\u{7}"), "shown escaped, so a reviewer sees the attempt")
             #expect(result.stdout.contains("FAILED policy: bad\\u{1b}[31m red\\u{9b}31m"))
+            // The tag's and the merge's messages are repository text too.
+            #expect(result.stdout.contains("tagger     Mallory <m@example.com>\\u{1b}[8m"))
+            #expect(result.stdout.contains("merge      Merge pull request #9 from m/x\\u{7}"))
+            #expect(result.stdout.contains("tag message:\n  Release notes\n  \\u{1b}[1Aapproved by alice\\u{d}sure"))
             // --json stays the API's JSON, where the encoder escapes control characters itself.
             let json = try await Self.run(["show", "run-dev-2", "--json"], url: url, home: home)
             #expect(!json.stdout.unicodeScalars.contains("\u{1B}"))
