@@ -260,21 +260,36 @@ extension GitMirror {
         guard info.isAnnotated else {
             throw GitError(.notAnnotated, "the tag is lightweight: it has no tag object to verify", ref: name)
         }
-        return try withRepository { repo throws(GitError) in
+        return try rawTag(id: info.target, name: name)
+    }
+
+    /// The tag object `id` itself (not whatever a ref names now: a tag moved between listing and
+    /// verification must not lend its signature to the object that was listed), split into signed
+    /// payload and signature block. The bytes are hashed again here and must give `id`.
+    public func rawTag(id: GitObjectID, name: String) throws(GitError) -> RawTagObject {
+        try withRepository { repo throws(GitError) in
             let odb = try make("cannot open the object database", free: { git_odb_free($0) }) {
                 git_repository_odb($0, repo.pointer)
             }
-            var oid = try info.target.gitOID()
+            var oid = try id.gitOID()
             let object = try make("cannot read the tag object", ref: name, free: { git_odb_object_free($0) }) {
                 git_odb_read($0, odb.pointer, &oid)
+            }
+            guard git_odb_object_type(object.pointer) == GIT_OBJECT_TAG else {
+                throw GitError(.notAnnotated, "the object is not a tag object", ref: name)
             }
             let size = git_odb_object_size(object.pointer)
             guard let data = git_odb_object_data(object.pointer) else {
                 throw GitError(.libgit2, "the tag object has no data", ref: name)
             }
+            var hashed = git_oid()
+            try check(git_odb_hash(&hashed, data, size, GIT_OBJECT_TAG), "cannot hash the tag object", ref: name)
+            guard git_oid_equal(&hashed, &oid) != 0 else {
+                throw GitError(.libgit2, "the tag object's bytes do not hash to its id", ref: name)
+            }
             let bytes = Array(UnsafeRawBufferPointer(start: data, count: size))
             let split = RawTagObject.split(bytes)
-            return RawTagObject(name: name, id: info.target, payload: split.payload,
+            return RawTagObject(name: name, id: id, payload: split.payload,
                                 signature: split.signature, signatureFormat: split.format)
         }
     }

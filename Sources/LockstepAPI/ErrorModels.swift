@@ -72,6 +72,7 @@ public struct APIRefusal: Sendable, Hashable, Codable, CustomStringConvertible {
         public static let unknownIdentity = Code(ApprovalRefusal.Code.unknownIdentity)
         public static let identityNotAllowed = Code(ApprovalRefusal.Code.identityNotAllowed)
         public static let taggerSelfApproval = Code(ApprovalRefusal.Code.taggerSelfApproval)
+        public static let signerSelfApproval = Code(ApprovalRefusal.Code.signerSelfApproval)
         public static let duplicateIdentity = Code(ApprovalRefusal.Code.duplicateIdentity)
         public static let expired = Code(ApprovalRefusal.Code.expired)
         public static let timeInFuture = Code(ApprovalRefusal.Code.timeInFuture)
@@ -90,7 +91,7 @@ public struct APIRefusal: Sendable, Hashable, Codable, CustomStringConvertible {
         /// Refusals about *who* is asking rather than the run's state: answered with 403
         /// (and reported as refused access), everything else with 409.
         public var isForbidden: Bool {
-            self == .identityNotAllowed || self == .unknownIdentity || self == .taggerSelfApproval
+            self == .identityNotAllowed || self == .unknownIdentity || self == .taggerSelfApproval || self == .signerSelfApproval
         }
     }
 

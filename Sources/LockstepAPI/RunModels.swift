@@ -216,6 +216,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     /// The message of the run's commit: for a merged pull request, the merge's ("Merge pull
     /// request #N …" and what the forge wrote). Repository text, shown escaped.
     public var commitMessage: String?
+    /// Who signed the release tag, as verified against the environment's signer files when
+    /// the tag was accepted; nil where the environment does not require signed tags.
+    public var signer: TagSigner?
 
     public init(id: RunID, project: ProjectName, environment: EnvironmentName, tag: String, version: SemanticVersion,
                 commit: GitObjectID, tree: GitObjectID, state: RunState, digest: Digest?, rollback: Bool,
@@ -224,8 +227,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
                 transitions: [APITransition], alerts: [APIAlert], createdAt: Date, updatedAt: Date,
                 planRenderingTruncated: Bool = false, planRenderingBytes: Int? = nil,
                 planRenderingState: APIRenderingState? = nil, tagger: String? = nil, tagMessage: String? = nil,
-                commitMessage: String? = nil) {
+                commitMessage: String? = nil, signer: TagSigner? = nil) {
         self.commitMessage = commitMessage
+        self.signer = signer
         self.tagger = tagger
         self.tagMessage = tagMessage
         self.id = id
@@ -265,6 +269,7 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         case tagger
         case tagMessage = "tag_message"
         case commitMessage = "commit_message"
+        case signer
         case checks, approvals
         case requiredApprovals = "required_approvals"
         case mayApprove = "may_approve"
@@ -296,7 +301,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
             planRenderingState: try c.decodeIfPresent(APIRenderingState.self, forKey: .planRenderingState),
             tagger: try c.decodeIfPresent(String.self, forKey: .tagger),
             tagMessage: try c.decodeIfPresent(String.self, forKey: .tagMessage),
-            commitMessage: try c.decodeIfPresent(String.self, forKey: .commitMessage))
+            commitMessage: try c.decodeIfPresent(String.self, forKey: .commitMessage),
+            signer: try c.decodeIfPresent(TagSigner.self, forKey: .signer))
     }
 }
 

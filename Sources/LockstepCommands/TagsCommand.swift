@@ -157,6 +157,18 @@ public struct TagsCommand: AsyncParsableCommand {
         defer { try? runStore?.close() }
         var decisions: [StoredTagDecision] = []
         var problems: [String] = []
+        // The same signer files and verifier as the daemon (docs/CONTRACT.md §3 rule 3).
+        var trust: SignerTrust?
+        var others: [SignerTrust] = []
+        do {
+            trust = try SignerTrust.load(policy)
+            others = try agent.environments.values.compactMap { try SignerTrust.load($0) }
+        } catch {
+            throw OfflineError("signed tags cannot be verified: \(error)")
+        }
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("lockstep-signatures-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let verifier = TagSignatureVerifier(scratch: scratch)
         for project in projects where projectName == nil || projectName == project {
             let target = TargetID(project: project, environment: environmentName)
             var records: [RunRecord] = []
@@ -175,8 +187,15 @@ public struct TagsCommand: AsyncParsableCommand {
             for refused in inputs.listing.refused {
                 problems.append("\(target): tag \(refused.displayName) is not usable: \(refused.reason)")
             }
+            var signatures: [GitObjectID: SignatureVerdict] = [:]
+            if let trust {
+                let verified = await TagDecisions.verifySignatures(of: inputs, trust: trust, others: others,
+                                                                   verifier: verifier, source: mirror)
+                signatures = verified.verdicts
+                problems += verified.problems.map { "\(target): \($0)" }
+            }
             let outcome = TagDecisions.decide(target: target, policy: policy, agent: agent, pattern: pattern,
-                                              inputs: inputs, sourceRecords: records)
+                                              inputs: inputs, sourceRecords: records, signatures: signatures)
             decisions += outcome.decided.map(\.decision)
             problems += outcome.problems
         }

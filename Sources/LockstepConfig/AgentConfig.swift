@@ -176,8 +176,16 @@ public struct EnvironmentPolicy: Sendable, Hashable {
     /// How long an approval stays valid. Default 24h.
     public var approvalTTL: Duration
     public var requireSignedTags: Bool
-    /// SSH allowed_signers file; present exactly when `requireSignedTags`.
+    /// SSH allowed_signers file (principals matched against the tagger's e-mail, namespace `git`).
+    /// With `requireSignedTags`, this or ``openPGPKeyringFile`` is set; neither is set without.
     public var allowedSignersFile: String?
+    /// SSH keys no longer trusted (a KRL or a file of public keys), checked before allowed_signers.
+    public var revokedSignersFile: String?
+    /// OpenPGP public keys (armoured or binary) whose signatures this environment accepts; the
+    /// tagger's e-mail must be one of the signing key's user ids.
+    public var openPGPKeyringFile: String?
+    /// Whether the verified signer of the release tag may approve its run. Default false.
+    public var signerMayApprove: Bool = false
     /// Empty means apply may start at any time.
     public var applyWindows: [ApplyWindow]
     /// Env-file for plan; never the apply file (docs/THREAT-MODEL.md §1.2: plan-time code must not read

@@ -165,14 +165,35 @@ extension AgentParser {
         let ttl = f.take("approval_ttl").map { duration($0, at.key("approval_ttl"), 60...(90 * 86_400), "between 1m and 90d") } ?? .seconds(86_400)
         let signedNode = f.take("require_signed_tags")
         let signed = signedNode.map { reader.bool($0, at.key("require_signed_tags")) } ?? false
-        let signersNode = f.take("allowed_signers_file")
-        let signers = signersNode.flatMap { path($0, at.key("allowed_signers_file"), "a path to an SSH allowed_signers file") }
-        if signed == true && signersNode == nil {
-            reader.fail(at.key("allowed_signers_file"), .missingKey, "an allowed_signers file when `require_signed_tags: true`", signedNode)
+        // Who may sign release tags: SSH keys (allowed_signers, optionally a revocation list) and/or
+        // OpenPGP keys (a keyring file). docs/CONTRACT.md §3 rule 3.
+        var trustNodes: [(key: String, node: Node)] = []
+        func trustFile(_ key: String, _ what: String) -> String? {
+            guard let node = f.take(key) else { return nil }
+            trustNodes.append((key, node))
+            return path(node, at.key(key), what)
         }
-        if signed == false && signersNode != nil {
+        let signers = trustFile("allowed_signers_file", "a path to an SSH allowed_signers file")
+        let revoked = trustFile("revoked_signers_file", "a path to an SSH revocation list (KRL or public keys)")
+        let keyring = trustFile("openpgp_keyring_file", "a path to a file of OpenPGP public keys (armoured or binary)")
+        let signerNode = f.take("signer_may_approve")
+        let signerMayApprove = signerNode.map { reader.bool($0, at.key("signer_may_approve")) } ?? false
+        if signed == true && !trustNodes.contains(where: { $0.key != "revoked_signers_file" }) {
+            reader.fail(at.key("allowed_signers_file"), .missingKey,
+                        "an `allowed_signers_file` or an `openpgp_keyring_file` when `require_signed_tags: true`", signedNode)
+        }
+        if signed == true, revoked != nil, !trustNodes.contains(where: { $0.key == "allowed_signers_file" }) {
+            reader.fail(at.key("revoked_signers_file"), .conflict, "`allowed_signers_file` alongside `revoked_signers_file` (it revokes SSH keys)",
+                        trustNodes.first { $0.key == "revoked_signers_file" }?.node)
+        }
+        if signed != true {
             // A signers file that is never consulted looks like protection and is not.
-            reader.fail(at.key("allowed_signers_file"), .conflict, "`require_signed_tags: true` alongside `allowed_signers_file` (it is otherwise ignored)", signersNode)
+            for (key, node) in trustNodes {
+                reader.fail(at.key(key), .conflict, "`require_signed_tags: true` alongside `\(key)` (it is otherwise ignored)", node)
+            }
+            if let signerNode {
+                reader.fail(at.key("signer_may_approve"), .conflict, "`require_signed_tags: true` alongside `signer_may_approve`", signerNode)
+            }
         }
         let windows = f.take("apply_windows").map { applyWindows($0, at.key("apply_windows")) } ?? []
         let planNode = f.take("plan_credentials_file")
@@ -194,7 +215,7 @@ extension AgentParser {
             }
         } ?? []
         let notifications = f.take("notifications").map { self.notifications($0, at.key("notifications")) } ?? []
-        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths, notifications", classify: classifyLiteralSecret(reader))
+        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, revoked_signers_file, openpgp_keyring_file, signer_may_approve, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths, notifications", classify: classifyLiteralSecret(reader))
 
         let environmentName = reader.name(EnvironmentName.self, name, at, node)
         let source = promoteFrom.flatMap { reader.name(EnvironmentName.self, $0, at.key("promote_from"), node) }
@@ -202,13 +223,16 @@ extension AgentParser {
             reader.name(IdentityName.self, approver, at.key("approvers").index(i), node)
         }
         guard reader.errors.count == before, let environmentName, let serves, let approvals, let approverNames, let tagger, let ttl,
-              let signed, let windows, let writable, let notifications else { return nil }
+              let signed, let signerMayApprove, let windows, let writable, let notifications else { return nil }
         var policy = EnvironmentPolicy(
             name: environmentName, serves: serves, promoteFrom: source, approvals: approvals, approvers: approverNames,
             taggerMayApprove: tagger, approvalTTL: ttl, requireSignedTags: signed, allowedSignersFile: signers,
             applyWindows: windows, planCredentialsFile: plan, applyCredentialsFile: apply,
             protectedResourceTypes: protected, allowedResourceTypes: allowed, writablePaths: writable)
         policy.notifications = notifications
+        policy.revokedSignersFile = revoked
+        policy.openPGPKeyringFile = keyring
+        policy.signerMayApprove = signerMayApprove
         return policy
     }
 

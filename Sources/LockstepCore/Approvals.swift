@@ -56,10 +56,15 @@ public struct ApprovalContext: Sendable, Hashable {
     public let taggerIdentities: Set<IdentityName>
     /// Every identity the agent config defines (allowed for this environment or not).
     public let knownIdentities: Set<IdentityName>
+    /// Identities who may not approve because they signed the release tag: empty unless the
+    /// environment says `signer_may_approve: false` and the tag's signer maps to an identity.
+    public let signerIdentities: Set<IdentityName>
 
     public init(runID: RunID, state: RunState, planDigest: Digest,
-                taggerIdentities: Set<IdentityName>, knownIdentities: Set<IdentityName>) {
+                taggerIdentities: Set<IdentityName>, knownIdentities: Set<IdentityName>,
+                signerIdentities: Set<IdentityName> = []) {
         self.runID = runID
+        self.signerIdentities = signerIdentities
         self.state = state
         self.planDigest = planDigest
         self.taggerIdentities = taggerIdentities
@@ -81,6 +86,7 @@ public struct ApprovalRefusal: Sendable, Hashable, Codable, CustomStringConverti
         public static let unknownIdentity = Code(rawValue: "unknown_identity")
         public static let identityNotAllowed = Code(rawValue: "identity_not_allowed")
         public static let taggerSelfApproval = Code(rawValue: "tagger_self_approval")
+        public static let signerSelfApproval = Code(rawValue: "signer_self_approval")
         public static let duplicateIdentity = Code(rawValue: "duplicate_identity")
         public static let expired = Code(rawValue: "expired")
         public static let timeInFuture = Code(rawValue: "time_in_future")
@@ -136,7 +142,8 @@ public enum ApprovalRules {
         var seen: Set<IdentityName> = []
         var result: [Approval] = []
         let awaiting = ApprovalContext(runID: run.runID, state: .awaitingApproval, planDigest: run.planDigest,
-                                       taggerIdentities: run.taggerIdentities, knownIdentities: run.knownIdentities)
+                                       taggerIdentities: run.taggerIdentities, knownIdentities: run.knownIdentities,
+                                       signerIdentities: run.signerIdentities)
         for approval in approvals.sorted(by: { $0.time < $1.time })
         where refusal(of: approval, for: awaiting, policy: policy, now: now) == nil {
             if seen.insert(approval.identity).inserted { result.append(approval) }
@@ -176,6 +183,9 @@ public enum ApprovalRules {
         }
         if !policy.taggerMayApprove && run.taggerIdentities.contains(approval.identity) {
             return (.taggerSelfApproval, "\(approval.identity) created the release tag and may not approve their own release")
+        }
+        if run.signerIdentities.contains(approval.identity) {
+            return (.signerSelfApproval, "\(approval.identity) signed the release tag and may not approve it")
         }
         if approval.time > now {
             return (.timeInFuture, "the approval is dated in the future")

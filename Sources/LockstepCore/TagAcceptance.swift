@@ -8,6 +8,25 @@ public enum SignatureStatus: String, Sendable, Hashable, Codable {
     case failed
 }
 
+/// Who signed a release tag, as verified against the environment's signer files.
+public struct TagSigner: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// `ssh` or `openpgp`.
+    public var format: String
+    /// The e-mail address the key is allowed for and the tagger used (the allowed_signers
+    /// principal, or the OpenPGP user id's address), lowercased.
+    public var principal: String
+    /// The key: `SHA256:…` for SSH, the primary key's fingerprint for OpenPGP.
+    public var key: String
+
+    public init(format: String, principal: String, key: String) {
+        self.format = format
+        self.principal = principal
+        self.key = key
+    }
+
+    public var description: String { "\(principal) (\(format) key \(key))" }
+}
+
 /// Everything the git side found out about one release tag, for one environment.
 public struct TagFacts: Sendable, Hashable {
     /// Short tag name (untrusted text).
@@ -17,6 +36,9 @@ public struct TagFacts: Sendable, Hashable {
     /// The tag is an annotated tag object (not a lightweight ref).
     public var isAnnotated: Bool
     public var signature: SignatureStatus
+    /// Why the signature failed, in the verifier's words (``SignatureVerdict``); a generic
+    /// reason is given when it is missing.
+    public var signatureProblem: TagRejection?
     /// The peeled commit is reachable from the protected branch.
     public var reachableFromProtectedBranch: Bool
     /// The peeled commit is on the protected branch's first-parent chain and has two parents.
@@ -27,8 +49,9 @@ public struct TagFacts: Sendable, Hashable {
 
     public init(name: String, version: Result<SemanticVersion, CoreError>, isAnnotated: Bool,
                 signature: SignatureStatus, reachableFromProtectedBranch: Bool,
-                isMergeCommitOnFirstParentChain: Bool, promotionSourceVerified: Bool) {
+                isMergeCommitOnFirstParentChain: Bool, promotionSourceVerified: Bool, signatureProblem: TagRejection? = nil) {
         self.name = name
+        self.signatureProblem = signatureProblem
         self.version = version
         self.isAnnotated = isAnnotated
         self.signature = signature
@@ -66,7 +89,30 @@ public struct TagRejection: Sendable, Hashable, Codable, CustomStringConvertible
         public static let notAnnotated = Code(rawValue: "not_annotated")
         public static let notReachable = Code(rawValue: "not_reachable_from_protected_branch")
         public static let notMergeCommit = Code(rawValue: "not_merge_commit")
+        /// The generic signature failure (no verifier ran, or it gave no finer reason).
         public static let signatureNotVerified = Code(rawValue: "signature_not_verified")
+        /// An annotated tag without a signature block.
+        public static let unsigned = Code(rawValue: "unsigned")
+        /// Signed in a format the environment has no keys for (an OpenPGP signature where only
+        /// SSH signers are configured, an X.509 signature anywhere).
+        public static let signatureFormatNotAllowed = Code(rawValue: "signature_format_not_allowed")
+        /// The signature block cannot be read.
+        public static let signatureMalformed = Code(rawValue: "signature_malformed")
+        /// An SSH signature made for another namespace than `git` (a signed file passed off as a tag).
+        public static let signatureWrongNamespace = Code(rawValue: "signature_wrong_namespace")
+        /// The signature does not match the tag object's bytes (edited after signing).
+        public static let signatureBad = Code(rawValue: "signature_bad")
+        /// The signing key is not one of the environment's keys.
+        public static let signerKeyNotAllowed = Code(rawValue: "signer_key_not_allowed")
+        /// The signing key is allowed for another environment, not this one.
+        public static let signerKeyOtherEnvironment = Code(rawValue: "signer_key_other_environment")
+        /// The key is allowed, but not for the tagger's e-mail address.
+        public static let signerPrincipalMismatch = Code(rawValue: "signer_principal_mismatch")
+        public static let signerKeyRevoked = Code(rawValue: "signer_key_revoked")
+        /// The key is expired, or not valid yet.
+        public static let signerKeyExpired = Code(rawValue: "signer_key_expired")
+        /// The environment's signer files cannot be read, or the verifying program failed to run.
+        public static let signatureUncheckable = Code(rawValue: "signature_uncheckable")
         public static let promotionSourceNotVerified = Code(rawValue: "promotion_source_not_verified")
     }
 
@@ -119,8 +165,8 @@ public enum TagAcceptance {
                                         description: "tag \"\(name)\" is a lightweight tag; this environment requires annotated tags"))
         }
         if rules.requireSigned && facts.signature != .verified {
-            reasons.append(TagRejection(code: .signatureNotVerified,
-                                        description: "tag \"\(name)\" is not signed by an allowed signer of this environment"))
+            reasons.append(facts.signatureProblem ?? TagRejection(
+                code: .signatureNotVerified, description: "tag \"\(name)\" is not signed by an allowed signer of this environment"))
         }
         if let source = rules.promoteFrom, !facts.promotionSourceVerified {
             reasons.append(TagRejection(code: .promotionSourceNotVerified,

@@ -48,7 +48,8 @@ extension Gate {
         let moment = now()
         let approvalPolicy = try approvalPolicy(for: run, policy)
         let context = ApprovalContext(runID: run.id, state: run.state, planDigest: digest,
-                                      taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities)
+                                      taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities,
+                                      signerIdentities: signerIdentities(run, policy))
         let valid = ApprovalRules.validApprovals(try await store.approvals(of: run.id), for: context,
                                                  policy: approvalPolicy, now: moment)
         var onDisk: Digest?

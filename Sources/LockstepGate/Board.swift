@@ -37,7 +37,7 @@ extension Gate {
             return ReviewFacts(requiredApprovals: approvalPolicy.requiredApprovals, mayApprove: [])
         }
         let given = Set(try await store.approvals(of: run.id).filter { $0.digest == digest }.map(\.identity))
-        let taggers = policy.taggerMayApprove ? [] : taggerIdentities(run)
+        let taggers = (policy.taggerMayApprove ? [] : taggerIdentities(run)).union(signerIdentities(run, policy))
         let may = policy.approvers
             .filter { knownIdentities.contains($0) && !given.contains($0) && !taggers.contains($0) }
         return ReviewFacts(requiredApprovals: approvalPolicy.requiredApprovals, mayApprove: may)

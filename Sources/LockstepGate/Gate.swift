@@ -99,6 +99,11 @@ public actor Gate {
     /// Targets whose last visit left them settled, with what that visit read (``TargetMemo``):
     /// a pass skips such a target while nothing it reads changed.
     var targetMemos: [TargetID: TargetMemo] = [:]
+    /// Verifies release tag signatures for environments that require them (keeps its verdicts).
+    let signatureVerifier: TagSignatureVerifier
+    /// The signer files of every environment that requires signed tags, read at the start of
+    /// each pass (an edit takes effect at the next pass).
+    var signerTrusts: [EnvironmentName: Result<SignerTrust, GateError>] = [:]
     /// The audit log's last sequence when the last pass began (nil before the first pass): the
     /// next pass forgets the memos of the targets written after it.
     var auditPosition: UInt64?
@@ -137,6 +142,7 @@ public actor Gate {
         self.runsDirectory = runsDirectory
         self.logger = logger
         self.now = now
+        self.signatureVerifier = TagSignatureVerifier(scratch: runsDirectory.deletingLastPathComponent().appendingPathComponent("signatures"))
     }
 
     // MARK: - Serialisation
@@ -266,6 +272,15 @@ public actor Gate {
     /// Identities whose configured e-mail addresses match the run's tagger.
     func taggerIdentities(_ run: StoredRun) -> Set<IdentityName> {
         guard let email = run.run.taggerEmail else { return [] }
+        var directory: [IdentityName: [String]] = [:]
+        for identity in agent.identities.values { directory[identity.name] = identity.emails }
+        return ApprovalRules.identities(matchingEmail: email, in: directory)
+    }
+
+    /// Identities who may not approve `run` because they signed its release tag (none where
+    /// the environment says `signer_may_approve: true`).
+    func signerIdentities(_ run: StoredRun, _ policy: EnvironmentPolicy) -> Set<IdentityName> {
+        guard !policy.signerMayApprove, let email = run.run.signer?.principal else { return [] }
         var directory: [IdentityName: [String]] = [:]
         for identity in agent.identities.values { directory[identity.name] = identity.emails }
         return ApprovalRules.identities(matchingEmail: email, in: directory)

@@ -29,6 +29,10 @@ public struct GateError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let layout = Code(rawValue: "layout")
         /// A stored run cannot be restored into the state machine.
         public static let corruptRun = Code(rawValue: "corrupt_run")
+        /// A file the agent config names (signer files, …) cannot be used.
+        public static let configuration = Code(rawValue: "configuration")
+        /// A program Lockstep runs besides terraform (ssh-keygen, gpg) failed to run.
+        public static let program = Code(rawValue: "program")
     }
 
     public let code: Code

@@ -12,6 +12,8 @@ struct Candidate: Sendable {
     var object: GitObjectID
     var commit: GitObjectID
     var tree: GitObjectID
+    /// The verified signer, where the environment requires signed tags.
+    var signer: TagSigner?
 }
 
 /// What the serialised part of a pass decided: its report so far and the queued runs
@@ -71,6 +73,8 @@ public struct QuietPass: Sendable, Equatable {
     let heldByWindow: Set<EnvironmentName>
     /// Problems of that pass that are still true (the invalid layout at the branch tip).
     let problems: [String]
+    /// The signer files' digests that pass read (an edited file makes the next pass full).
+    var signerDigests: [EnvironmentName: String] = [:]
 }
 
 /// One poll: the pass's report, whether it was skipped, and what the next poll compares.
@@ -123,7 +127,8 @@ extension Gate {
         } catch {
             throw GateError(.store, "the store could not be read: \(safeDescription(error))")
         }
-        if let quiet, quiet.refWrites == writes, quiet.auditHead == head, !fallsDue(quiet) {
+        loadSignerTrusts()
+        if let quiet, quiet.refWrites == writes, quiet.auditHead == head, !fallsDue(quiet), quiet.signerDigests == signerDigests {
             var report = ReconcileReport()
             report.problems = quiet.problems
             return (ReconcilePass(report: report, toPlan: []), quiet, true)
@@ -149,7 +154,7 @@ extension Gate {
               let tip = try? await source.branchTip(agent.repository.branch),
               examinedLayoutTip == tip || lastGoodLayout?.tip == tip else { return nil }
         return QuietPass(refWrites: refWrites, auditHead: auditHead, approvalsExpireAt: pass.due.approvalsExpireAt,
-                         heldByWindow: pass.due.heldByWindow, problems: pass.report.problems)
+                         heldByWindow: pass.due.heldByWindow, problems: pass.report.problems, signerDigests: signerDigests)
     }
 
     private func fetchForPass() async throws -> FetchReport {
@@ -178,6 +183,7 @@ extension Gate {
         report.tagsMoved = fetch.movedTags.map(\.name)
         report.tagsDeleted = fetch.deletedTags.map(\.name)
         let targets = try await servedTargets(report: &report)
+        loadSignerTrusts()
         // One trip to the mirror for every target's tags, and one read of what the store wrote
         // since the last pass: together they say which targets can be skipped (``TargetMemo``).
         let inputs = await source.releaseInputs(for: targets.map(\.query), protectedBranch: agent.repository.branch)
@@ -202,7 +208,8 @@ extension Gate {
         var visited: Set<TargetID> = []
         for (served, input) in zip(targets, inputs) {
             let target = served.target
-            let digest = try? TargetMemo.digest(of: input.get(), query: served.query)
+            let trust = signerDigests[target.environment]
+            let digest = try? TargetMemo.digest(of: input.get(), query: served.query, trust: trust)
             let sourceVisited = served.policy.promoteFrom.map {
                 visited.contains(TargetID(project: target.project, environment: $0))
             } ?? false
@@ -378,6 +385,25 @@ extension Gate {
         try await driveOpenRuns(served, report: &report, toPlan: &toPlan, due: &due)
     }
 
+    /// Reads the signer files of every environment that requires signed tags (docs/CONTRACT.md §3
+    /// rule 3), once per pass.
+    func loadSignerTrusts() {
+        var trusts: [EnvironmentName: Result<SignerTrust, GateError>] = [:]
+        for policy in agent.environments.values where policy.requireSignedTags {
+            do throws(GateError) {
+                if let trust = try SignerTrust.load(policy) { trusts[policy.name] = .success(trust) }
+            } catch {
+                trusts[policy.name] = .failure(error)
+            }
+        }
+        signerTrusts = trusts
+    }
+
+    /// The digest of each environment's signer files as last loaded ("unreadable" when not).
+    var signerDigests: [EnvironmentName: String] {
+        signerTrusts.mapValues { (try? $0.get().digest.rawValue) ?? "unreadable" }
+    }
+
     /// docs/CONTRACT.md §3 acceptance for every tag of the target, each decision recorded (the store
     /// keeps only changes). Returns the accepted tags.
     func decideTags(_ served: ServedTarget, inputs: ReleaseInputs, report: inout ReconcileReport) async throws -> [Candidate] {
@@ -387,9 +413,23 @@ extension Gate {
             sourceRecords = try await store.runSummaries(target: TargetID(project: target.project, environment: promoteFrom), states: nil)
                 .map(\.record)
         }
+        var signatures: [GitObjectID: SignatureVerdict] = [:]
+        switch signerTrusts[target.environment] {
+        case .success(let trust)?:
+            let others = signerTrusts.values.compactMap { try? $0.get() }
+            let verified = await TagDecisions.verifySignatures(of: inputs, trust: trust, others: others,
+                                                               verifier: signatureVerifier, source: source)
+            signatures = verified.verdicts
+            report.problems += verified.problems.map { "\(target): \($0)" }
+        case .failure(let error)?:
+            // Every tag is rejected (no verdict fails closed); the operator is told why.
+            report.problems.append("\(target): signed tags cannot be verified: \(error.description)")
+        case nil:
+            break
+        }
         // The same decision code as `lockstep tags --offline` (TagDecisions.swift).
         let outcome = TagDecisions.decide(target: target, policy: served.policy, agent: agent, pattern: served.pattern,
-                                          inputs: inputs, sourceRecords: sourceRecords)
+                                          inputs: inputs, sourceRecords: sourceRecords, signatures: signatures)
         report.problems += outcome.problems
         var accepted: [Candidate] = []
         var changed: [(tag: TagInfo, decision: StoredTagDecision)] = []
@@ -397,7 +437,7 @@ extension Gate {
             let (stored, tag) = (decided.decision, decided.tag)
             if stored.accepted, let version = stored.version, let commit = stored.commit {
                 accepted.append(Candidate(info: tag, version: version, object: stored.tagObject, commit: commit,
-                                          tree: decided.tree))
+                                          tree: decided.tree, signer: decided.signer))
             }
             if recordedDecisions[target]?[tag.name] != stored { changed.append((tag, stored)) }
         }
@@ -498,7 +538,7 @@ extension Gate {
         let new = NewRun(id: id, target: target, tagName: candidate.info.name, tagObject: candidate.object,
                          version: candidate.version, commit: candidate.commit, tree: candidate.tree,
                          taggerEmail: candidate.info.annotation?.taggerEmail, rollbackPin: rollbackPin,
-                         hasVerifyCommands: hasVerify)
+                         hasVerifyCommands: hasVerify, signer: candidate.signer)
         do {
             let created = try await store.createRun(new, at: now(), actor: actor)
             report.runsCreated.append(id)

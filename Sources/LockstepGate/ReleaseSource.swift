@@ -48,6 +48,10 @@ public protocol ReleaseSource: Sendable {
     /// folder, a submodule or a file over `maxBytes` is refused with an error naming the path.
     func file(at path: String, commit: GitObjectID, maxBytes: Int) async throws(GitError) -> Data?
 
+    /// The tag object `id` (listed as tag `name`), split into the signed payload and the
+    /// signature block; its bytes are hashed again and must give `id`.
+    func rawTag(id: GitObjectID, name: String) async throws(GitError) -> RawTagObject
+
     /// The refs the source skips now, each with its reason.
     func skippedRefs() async -> [SkippedRef]
 }

@@ -21,7 +21,8 @@ extension Gate {
         }
         let approvalPolicy = try approvalPolicy(for: run, policy)
         let context = ApprovalContext(runID: id, state: run.state, planDigest: planDigest,
-                                      taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities)
+                                      taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities,
+                                      signerIdentities: signerIdentities(run, policy))
         let existing = try await store.approvals(of: id)
         let decision = ApprovalRules.decide(approval, for: context, existing: existing, policy: approvalPolicy, now: now())
         if case .refused(let refusal) = decision, refusal.code == .duplicateIdentity, run.state == .awaitingApproval {

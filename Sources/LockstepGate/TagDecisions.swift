@@ -17,6 +17,8 @@ public enum TagDecisions {
         public var tag: TagInfo
         /// The tree of the tagged commit.
         public var tree: GitObjectID
+        /// Who signed the tag, when the environment requires signatures and it verified.
+        public var signer: TagSigner?
     }
 
     /// Every decision of a target, in listing order, and what could not be decided.
@@ -45,8 +47,12 @@ public enum TagDecisions {
     ///   - inputs: the target's tags and their release facts (``ReleaseSource/releaseInputs(for:protectedBranch:)``).
     ///   - sourceRecords: the runs of the `promote_from` environment's target of the
     ///     same project, from the store (ignored when the policy has no `promote_from`).
+    ///   - signatures: the verdict on each annotated tag object's signature
+    ///     (``verifySignatures(of:trust:others:verifier:source:)``); a tag without one fails
+    ///     closed where the environment requires signed tags.
     public static func decide(target: TargetID, policy: EnvironmentPolicy, agent: AgentConfig, pattern: TagPattern,
-                              inputs: ReleaseInputs, sourceRecords: [RunRecord]) -> Outcome {
+                              inputs: ReleaseInputs, sourceRecords: [RunRecord],
+                              signatures: [GitObjectID: SignatureVerdict] = [:]) -> Outcome {
         let rules = rules(for: policy, agent: agent)
         var outcome = Outcome()
         var matched: [(tag: TagInfo, version: Result<SemanticVersion, CoreError>)] = []
@@ -72,14 +78,27 @@ public enum TagDecisions {
                 promotionVerified = PromotionRule.check(tree: tree, project: target.project, source: source,
                                                         records: sourceRecords).isSatisfied
             }
+            var signature = SignatureStatus.notRequired
+            var signatureProblem: TagRejection?
+            var signer: TagSigner?
+            if policy.requireSignedTags {
+                switch facts.tag.isAnnotated ? signatures[object] : nil {
+                case .verified(let verified)?:
+                    (signature, signer) = (.verified, verified)
+                case .rejected(let rejection)?:
+                    (signature, signatureProblem) = (.failed, rejection)
+                case nil:
+                    signature = .failed
+                    if !facts.tag.isAnnotated {
+                        signatureProblem = TagRejection(code: .unsigned, description: "tag \"\(displaySafe(tag.name))\" is lightweight: it carries no signature")
+                    }
+                }
+            }
             let tagFacts = TagFacts(
-                name: tag.name, version: version, isAnnotated: facts.tag.isAnnotated,
-                // Signature verification is not built yet: an environment that requires
-                // signed tags fails closed and rejects every tag.
-                signature: policy.requireSignedTags ? .failed : .notRequired,
+                name: tag.name, version: version, isAnnotated: facts.tag.isAnnotated, signature: signature,
                 reachableFromProtectedBranch: facts.reachableFromBranch,
                 isMergeCommitOnFirstParentChain: facts.isMergeOnFirstParentChain,
-                promotionSourceVerified: promotionVerified)
+                promotionSourceVerified: promotionVerified, signatureProblem: signatureProblem)
             var stored = StoredTagDecision(target: target, tagName: tag.name, tagObject: object, commit: commit,
                                            version: try? version.get(), accepted: false, rejections: [])
             switch TagAcceptance.decide(tagFacts, rules: rules) {
@@ -89,8 +108,36 @@ public enum TagDecisions {
             case .rejected(let reasons):
                 stored.rejections = reasons
             }
-            outcome.decided.append(Decided(decision: stored, tag: facts.tag, tree: tree))
+            outcome.decided.append(Decided(decision: stored, tag: facts.tag, tree: tree, signer: stored.accepted ? signer : nil))
         }
         return outcome
+    }
+
+    /// The verdict on the signature of every annotated tag `inputs` lists, for an environment
+    /// whose signer files are `trust`: from the verifier's cache, else read from `source` by
+    /// object id and verified. A tag object that cannot be read is named in `problems` and has
+    /// no verdict (so it is rejected).
+    public static func verifySignatures(of inputs: ReleaseInputs, trust: SignerTrust, others: [SignerTrust],
+                                        verifier: TagSignatureVerifier, source: any ReleaseSource) async
+        -> (verdicts: [GitObjectID: SignatureVerdict], problems: [String]) {
+        var verdicts: [GitObjectID: SignatureVerdict] = [:]
+        var problems: [String] = []
+        for tag in inputs.listing.tags where tag.isAnnotated && verdicts[tag.target] == nil {
+            if let known = await verifier.cached(tag: tag.target, trust: trust) {
+                verdicts[tag.target] = known
+                continue
+            }
+            do throws(GitError) {
+                let raw = try await source.rawTag(id: tag.target, name: tag.name)
+                let verdict = await verifier.verify(raw, trust: trust, others: others)
+                verdicts[tag.target] = verdict
+                if case .rejected(let rejection) = verdict, rejection.code == .signatureUncheckable {
+                    problems.append(rejection.description)  // not the tag's fault: retried next pass
+                }
+            } catch {
+                problems.append("tag \"\(displaySafe(tag.name))\": its tag object could not be read to verify its signature: \(error.description)")
+            }
+        }
+        return (verdicts, problems)
     }
 }

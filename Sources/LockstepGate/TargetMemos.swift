@@ -34,7 +34,9 @@ struct TargetMemo: Sendable, Equatable {
     /// same decisions from the same store. The branch tip itself is left out on purpose: a merge
     /// moves it for every target, and only the facts it decides (reachable, merge commit on the
     /// first-parent chain) matter to a target.
-    static func digest(of inputs: ReleaseInputs, query: TagQuery) -> Digest {
+    /// `trust` is the digest of the environment's signer files when it requires signed tags (a
+    /// changed file, a revoked key, changes the decisions).
+    static func digest(of inputs: ReleaseInputs, query: TagQuery, trust: String? = nil) -> Digest {
         var bytes: [UInt8] = []
         func field(_ text: String) {
             let utf8 = Array(text.utf8)
@@ -43,6 +45,7 @@ struct TargetMemo: Sendable, Equatable {
         }
         field(query.glob)
         field(query.components.map(String.init) ?? "-")
+        field(trust ?? "-")
         for tag in inputs.listing.tags {
             field(tag.name)
             field(tag.target.rawValue)

@@ -13,6 +13,11 @@ enum AuditPayload {
             payload["pin_version"] = pin.version.description
             payload["pin_ceiling"] = pin.ceiling.description
         }
+        if let signer = run.signer {
+            payload["signer_format"] = signer.format
+            payload["signer"] = signer.principal
+            payload["signer_key"] = signer.key
+        }
         return payload
     }
 

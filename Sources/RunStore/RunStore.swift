@@ -33,11 +33,15 @@ public struct NewRun: Sendable, Hashable, Codable {
     public var rollbackPin: RollbackPin?
     /// Whether the repo config had verify commands for the environment.
     public var hasVerifyCommands: Bool
+    /// Who signed the release tag, as verified when the tag was accepted (environments that
+    /// require signed tags); shown to reviewers and written to the audit log.
+    public var signer: TagSigner?
 
     public init(id: RunID, target: TargetID, tagName: String, tagObject: GitObjectID, version: SemanticVersion,
                 commit: GitObjectID, tree: GitObjectID, taggerEmail: String?, rollbackPin: RollbackPin?,
-                hasVerifyCommands: Bool) {
+                hasVerifyCommands: Bool, signer: TagSigner? = nil) {
         self.id = id
+        self.signer = signer
         self.target = target
         self.tagName = tagName
         self.tagObject = tagObject

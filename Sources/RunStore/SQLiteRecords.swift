@@ -176,6 +176,15 @@ struct RunRecordRow: FetchableRecord {
 
     let summary: RunSummary
 
+    /// The three signer columns are written together (v6), so they are read together.
+    private static func signer(_ row: Row) throws -> TagSigner? {
+        switch (try row.optionalText("signer_format"), try row.optionalText("signer_principal"), try row.optionalText("signer_key")) {
+        case (nil, nil, nil): return nil
+        case let (format?, principal?, key?): return TagSigner(format: format, principal: principal, key: key)
+        default: throw ColumnError(column: "signer_format/signer_principal/signer_key", expected: "a complete tag signer")
+        }
+    }
+
     init(row: Row) throws {
         let pinVersion = try row.parsedIfPresent("pin_version", "a version", SemanticVersion.init)
         let pinCeiling = try row.parsedIfPresent("pin_ceiling", "a version", SemanticVersion.init)
@@ -195,7 +204,8 @@ struct RunRecordRow: FetchableRecord {
             tree: try row.parsed("tree_id", "a git object id", GitObjectID.init),
             taggerEmail: try row.optionalText("tagger_email"),
             rollbackPin: pin,
-            hasVerifyCommands: try row.bool("has_verify_commands"))
+            hasVerifyCommands: try row.bool("has_verify_commands"),
+            signer: try Self.signer(row))
         summary = RunSummary(run: run, state: try row.state("state"),
                              planDigest: try row.parsedIfPresent("plan_digest", "a digest", Digest.init),
                              lastReason: try row.optionalText("last_reason").map(TransitionReason.Code.init(rawValue:)),

@@ -19,13 +19,14 @@ extension SQLiteRunStore {
             try db.execute(sql: """
                 INSERT INTO runs (id, project, environment, tag_name, tag_object, version, commit_id, tree_id,
                                   tagger_email, pin_version, pin_ceiling, has_verify_commands, state, last_reason,
-                                  plan_digest, created_ms, updated_ms)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)
+                                  plan_digest, created_ms, updated_ms, signer_format, signer_principal, signer_key)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)
                 """, arguments: [
                     run.id.rawValue, run.target.project.rawValue, run.target.environment.rawValue, run.tagName,
                     run.tagObject.rawValue, run.version.description, run.commit.rawValue, run.tree.rawValue,
                     run.taggerEmail, run.rollbackPin?.version.description, run.rollbackPin?.ceiling.description,
                     run.hasVerifyCommands, RunState.queued.rawValue, ms, ms,
+                    run.signer?.format, run.signer?.principal, run.signer?.key,
                 ])
             if let pin = run.rollbackPin {
                 try db.execute(sql: """

@@ -43,6 +43,9 @@ enum SQLiteSchema {
         migrator.registerMigration("v5_outbox") { db in
             try db.execute(sql: v5Outbox)
         }
+        migrator.registerMigration("v6_tag_signer") { db in
+            try db.execute(sql: v6TagSigner)
+        }
         return migrator
     }
 
@@ -243,6 +246,13 @@ enum SQLiteSchema {
     /// The outbox (RunStore/Outbox.swift): events written with the transitions, approvals and
     /// rejections they report; each sink's position; each forge sink's pull request and comment
     /// per run. Events start with this migration: a store's earlier history is not replayed.
+    /// The verified signer of a run's release tag (NULL where signatures are not required).
+    static let v6TagSigner = """
+        ALTER TABLE runs ADD COLUMN signer_format TEXT;
+        ALTER TABLE runs ADD COLUMN signer_principal TEXT;
+        ALTER TABLE runs ADD COLUMN signer_key TEXT;
+        """
+
     static let v5Outbox = """
         CREATE TABLE outbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT,

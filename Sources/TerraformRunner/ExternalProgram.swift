@@ -4,7 +4,7 @@ import Foundation
 /// through the same process edge as terraform: an argv array (never a shell string), an
 /// environment built from nothing but what the caller passes, its own process group
 /// interrupted with SIGINT then SIGKILL on timeout, output redacted line by line and
-/// bounded in memory, only stdin (/dev/null), stdout and stderr inherited, and reading its
+/// bounded in memory, only stdin (/dev/null or a file the caller names), stdout and stderr inherited, and reading its
 /// output bounded once it exited. With a ``Confinement`` nothing it starts outlives it.
 ///
 /// Why it lives here: the rules that keep terraform from being steered by the daemon's
@@ -33,11 +33,14 @@ public enum ExternalProgram {
         public var confinement: Confinement?
         public var readable: [URL]
         public var writable: [URL]
+        /// A file given to the program as stdin (`ssh-keygen -Y verify` reads the signed bytes
+        /// there); /dev/null when nil.
+        public var stdinPath: String?
 
         public init(executable: String, arguments: [String], directory: URL, environment: [String: String],
                     timeout: Duration, gracePeriod: Duration = .seconds(5), retainedOutputBytes: Int = 64 * 1024,
                     redactor: Redactor = Redactor(), output: any TerraformOutputSink = DiscardingOutputSink(),
-                    confinement: Confinement? = nil, readable: [URL] = [], writable: [URL] = []) {
+                    confinement: Confinement? = nil, readable: [URL] = [], writable: [URL] = [], stdinPath: String? = nil) {
             self.executable = executable
             self.arguments = arguments
             self.directory = directory
@@ -50,6 +53,7 @@ public enum ExternalProgram {
             self.confinement = confinement
             self.readable = readable
             self.writable = writable
+            self.stdinPath = stdinPath
         }
     }
 
@@ -75,7 +79,8 @@ public enum ExternalProgram {
             retainedBytes: request.retainedOutputBytes,
             maxLineBytes: 16 * 1024,
             redactor: request.redactor,
-            sink: request.output
+            sink: request.output,
+            stdinPath: request.stdinPath
         ))
         let outcome: CommandOutcome
         switch result.interruption {

@@ -61,6 +61,8 @@ struct ProcessRequest: Sendable {
     /// How long output is still read after the child exited; then the pipes are closed
     /// and the result says the output was cut.
     var outputDrain: Duration = ProcessExecution.defaultOutputDrain
+    /// A file the child reads as stdin (opened read-only by the spawn); /dev/null when nil.
+    var stdinPath: String?
 }
 
 struct ProcessResult: Sendable {
@@ -200,7 +202,7 @@ enum ProcessExecution {
 
     private static func errorText(_ number: Int32) -> String { String(cString: strerror(number)) }
 
-    /// Starts the child with stdin on /dev/null, stdout and stderr on fresh pipes and no
+    /// Starts the child with stdin on /dev/null (or `request.stdinPath`), stdout and stderr on fresh pipes and no
     /// other descriptor, in its own process group, in `request.directory`.
     private static func spawn(_ request: ProcessRequest, _ gnu: GNULibc.Functions) throws -> SpawnedChild {
         var out: [Int32] = [-1, -1]
@@ -228,7 +230,7 @@ enum ProcessExecution {
         defer { posix_spawnattr_destroy(&attributes) }
 
         // Opened inside the child: the daemon holds no /dev/null descriptor for it.
-        var rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var rc = posix_spawn_file_actions_addopen(&actions, 0, request.stdinPath ?? "/dev/null", O_RDONLY, 0)
         if rc == 0 { rc = posix_spawn_file_actions_adddup2(&actions, out[1], 1) }
         if rc == 0 { rc = posix_spawn_file_actions_adddup2(&actions, err[1], 2) }
         if rc == 0 { rc = gnu.addCloseFrom(&actions, 3) }

@@ -146,6 +146,15 @@ struct AgentConfigTests {
         GoodRow(name: "file:// repository", yaml: agentYAML(replacing: ["repository": "repository: {url: \"file:///srv/git/d.git\"}"])) {
             $0.repository.transport == .local && $0.repository.url == "/srv/git/d.git"
         },
+        GoodRow(name: "OpenPGP signers, signer may approve", yaml: agentYAML(prod: """
+            require_signed_tags: true
+            openpgp_keyring_file: release-keys.asc
+            signer_may_approve: true
+            """)) { c in
+            guard let p = c.environments["prod"] else { return false }
+            return p.requireSignedTags && p.openPGPKeyringFile == "/etc/lockstep/release-keys.asc" && p.allowedSignersFile == nil
+                && p.signerMayApprove && c.environments["staging"]?.signerMayApprove == false
+        },
         GoodRow(name: "prod policy with every key", yaml: agentYAML(prod: """
             promote_from: staging
             approvals: 2
@@ -153,6 +162,9 @@ struct AgentConfigTests {
             approval_ttl: 2h
             require_signed_tags: true
             allowed_signers_file: signers
+            revoked_signers_file: revoked
+            openpgp_keyring_file: keys.asc
+            signer_may_approve: false
             apply_windows: [{days: [mon-wed, fri], from: "09:00", to: "17:00", timezone: Europe/Paris}]
             plan_credentials_file: plan.env
             apply_credentials_file: apply.env
@@ -162,6 +174,7 @@ struct AgentConfigTests {
             guard let p = c.environments["prod"] else { return false }
             return p.promoteFrom == "staging" && p.approvals == 2 && p.taggerMayApprove && p.approvalTTL == .seconds(7_200)
                 && p.requireSignedTags && p.allowedSignersFile == "/etc/lockstep/signers"
+                && p.revokedSignersFile == "/etc/lockstep/revoked" && p.openPGPKeyringFile == "/etc/lockstep/keys.asc" && !p.signerMayApprove
                 && p.applyWindows.first?.days.map(\.description).sorted() == ["fri", "mon", "tue", "wed"]
                 && p.applyWindows.first?.timeZone == "Europe/Paris"
                 && p.planCredentialsFile == "/etc/lockstep/plan.env" && p.applyCredentialsFile == "/etc/lockstep/apply.env"
@@ -276,6 +289,10 @@ struct AgentConfigTests {
         BadRow(name: "approval_ttl below a minute", yaml: agentYAML(prod: "approval_ttl: 30s"), keyPath: "environments.prod.approval_ttl", code: .invalidValue),
         BadRow(name: "signed tags without signers file", yaml: agentYAML(prod: "require_signed_tags: true"), keyPath: "environments.prod.allowed_signers_file", code: .missingKey),
         BadRow(name: "signers file without signed tags", yaml: agentYAML(prod: "allowed_signers_file: /etc/s"), keyPath: "environments.prod.allowed_signers_file", code: .conflict),
+        BadRow(name: "OpenPGP keyring without signed tags", yaml: agentYAML(prod: "openpgp_keyring_file: /etc/k.asc"), keyPath: "environments.prod.openpgp_keyring_file", code: .conflict),
+        BadRow(name: "signer_may_approve without signed tags", yaml: agentYAML(prod: "signer_may_approve: true"), keyPath: "environments.prod.signer_may_approve", code: .conflict),
+        BadRow(name: "revocation list without allowed_signers", yaml: agentYAML(prod: "require_signed_tags: true\nopenpgp_keyring_file: k.asc\nrevoked_signers_file: r"), keyPath: "environments.prod.revoked_signers_file", code: .conflict),
+        BadRow(name: "only a revocation list", yaml: agentYAML(prod: "require_signed_tags: true\nrevoked_signers_file: r"), keyPath: "environments.prod.allowed_signers_file", code: .missingKey),
         BadRow(name: "apply window bad day", yaml: agentYAML(prod: "apply_windows: [{days: [funday], from: \"09:00\", to: \"17:00\"}]"), keyPath: "environments.prod.apply_windows[0].days[0]", code: .invalidValue),
         BadRow(name: "apply window backwards range", yaml: agentYAML(prod: "apply_windows: [{days: [fri-mon], from: \"09:00\", to: \"17:00\"}]"), keyPath: "environments.prod.apply_windows[0].days[0]", code: .invalidValue),
         BadRow(name: "apply window bad time", yaml: agentYAML(prod: "apply_windows: [{days: [mon], from: \"9:00\", to: \"17:00\"}]"), keyPath: "environments.prod.apply_windows[0].from", code: .invalidValue),

@@ -62,6 +62,7 @@ enum UITemplates {
     <dl class="facts"><dt>Run</dt><dd><code>{{id}}</code></dd><dt>Tag</dt><dd><code>{{tag}}</code></dd>
     <dt>Commit</dt><dd><code>{{commit}}</code></dd><dt>Tree</dt><dd><code>{{tree}}</code></dd>
     {{#tagger}}<dt>Tagged by</dt><dd>{{tagger}}</dd>{{/tagger}}
+    {{#signer}}<dt>Signed by</dt><dd>{{signer}}, verified</dd>{{/signer}}
     {{#digest}}<dt>Plan digest</dt><dd><code>{{digest}}</code></dd>{{/digest}}{{#rollback}}<dt>Rollback</dt><dd>yes</dd>{{/rollback}}</dl>
     {{#tagMessage}}<h2>Tag message</h2><pre class="tag-message">{{tagMessage}}</pre>{{/tagMessage}}
     {{#commitMessage}}<details class="commit-message" open><summary>Commit message (the merged pull request)</summary><pre>{{commitMessage}}</pre></details>{{/commitMessage}}

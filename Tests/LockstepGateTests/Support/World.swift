@@ -223,7 +223,8 @@ final class World: @unchecked Sendable {
     /// Runs git without a shell, with a fixed identity and a clock that advances one
     /// minute per command. `committerEmail` sets the tagger of annotated tags.
     @discardableResult
-    func git(_ arguments: [String], in directory: URL? = nil, committerEmail: String = "dev@example.com") throws -> String {
+    func git(_ arguments: [String], in directory: URL? = nil, committerEmail: String = "dev@example.com",
+             extraEnvironment: [String: String] = [:], input: Data? = nil) throws -> String {
         tick += 1
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/git")
@@ -238,7 +239,13 @@ final class World: @unchecked Sendable {
             "GIT_CONFIG_KEY_0": "commit.gpgSign", "GIT_CONFIG_VALUE_0": "false",
             "GIT_CONFIG_KEY_1": "tag.gpgSign", "GIT_CONFIG_VALUE_1": "false",
             "GIT_CONFIG_KEY_2": "advice.detachedHead", "GIT_CONFIG_VALUE_2": "false",
-        ]
+        ].merging(extraEnvironment) { _, extra in extra }
+        if let input {
+            let stdin = Pipe()
+            process.standardInput = stdin
+            stdin.fileHandleForWriting.write(input)
+            try stdin.fileHandleForWriting.close()
+        }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

@@ -45,6 +45,8 @@ actor CountingSource: RefWriteCounting {
 
     func tag(named name: String) async throws(GitError) -> TagInfo { try await inner.tag(named: name) }
 
+    func rawTag(id: GitObjectID, name: String) async throws(GitError) -> RawTagObject { try await inner.rawTag(id: id, name: name) }
+
     func releaseFacts(tag name: String, protectedBranch branch: String) async throws(GitError) -> ReleaseFacts {
         factsAsked += 1
         return try await inner.releaseFacts(tag: name, protectedBranch: branch)

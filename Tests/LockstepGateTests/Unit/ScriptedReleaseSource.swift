@@ -51,6 +51,14 @@ actor ScriptedReleaseSource: ReleaseSource {
     private(set) var exports: [GitObjectID] = []
     private(set) var syncs = 0
 
+    /// Tag objects by id, for environments that require signed tags.
+    var rawTags: [GitObjectID: RawTagObject] = [:]
+
+    func rawTag(id: GitObjectID, name: String) throws(GitError) -> RawTagObject {
+        guard let raw = rawTags[id] else { throw GitError(.notFound, "no tag object \(id)", ref: name) }
+        return raw
+    }
+
     init(path: String, layout: String) {
         self.path = path
         tip = try! GitObjectID(String(format: "%040x", 1))
