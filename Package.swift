@@ -41,6 +41,11 @@ let package = Package(
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config. Only GitSource imports it.
         .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
             name: "CLibgit2",
             pkgConfig: "libgit2",
             providers: [.apt(["libgit2-dev"])]
@@ -74,6 +79,7 @@ let package = Package(
         .target(
             name: "TerraformRunner",
             dependencies: [
+                "CZlib",
                 "LockstepCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -8,7 +8,7 @@ set -eu
 # systemd: systemd-analyze and systemd-sysusers for scripts/check-unit.sh; prometheus: promtool
 # for scripts/check-alerts.sh (the server it also installs is not started); chromium and
 # chromium-driver for the review UI's browser tests (Tests/Browser); python3-venv for their venv.
-PACKAGES="git libgit2-dev libsqlite3-dev pkg-config openssh-server openssh-client gnupg python3 python3-venv sqlite3 systemd prometheus chromium chromium-driver"
+PACKAGES="git libgit2-dev zlib1g-dev libsqlite3-dev pkg-config openssh-server openssh-client gnupg python3 python3-venv sqlite3 systemd prometheus chromium chromium-driver"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps.sh: must run as root (it calls apt-get)" >&2

@@ -219,6 +219,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     /// Who signed the release tag, as verified against the environment's signer files when
     /// the tag was accepted; nil where the environment does not require signed tags.
     public var signer: TagSigner?
+    /// The state the plan was made against (lineage and serial inside the saved plan), checked
+    /// again right before apply; nil before a plan with changes was stored.
+    public var priorState: StateBinding?
 
     public init(id: RunID, project: ProjectName, environment: EnvironmentName, tag: String, version: SemanticVersion,
                 commit: GitObjectID, tree: GitObjectID, state: RunState, digest: Digest?, rollback: Bool,
@@ -227,7 +230,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
                 transitions: [APITransition], alerts: [APIAlert], createdAt: Date, updatedAt: Date,
                 planRenderingTruncated: Bool = false, planRenderingBytes: Int? = nil,
                 planRenderingState: APIRenderingState? = nil, tagger: String? = nil, tagMessage: String? = nil,
-                commitMessage: String? = nil, signer: TagSigner? = nil) {
+                commitMessage: String? = nil, signer: TagSigner? = nil, priorState: StateBinding? = nil) {
+        self.priorState = priorState
         self.commitMessage = commitMessage
         self.signer = signer
         self.tagger = tagger
@@ -270,6 +274,7 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         case tagMessage = "tag_message"
         case commitMessage = "commit_message"
         case signer
+        case priorState = "prior_state"
         case checks, approvals
         case requiredApprovals = "required_approvals"
         case mayApprove = "may_approve"
@@ -302,7 +307,8 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
             tagger: try c.decodeIfPresent(String.self, forKey: .tagger),
             tagMessage: try c.decodeIfPresent(String.self, forKey: .tagMessage),
             commitMessage: try c.decodeIfPresent(String.self, forKey: .commitMessage),
-            signer: try c.decodeIfPresent(TagSigner.self, forKey: .signer))
+            signer: try c.decodeIfPresent(TagSigner.self, forKey: .signer),
+            priorState: try c.decodeIfPresent(StateBinding.self, forKey: .priorState))
     }
 }
 

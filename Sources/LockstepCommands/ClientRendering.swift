@@ -205,6 +205,7 @@ enum ClientRendering {
         // Repository text below: each line escaped, so no terminal sequence reaches the screen.
         if let tagger = run.tagger { out.append("tagger     \(safe(tagger, limit: 200))") }
         if let signer = run.signer { out.append("signed by  \(safe(signer.description, limit: 300))") }
+        if let prior = run.priorState { out.append("state      \(safe(prior.description, limit: 200)) (checked again before apply)") }
         if let merge = run.commitMessage?.split(separator: "\n").first { out.append("merge      \(safe(String(merge), limit: 200))") }
         if let message = run.tagMessage, !message.isEmpty {
             out.append("tag message:")

@@ -308,6 +308,6 @@ public struct GateBackend: APIBackend {
             planRenderingState: run.plan.map { APIRenderingState(rawValue: $0.renderingState.rawValue) ?? .failed },
             tagger: annotation.map { displaySafe("\($0.taggerName) <\($0.taggerEmail)>", limit: 200) },
             tagMessage: annotation.map { String($0.message.prefix(4_000)) }, commitMessage: commitMessage,
-            signer: run.run.signer)
+            signer: run.run.signer, priorState: run.plan?.priorState)
     }
 }

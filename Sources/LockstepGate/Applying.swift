@@ -113,6 +113,8 @@ extension Gate {
             guard initialization.outcome == .succeeded else {
                 throw RunFailure(commandFailure("init", initialization) + "; terraform apply was not started")
             }
+            try await checkStateBinding(run, directory: layout.projectDirectory, writable: [tree] + grants.writable,
+                                        grants: grants, applyCredentials: applyCredentials, planCredentials: planCredentials)
             // Apply reads a copy of the sealed bytes, checked against the approved digest, from a
             // folder it may only read (see seal(_:run:)).
             let planFile = try planCopy(try sealedPlan(run.id, digest: digest), run: run.id, for: "apply")
@@ -166,6 +168,36 @@ extension Gate {
             await appendLog("lockstep: apply failed: \(shown)", stream: .lockstep, run: run.id)
             return .applyFailed(reason: shown)
         }
+    }
+
+    /// The state must still be the one the plan was made against (docs/CONTRACT.md §4): its
+    /// lineage and serial, read with the apply credentials right before apply. Terraform checks
+    /// this itself only when the plan had a prior state; a plan made against no state would
+    /// otherwise be applied over a state someone created since (terraform issue 24078).
+    func checkStateBinding(_ run: StoredRun, directory: URL, writable: [URL], grants: EnvironmentGrants,
+                           applyCredentials: [String: String], planCredentials: [String: String]) async throws(RunFailure) {
+        guard let bound = run.plan?.priorState else {
+            // Planned by a Lockstep that did not record it: terraform's own stale-plan check only.
+            await appendLog("lockstep: this plan was stored without the state it was made against; only terraform's own "
+                            + "stale-plan check applies", stream: .lockstep, run: run.id)
+            return
+        }
+        let invocation = TerraformRunner.Invocation(directory: directory, writable: writable,
+                                                    hidden: grants.hidden, pluginCache: grants.pluginCache,
+                                                    credentials: applyCredentials, secrets: Set(planCredentials.values),
+                                                    timeout: agent.terraform.planTimeout)
+        let current: StateBinding
+        do {
+            current = try await runner.stateHead(invocation)
+        } catch {
+            throw RunFailure("the state could not be read to check it is the one the plan was made against: "
+                             + "\(safeDescription(error)); terraform apply was not started")
+        }
+        if let mismatch = bound.mismatch(current) {
+            throw RunFailure("the state moved since the plan: \(mismatch); terraform apply was not started and the plan "
+                             + "was discarded (a new tag or a rollback plans again)")
+        }
+        await appendLog("lockstep: the state is still the one the plan was made against (\(bound))", stream: .lockstep, run: run.id)
     }
 
     /// Runs the environment's verify commands from `lockstep.yaml` in order (docs/CONTRACT.md §4):

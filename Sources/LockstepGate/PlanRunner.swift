@@ -33,6 +33,8 @@ public protocol PlanRunner: Sendable {
     func apply(_ invocation: TerraformRunner.Invocation, planFile: URL, expectedDigest: Digest) async throws -> CommandResult
     /// `terraform output -json` with sensitive values and secrets redacted.
     func outputs(_ invocation: TerraformRunner.Invocation) async throws -> Data
+    /// The lineage and serial of the state as the backend has it now (`terraform state pull`).
+    func stateHead(_ invocation: TerraformRunner.Invocation) async throws -> StateBinding
     /// Runs a verify program; a non-zero exit or a timeout is an outcome, not a throw.
     func runProgram(_ request: ExternalProgram.Request) async throws -> CommandResult
 }

@@ -189,6 +189,15 @@ extension Gate {
                 log.info("plan has no changes", metadata: ["plan.digest": "\(digest)"])
                 return (.planSucceeded(digest: digest, hasChanges: false), RunUpdate(planDigest: digest))
             }
+            // The state this plan is bound to, from inside the very bytes that were hashed
+            // (docs/CONTRACT.md §4): apply checks it again with the apply credentials.
+            let priorState: StateBinding
+            do {
+                priorState = try PlanArchive.priorState(of: saved.contents)
+            } catch {
+                throw RunFailure("the state the plan was made against could not be read from the saved plan: \(error.description); "
+                                 + "a plan that cannot be bound to its state is never applied")
+            }
             try seal(saved.contents, run: run.id)
             // `show` reads a copy of the sealed bytes from a folder the plan never could write,
             // and may write nothing but its own HOME (it reads the tree for the providers'
@@ -222,8 +231,8 @@ extension Gate {
             let summaryJSON = (try? encoder.encode(shown.plan)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
             let stored = StoredPlan(summaryJSON: summaryJSON, rendering: "",
                                     planJSON: String(decoding: shown.redactedJSON, as: UTF8.self), renderingBytes: 0,
-                                    renderingState: .pending)
-            log.info("plan saved", metadata: ["plan.digest": "\(digest)"])
+                                    renderingState: .pending, priorState: priorState)
+            log.info("plan saved", metadata: ["plan.digest": "\(digest)", "plan.prior_state": "\(priorState)"])
             await planLogged
             return (.planSucceeded(digest: digest, hasChanges: true), RunUpdate(planDigest: digest, plan: stored))
         } catch {

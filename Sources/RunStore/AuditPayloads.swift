@@ -21,11 +21,16 @@ enum AuditPayload {
         return payload
     }
 
-    static func transition(_ transition: RunTransition, digest: Digest?) -> [String: String] {
+    static func transition(_ transition: RunTransition, digest: Digest?, priorState: StateBinding? = nil) -> [String: String] {
         var payload = ["from": transition.from.rawValue, "to": transition.to.rawValue,
                        "reason": transition.reason.code.rawValue]
         if let detail = transition.reason.detail { payload["detail"] = detail }
         if let digest { payload["digest"] = digest.rawValue }
+        if let priorState {
+            // The state the plan is bound to: `lockstep provenance` reads it from here.
+            payload["state_lineage"] = priorState.lineage
+            payload["state_serial"] = String(priorState.serial)
+        }
         return payload
     }
 

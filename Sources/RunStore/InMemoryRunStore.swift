@@ -150,7 +150,8 @@ public actor InMemoryRunStore: RunStore {
                                                   actor: actor, time: Milliseconds.stored(time)))
         state.nextTransition += 1
         state.appendAudit(time, actor, .transition, run.target, runID,
-                          AuditPayload.transition(transition, digest: update.planDigest))
+                          AuditPayload.transition(transition, digest: update.planDigest,
+                                                                  priorState: update.plan?.priorState))
         state.enqueue(.transition, run.target, runID, time,
                       OutboxFacts(from: transition.from, to: transition.to, reason: transition.reason.code.rawValue,
                                   detail: transition.reason.detail, approvers: state.approvers(of: runID)))

@@ -71,9 +71,13 @@ public struct StoredPlan: Sendable, Hashable, Codable {
     /// summary, checks and JSON) before its text is rendered; the text is attached right after
     /// (``RunStore/attachRendering(_:rendering:truncated:bytes:state:)``).
     public var renderingState: RenderingState
+    /// The state the plan was made against (lineage and serial inside the saved plan), checked
+    /// again right before apply. Nil for plans stored before Lockstep recorded it.
+    public var priorState: StateBinding?
 
     public init(summaryJSON: String, rendering: String, planJSON: String, renderingTruncated: Bool = false,
-                renderingBytes: Int? = nil, renderingState: RenderingState = .ready) {
+                renderingBytes: Int? = nil, renderingState: RenderingState = .ready, priorState: StateBinding? = nil) {
+        self.priorState = priorState
         self.summaryJSON = summaryJSON
         self.rendering = rendering
         self.planJSON = planJSON

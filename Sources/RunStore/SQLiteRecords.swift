@@ -217,7 +217,7 @@ struct RunRecordRow: FetchableRecord {
 struct FullRunRow: FetchableRecord {
     static let selection = """
         SELECT runs.*, plans.summary_json, plans.rendering, plans.plan_json, plans.rendering_truncated,
-            plans.rendering_bytes, plans.rendering_state
+            plans.rendering_bytes, plans.rendering_state, plans.prior_lineage, plans.prior_serial
         FROM runs LEFT JOIN plans ON plans.run_id = runs.id
         """
 
@@ -240,6 +240,12 @@ struct FullRunRow: FetchableRecord {
                                   }
                                   return state
                               })
+            switch (try row.optionalText("prior_lineage"), try row.optionalInteger("prior_serial")) {
+            case (nil, nil): break
+            case let (lineage?, serial?) where serial >= 0:
+                plan?.priorState = StateBinding(lineage: lineage, serial: UInt64(serial))
+            default: throw ColumnError(column: "prior_lineage/prior_serial", expected: "a complete prior state")
+            }
         }
         run = StoredRun(summary: summary, plan: plan)
     }

@@ -94,14 +94,16 @@ extension SQLiteRunStore {
         if let plan = update.plan {
             try db.execute(sql: """
                 INSERT INTO plans (run_id, summary_json, rendering, plan_json, rendering_truncated, rendering_bytes,
-                                   rendering_state)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                                   rendering_state, prior_lineage, prior_serial)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (run_id) DO UPDATE SET summary_json = excluded.summary_json,
                     rendering = excluded.rendering, plan_json = excluded.plan_json,
                     rendering_truncated = excluded.rendering_truncated, rendering_bytes = excluded.rendering_bytes,
-                    rendering_state = excluded.rendering_state
+                    rendering_state = excluded.rendering_state, prior_lineage = excluded.prior_lineage,
+                    prior_serial = excluded.prior_serial
                 """, arguments: [runID.rawValue, plan.summaryJSON, plan.rendering, plan.planJSON,
-                                 plan.renderingTruncated, plan.renderingBytes, plan.renderingState.rawValue])
+                                 plan.renderingTruncated, plan.renderingBytes, plan.renderingState.rawValue,
+                                 plan.priorState?.lineage, plan.priorState.map { Int64(clamping: $0.serial) }])
         }
         try db.execute(sql: """
             INSERT INTO transitions (run_id, from_state, to_state, reason, detail, actor, time_ms)
@@ -110,7 +112,8 @@ extension SQLiteRunStore {
                              transition.reason.code.rawValue, transition.reason.detail, actor, ms])
         let target = try Self.target(of: runID, db)
         try Self.appendAudit(db, time: time, actor: actor, kind: .transition, target: target, runID: runID,
-                             payload: AuditPayload.transition(transition, digest: update.planDigest))
+                             payload: AuditPayload.transition(transition, digest: update.planDigest,
+                                                              priorState: update.plan?.priorState))
         try Self.enqueue(db, .transition, target: target, runID: runID, at: time,
                          facts: OutboxFacts(from: transition.from, to: transition.to,
                                             reason: transition.reason.code.rawValue, detail: transition.reason.detail,

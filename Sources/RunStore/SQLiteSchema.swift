@@ -46,6 +46,9 @@ enum SQLiteSchema {
         migrator.registerMigration("v6_tag_signer") { db in
             try db.execute(sql: v6TagSigner)
         }
+        migrator.registerMigration("v7_plan_prior_state") { db in
+            try db.execute(sql: v7PlanPriorState)
+        }
         return migrator
     }
 
@@ -251,6 +254,12 @@ enum SQLiteSchema {
         ALTER TABLE runs ADD COLUMN signer_format TEXT;
         ALTER TABLE runs ADD COLUMN signer_principal TEXT;
         ALTER TABLE runs ADD COLUMN signer_key TEXT;
+        """
+
+    /// The state a plan was made against (NULL for plans stored before v7).
+    static let v7PlanPriorState = """
+        ALTER TABLE plans ADD COLUMN prior_lineage TEXT;
+        ALTER TABLE plans ADD COLUMN prior_serial INTEGER;
         """
 
     static let v5Outbox = """

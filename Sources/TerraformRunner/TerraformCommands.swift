@@ -288,6 +288,17 @@ extension TerraformRunner {
         return Data(invocation.redactor.redact(String(decoding: encoded, as: UTF8.self)).utf8)
     }
 
+    /// `terraform state pull`, kept only as far as the lineage and serial at its start
+    /// (docs/CONTRACT.md §4, "Apply"): the rest of the state, secrets and all, is read, counted
+    /// and dropped, never logged. No state at all is ``StateBinding/none``.
+    public func stateHead(_ invocation: Invocation) async throws -> StateBinding {
+        _ = try prepareTools()
+        let result = try await execute(["state", "pull"], invocation, command: "state pull", capture: true,
+                                       captureLimit: 64 * 1024, keepPrefix: true)
+        guard result.command.outcome == .succeeded, let raw = result.stdout else { throw failure("terraform state pull", result.command) }
+        return try PlanArchive.stateHead(raw, what: "the state terraform pulled")
+    }
+
     /// `init -backend=false` then `validate -json`: terraform's diagnostics as data.
     public func validate(_ invocation: Invocation) async throws -> ValidationResult {
         let initialization = try await initialize(invocation, backend: false)

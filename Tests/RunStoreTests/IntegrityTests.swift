@@ -366,13 +366,14 @@ struct FileTests {
                     commit_id TEXT NOT NULL, tree_id TEXT NOT NULL, tagger_email TEXT, pin_version TEXT,
                     pin_ceiling TEXT, has_verify_commands INTEGER NOT NULL, state TEXT NOT NULL, last_reason TEXT,
                     plan_digest TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+                    signer_format TEXT, signer_principal TEXT, signer_key TEXT,
                     note TEXT NOT NULL DEFAULT '');
                 INSERT INTO runs_new (seq, id, project, environment, tag_name, tag_object, version, commit_id, tree_id,
                     tagger_email, pin_version, pin_ceiling, has_verify_commands, state, last_reason, plan_digest,
-                    created_ms, updated_ms)
+                    created_ms, updated_ms, signer_format, signer_principal, signer_key)
                 SELECT seq, id, project, environment, tag_name, tag_object, version, commit_id, tree_id, tagger_email,
                     pin_version, pin_ceiling, has_verify_commands, state, last_reason, plan_digest, created_ms,
-                    updated_ms FROM runs;
+                    updated_ms, signer_format, signer_principal, signer_key FROM runs;
                 DROP TABLE runs;
                 ALTER TABLE runs_new RENAME TO runs;
                 CREATE UNIQUE INDEX runs_one_open_run_per_target ON runs (project, environment)
@@ -381,7 +382,7 @@ struct FileTests {
                 """
         let v2 = try SQLiteRunStore(path: scratch.store, extraMigrations: [("v2_test_rebuild_runs", rebuild)])
         #expect(try sqlite3(scratch.store, "SELECT identifier FROM grdb_migrations ORDER BY identifier;")
-                    == "v1_initial_schema\nv2_branch_layouts\nv2_test_rebuild_runs\nv3_plan_rendering_truncation\nv4_plan_rendering_state\nv5_outbox\n")
+                    == "v1_initial_schema\nv2_branch_layouts\nv2_test_rebuild_runs\nv3_plan_rendering_truncation\nv4_plan_rendering_state\nv5_outbox\nv6_tag_signer\nv7_plan_prior_state\n")
         #expect(try sqlite3(scratch.store, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'note';")
                     == "1\n")
         #expect(try await Snapshot(v2) == before)

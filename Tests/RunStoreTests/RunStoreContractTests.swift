@@ -65,6 +65,32 @@ struct RunStoreContractTests {
                                      "detail": "1 to add", "digest": digest("d").rawValue])
     }
 
+    @Test("a run's tag signer and its plan's prior state are stored, read back and audited", arguments: StoreKind.allCases)
+    func signerAndPriorState(_ kind: StoreKind) async throws {
+        let scratch = try Scratch()
+        let store = try kind.make(scratch)
+        var signed = newRun("r1")
+        signed.signer = TagSigner(format: "ssh", principal: "dave@example.com", key: "SHA256:abc")
+        #expect(try await store.createRun(signed, at: at(0), actor: "lockstep").run.signer == signed.signer)
+        #expect(try await store.run(runID("r1"))?.run.signer == signed.signer)
+        #expect(try await store.runSummaries(target: target("prod"), states: nil).first?.run.signer == signed.signer)
+        let created = try #require(try await store.auditEntries().first)
+        #expect(created.payload["signer"] == "dave@example.com" && created.payload["signer_key"] == "SHA256:abc"
+                && created.payload["signer_format"] == "ssh")
+
+        _ = try await store.transition(runID("r1"), step(.queued, .planning), update: RunUpdate(), at: at(1), actor: "lockstep")
+        let bound = StateBinding(lineage: "0b6b7c3e-1d2f-4e3a-9f00-6a1e2b3c4d5e", serial: 42)
+        let plan = StoredPlan(summaryJSON: "{}", rendering: "", planJSON: "{}", renderingState: .pending, priorState: bound)
+        #expect(try await store.transition(runID("r1"), step(.planning, .checking, .planSucceeded),
+                                           update: RunUpdate(planDigest: digest("d"), plan: plan), at: at(2), actor: "lockstep"))
+        // Attaching the text later keeps the prior state.
+        _ = try await store.attachRendering(runID("r1"), rendering: "text", truncated: false, bytes: 4, state: .ready)
+        #expect(try await store.run(runID("r1"))?.plan?.priorState == bound)
+        let planned = try #require(try await store.auditEntries().last { $0.kind == .transition })
+        #expect(planned.payload["state_lineage"] == bound.lineage && planned.payload["state_serial"] == "42")
+        #expect(try await store.run(runID("r1"))?.run.signer == signed.signer)
+    }
+
     @Test("several transitions in one call are taken all or none: a step that finds the run elsewhere undoes the ones before it",
           arguments: StoreKind.allCases)
     func stepsAllOrNone(_ kind: StoreKind) async throws {

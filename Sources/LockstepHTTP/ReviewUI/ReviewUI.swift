@@ -279,6 +279,7 @@ struct ReviewUI: Sendable {
         if let digest = detail.digest { context["digest"] = digest.rawValue }
         if let tagger = detail.tagger { context["tagger"] = tagger }
         if let signer = detail.signer { context["signer"] = signer.description }
+        if let prior = detail.priorState { context["prior_state"] = prior.description }
         if let message = detail.tagMessage, !message.isEmpty { context["tagMessage"] = message }
         if let message = detail.commitMessage, !message.isEmpty { context["commitMessage"] = message }
         if !detail.mayApprove.isEmpty { context["mayApprove"] = detail.mayApprove.map(\.rawValue).joined(separator: ", ") }

@@ -63,6 +63,7 @@ enum UITemplates {
     <dt>Commit</dt><dd><code>{{commit}}</code></dd><dt>Tree</dt><dd><code>{{tree}}</code></dd>
     {{#tagger}}<dt>Tagged by</dt><dd>{{tagger}}</dd>{{/tagger}}
     {{#signer}}<dt>Signed by</dt><dd>{{signer}}, verified</dd>{{/signer}}
+    {{#prior_state}}<dt>Planned against</dt><dd>{{prior_state}} (checked again before apply)</dd>{{/prior_state}}
     {{#digest}}<dt>Plan digest</dt><dd><code>{{digest}}</code></dd>{{/digest}}{{#rollback}}<dt>Rollback</dt><dd>yes</dd>{{/rollback}}</dl>
     {{#tagMessage}}<h2>Tag message</h2><pre class="tag-message">{{tagMessage}}</pre>{{/tagMessage}}
     {{#commitMessage}}<details class="commit-message" open><summary>Commit message (the merged pull request)</summary><pre>{{commitMessage}}</pre></details>{{/commitMessage}}

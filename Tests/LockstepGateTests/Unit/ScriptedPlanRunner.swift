@@ -43,6 +43,7 @@ enum RunnerCall: Sendable, Hashable {
     case render
     case apply(Digest)
     case outputs
+    case stateHead
     case program(String)
 }
 
@@ -82,6 +83,9 @@ actor ScriptedPlanRunner: PlanRunner {
     var renderError: (any Error)?
     var applyOutcome: CommandOutcome = .succeeded
     var outputsThrows = false
+    /// The prior state every plan records, and the state `stateHead` reports (the plan's unless set).
+    var priorState = StateBinding.none
+    var stateNow: StateBinding?
     /// Outcomes of verify programs, in call order (`.succeeded` once they run out).
     var programOutcomes: [CommandOutcome] = []
 
@@ -108,7 +112,10 @@ actor ScriptedPlanRunner: PlanRunner {
     func plan(_ invocation: TerraformRunner.Invocation, planFile: URL, varFiles: [URL], destroy: Bool) async throws -> PlanResult {
         calls.append(.plan)
         plans += 1
-        let bytes = Data("saved plan \(plans)".utf8)
+        let bytes = Self.storedZip(name: "tfstate", contents: Data("""
+            {"version": 4, "terraform_version": "1.0.3", "serial": \(priorState.serial), "lineage": "\(priorState.lineage)",
+             "outputs": {}, "resources": [], "plan": \(plans)}
+            """.utf8))
         switch planScript {
         case .changes, .noChanges:
             let changes: PlanChanges = if case .noChanges = planScript { .noChanges } else { .changesPresent }
@@ -149,6 +156,31 @@ actor ScriptedPlanRunner: PlanRunner {
         calls.append(.outputs)
         if outputsThrows { throw ScriptedRunnerFailure() }
         return Data(#"{"url":{"value":"https://example.test","sensitive":false}}"#.utf8)
+    }
+
+    func stateHead(_ invocation: TerraformRunner.Invocation) throws -> StateBinding {
+        calls.append(.stateHead)
+        return stateNow ?? priorState
+    }
+
+    /// A zip archive with one stored entry, as a saved plan is one (CRCs left zero: Lockstep
+    /// reads only the central directory and the entry).
+    static func storedZip(name: String, contents: Data) -> Data {
+        var zip = Data()
+        func u16(_ value: Int) { zip.append(contentsOf: [UInt8(value & 0xFF), UInt8(value >> 8 & 0xFF)]) }
+        func u32(_ value: Int) { u16(value & 0xFFFF); u16(value >> 16 & 0xFFFF) }
+        let nameBytes = Data(name.utf8)
+        u32(0x0403_4b50); u16(20); u16(0); u16(0); u16(0); u16(0); u32(0)
+        u32(contents.count); u32(contents.count); u16(nameBytes.count); u16(0)
+        zip.append(nameBytes)
+        zip.append(contents)
+        let directory = zip.count
+        u32(0x0201_4b50); u16(20); u16(20); u16(0); u16(0); u16(0); u16(0); u32(0)
+        u32(contents.count); u32(contents.count); u16(nameBytes.count); u16(0); u16(0); u16(0); u16(0); u32(0); u32(0)
+        zip.append(nameBytes)
+        let directorySize = zip.count - directory
+        u32(0x0605_4b50); u16(0); u16(0); u16(1); u16(1); u32(directorySize); u32(directory); u16(0)
+        return zip
     }
 
     func runProgram(_ request: ExternalProgram.Request) throws -> CommandResult {
