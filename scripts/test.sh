@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 bash scripts/install-terraform.sh
 sh scripts/install-browser-test-deps.sh
+sh scripts/install-moto.sh
 sh scripts/check-unit.sh
 sh scripts/check-alerts.sh
 swift build --build-tests

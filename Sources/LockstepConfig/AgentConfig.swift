@@ -186,6 +186,8 @@ public struct EnvironmentPolicy: Sendable, Hashable {
     public var openPGPKeyringFile: String?
     /// Whether the verified signer of the release tag may approve its run. Default false.
     public var signerMayApprove: Bool = false
+    /// The state backend this environment's runs must use (`backend:`); nil: not pinned.
+    public var backendPin: BackendPin?
     /// Empty means apply may start at any time.
     public var applyWindows: [ApplyWindow]
     /// Env-file for plan; never the apply file (docs/THREAT-MODEL.md §1.2: plan-time code must not read
@@ -208,6 +210,35 @@ public struct EnvironmentPolicy: Sendable, Hashable {
     /// Whether an apply may start at `date` (no windows: always).
     public func applyWindowOpen(at date: Date) -> Bool {
         applyWindows.isEmpty || applyWindows.contains { $0.contains(date) }
+    }
+}
+
+/// The backend an environment's state must live in (docs/CONTRACT.md §2, `backend:`): after
+/// `init`, the backend terraform resolved must have this type, each named setting with this
+/// value, and this workspace, or the run is refused before plan.
+public struct BackendPin: Sendable, Hashable {
+    /// Terraform's backend type (`s3`, `local`, `gcs`, `azurerm`, `http`, `pg`, …).
+    public var type: String
+    /// Settings compared with terraform's resolved backend config, by name. `{project}` in a
+    /// value stands for the run's project name.
+    public var settings: [String: String]
+    /// The workspace (`default` unless given).
+    public var workspace: String
+    /// Settings terraform may resolve to any value (`unpinned:`). Every other setting that is
+    /// set must be named in ``settings``: a pull request cannot add an `endpoint` that sends the
+    /// same bucket name to another server.
+    public var unpinned: Set<String>
+
+    public init(type: String, settings: [String: String], workspace: String = "default", unpinned: Set<String> = []) {
+        self.type = type
+        self.settings = settings
+        self.workspace = workspace
+        self.unpinned = unpinned
+    }
+
+    /// The settings with `{project}` replaced.
+    public func settings(for project: String) -> [String: String] {
+        settings.mapValues { $0.replacingOccurrences(of: "{project}", with: project) }
     }
 }
 

@@ -215,13 +215,16 @@ extension AgentParser {
             }
         } ?? []
         let notifications = f.take("notifications").map { self.notifications($0, at.key("notifications")) } ?? []
-        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, revoked_signers_file, openpgp_keyring_file, signer_may_approve, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths, notifications", classify: classifyLiteralSecret(reader))
+        let backendNode = f.take("backend")
+        let backend = backendNode.flatMap { backendPin($0, at.key("backend")) }
+        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, revoked_signers_file, openpgp_keyring_file, signer_may_approve, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths, notifications, backend", classify: classifyLiteralSecret(reader))
 
         let environmentName = reader.name(EnvironmentName.self, name, at, node)
         let source = promoteFrom.flatMap { reader.name(EnvironmentName.self, $0, at.key("promote_from"), node) }
         let approverNames = approvers?.enumerated().compactMap { i, approver in
             reader.name(IdentityName.self, approver, at.key("approvers").index(i), node)
         }
+        if backendNode != nil && backend == nil { return nil }
         guard reader.errors.count == before, let environmentName, let serves, let approvals, let approverNames, let tagger, let ttl,
               let signed, let signerMayApprove, let windows, let writable, let notifications else { return nil }
         var policy = EnvironmentPolicy(
@@ -233,7 +236,66 @@ extension AgentParser {
         policy.revokedSignersFile = revoked
         policy.openPGPKeyringFile = keyring
         policy.signerMayApprove = signerMayApprove
+        policy.backendPin = backend
         return policy
+    }
+
+    /// `backend: {type: s3, settings: {bucket: …, key: "{project}/prod.tfstate"}, workspace: default}`.
+    /// Settings that hold credentials are refused: a pin names where the state is, never how
+    /// to reach it (credentials come from the credentials files).
+    func backendPin(_ node: Node, _ at: KeyPath) -> BackendPin? {
+        let what = "a mapping with `type`, `settings` and optionally `workspace` and `unpinned`"
+        guard let f = reader.mapping(node, at, what) else { return nil }
+        let before = reader.errors.count
+        let nameWhat = "a terraform backend or setting name (letters, digits, `_`)"
+        func isName(_ text: String) -> Bool {
+            !text.isEmpty && text.utf8.count <= 64 && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+        }
+        var type: String?
+        if let tnode = require(f, "type", at, "the backend type, such as `s3` or `local`"),
+           let text = reader.string(tnode, at.key("type"), nameWhat) {
+            if isName(text) { type = text } else { reader.fail(at.key("type"), .invalidValue, nameWhat, tnode) }
+        }
+        var settings: [String: String] = [:]
+        if let snode = require(f, "settings", at, "the settings that identify the state, such as `bucket` and `key`"),
+           let fields = reader.mapping(snode, at.key("settings"), "a mapping of backend setting names to values") {
+            let credentialWords = ["secret", "password", "token", "access_key", "credentials", "sas", "private_key", "client_certificate"]
+            for (key, value) in fields.entries() {
+                let keyAt = at.key("settings").key(key)
+                guard isName(key) else { reader.fail(keyAt, .invalidValue, nameWhat, value); continue }
+                if credentialWords.contains(where: { key.lowercased().contains($0) }) {
+                    reader.fail(keyAt, .literalSecret, "settings that say where the state is (bucket, key, path, …); credentials belong in the credentials files", value)
+                    continue
+                }
+                if let text = reader.string(value, keyAt, "the setting's value as terraform resolves it") { settings[key] = text }
+            }
+            if settings.isEmpty && fields.keys.isEmpty {
+                reader.fail(at.key("settings"), .invalidValue, "at least one setting that identifies the state", snode)
+            }
+        }
+        var workspace = "default"
+        if let wnode = f.take("workspace"), let text = reader.string(wnode, at.key("workspace"), "a workspace name") {
+            if !text.isEmpty && text.utf8.count <= 90 && text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }) {
+                workspace = text
+            } else {
+                reader.fail(at.key("workspace"), .invalidValue, "a workspace name (letters, digits, `_`, `-`, `.`)", wnode)
+            }
+        }
+        var unpinned: Set<String> = []
+        if let unode = f.take("unpinned"), let names = reader.stringList(unode, at.key("unpinned"), "a list of setting names") {
+            for (i, name) in names.enumerated() {
+                if !isName(name) {
+                    reader.fail(at.key("unpinned").index(i), .invalidValue, nameWhat, unode)
+                } else if settings[name] != nil {
+                    reader.fail(at.key("unpinned").index(i), .conflict, "a setting not also pinned under `settings`", unode)
+                } else {
+                    unpinned.insert(name)
+                }
+            }
+        }
+        f.finish(known: "type, settings, workspace, unpinned")
+        guard reader.errors.count == before, let type else { return nil }
+        return BackendPin(type: type, settings: settings, workspace: workspace, unpinned: unpinned)
     }
 
     func resourceTypes(_ node: Node, _ at: KeyPath, allowEmpty: Bool) -> [String]? {

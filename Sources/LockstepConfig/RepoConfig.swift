@@ -229,6 +229,7 @@ let trustKeys: Set<String> = [
     "protected_resource_types", "allowed_resource_types", "identities", "token_sha256", "emails", "repository",
     "credentials", "branch", "tag_pattern", "require_merge_commit", "webhook_secret_file", "webhooks", "export_limits",
     "terraform", "store", "listen", "mirror_dir", "poll_interval", "forge", "notifications", "public_url",
+    "revoked_signers_file", "openpgp_keyring_file", "signer_may_approve", "backend",
 ]
 
 struct RepoParser {

@@ -113,6 +113,7 @@ extension Gate {
             guard initialization.outcome == .succeeded else {
                 throw RunFailure(commandFailure("init", initialization) + "; terraform apply was not started")
             }
+            try checkBackendPin(run, directory: layout.projectDirectory, credentials: applyCredentials, before: "terraform apply")
             try await checkStateBinding(run, directory: layout.projectDirectory, writable: [tree] + grants.writable,
                                         grants: grants, applyCredentials: applyCredentials, planCredentials: planCredentials)
             // Apply reads a copy of the sealed bytes, checked against the approved digest, from a

@@ -172,6 +172,8 @@ extension Gate {
             // write, so the log keeps its order.
             let initialised = try await initialiseForPlan(run, invocation: invocation, layout: layout)
             async let initLogged: Void = appendLog(initialised.text, stream: initialised.stream, run: run.id)
+            // Nothing of the repository has run yet: what init wrote is what plan will read.
+            try checkBackendPin(run, directory: layout.projectDirectory, credentials: planCredentials, before: "terraform plan")
             let planned: PlanResult
             do {
                 planned = try await runner.plan(invocation, planFile: planFile(run.id), varFiles: layout.varFiles)

@@ -146,6 +146,18 @@ struct AgentConfigTests {
         GoodRow(name: "file:// repository", yaml: agentYAML(replacing: ["repository": "repository: {url: \"file:///srv/git/d.git\"}"])) {
             $0.repository.transport == .local && $0.repository.url == "/srv/git/d.git"
         },
+        GoodRow(name: "backend pinned", yaml: agentYAML(prod: """
+            backend:
+              type: s3
+              settings: {bucket: acme-prod-state, key: "{project}/prod.tfstate", region: eu-west-1, encrypt: "true"}
+              workspace: blue
+              unpinned: [skip_metadata_api_check]
+            """)) { c in
+            guard let pin = c.environments["prod"]?.backendPin else { return false }
+            return pin.type == "s3" && pin.settings(for: "app") == ["bucket": "acme-prod-state", "key": "app/prod.tfstate",
+                                                                     "region": "eu-west-1", "encrypt": "true"]
+                && pin.workspace == "blue" && pin.unpinned == ["skip_metadata_api_check"] && c.environments["staging"]?.backendPin == nil
+        },
         GoodRow(name: "OpenPGP signers, signer may approve", yaml: agentYAML(prod: """
             require_signed_tags: true
             openpgp_keyring_file: release-keys.asc
@@ -289,6 +301,11 @@ struct AgentConfigTests {
         BadRow(name: "approval_ttl below a minute", yaml: agentYAML(prod: "approval_ttl: 30s"), keyPath: "environments.prod.approval_ttl", code: .invalidValue),
         BadRow(name: "signed tags without signers file", yaml: agentYAML(prod: "require_signed_tags: true"), keyPath: "environments.prod.allowed_signers_file", code: .missingKey),
         BadRow(name: "signers file without signed tags", yaml: agentYAML(prod: "allowed_signers_file: /etc/s"), keyPath: "environments.prod.allowed_signers_file", code: .conflict),
+        BadRow(name: "backend pin with a credential", yaml: agentYAML(prod: "backend: {type: s3, settings: {bucket: b, secret_key: x}}"), keyPath: "environments.prod.backend.settings.secret_key", code: .literalSecret),
+        BadRow(name: "backend pin without type", yaml: agentYAML(prod: "backend: {settings: {bucket: b}}"), keyPath: "environments.prod.backend.type", code: .missingKey),
+        BadRow(name: "backend pin unknown key", yaml: agentYAML(prod: "backend: {type: s3, settings: {bucket: b}, bucket: b}"), keyPath: "environments.prod.backend.bucket", code: .unknownKey),
+        BadRow(name: "backend setting both pinned and unpinned", yaml: agentYAML(prod: "backend: {type: s3, settings: {bucket: b}, unpinned: [bucket]}"), keyPath: "environments.prod.backend.unpinned[0]", code: .conflict),
+        BadRow(name: "backend workspace with a slash", yaml: agentYAML(prod: "backend: {type: local, settings: {path: p}, workspace: a/b}"), keyPath: "environments.prod.backend.workspace", code: .invalidValue),
         BadRow(name: "OpenPGP keyring without signed tags", yaml: agentYAML(prod: "openpgp_keyring_file: /etc/k.asc"), keyPath: "environments.prod.openpgp_keyring_file", code: .conflict),
         BadRow(name: "signer_may_approve without signed tags", yaml: agentYAML(prod: "signer_may_approve: true"), keyPath: "environments.prod.signer_may_approve", code: .conflict),
         BadRow(name: "revocation list without allowed_signers", yaml: agentYAML(prod: "require_signed_tags: true\nopenpgp_keyring_file: k.asc\nrevoked_signers_file: r"), keyPath: "environments.prod.revoked_signers_file", code: .conflict),

@@ -36,7 +36,7 @@ struct ExampleTests {
             "max_depth:", "terraform:", "binary:", "plugin_cache_dir:", "store:", "sqlite:", "listen:", "webhooks:", "secret_files:", "max_body_bytes:",
             "environments:", "serves:", "promote_from:", "approvals:", "approvers:", "tagger_may_approve:", "approval_ttl:",
             "require_signed_tags:", "allowed_signers_file:", "revoked_signers_file:", "openpgp_keyring_file:",
-            "signer_may_approve:", "apply_windows:", "days:", "from:", "to:", "timezone:",
+            "signer_may_approve:", "backend:", "settings:", "workspace:", "unpinned:", "apply_windows:", "days:", "from:", "to:", "timezone:",
             "plan_credentials_file:", "apply_credentials_file:", "protected_resource_types:", "allowed_resource_types:",
             "identities:", "token_sha256:", "emails:", "public_url:", "forge:", "kind:", "api_url:", "repository:",
             "status_context:", "notifications:", "url_file:", "format:", "secret_file:", "events:", "metrics_listen:", "log_format:",

@@ -78,7 +78,8 @@ final class World: @unchecked Sendable {
     let providerMirror: URL
 
     /// - Parameters:
-    ///   - environmentsYAML: the agent config's `environments:` block (indented by two).
+    ///   - environmentsYAML: the agent config's `environments:` block (indented by two); `{state}`
+    ///     stands for the folder of the environments' state files.
     ///   - environments: the environments `lockstep.yaml` lists for the project.
     init(environmentsYAML: String, environments: [String] = ["dev", "staging", "prod"],
          verify: [String: String] = [:], requireMergeCommit: Bool = true, terraformBinary: URL? = nil,
@@ -107,7 +108,7 @@ final class World: @unchecked Sendable {
         store:
           sqlite: \(storePath)
         environments:
-        \(environmentsYAML)
+        \(environmentsYAML.replacingOccurrences(of: "{state}", with: stateDirectory.path))
         \(identitiesYAML)
         """
         agent = try AgentConfig.parse(yaml: yaml, file: scratch.appendingPathComponent("agent.yaml").path,

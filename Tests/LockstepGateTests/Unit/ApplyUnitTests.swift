@@ -145,7 +145,7 @@ struct ApplyAndVerifyUnitTests {
         #expect(try await world.path(run.id).suffix(3) == ["applying:preconditions_held", "applied:apply_succeeded",
                                                            "verified:no_verify_configured"])
         #expect(await world.runner.applies == [digest])
-        #expect(await world.runner.calls.suffix(3) == [.initialize, .apply(digest), .outputs])
+        #expect(await world.runner.calls.suffix(4) == [.initialize, .stateHead, .apply(digest), .outputs])
         #expect(await world.source.exports == [run.run.commit, run.run.commit], "one export for the plan, a fresh one for apply")
         #expect(try await world.store.outputs(of: world.target("dev"), storedBy: run.id)?.contains("example.test") == true)
         #expect(!FileManager.default.fileExists(atPath: world.runDirectory(run.id).path), "the plan never outlives its run")
