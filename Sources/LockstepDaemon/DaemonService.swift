@@ -47,6 +47,8 @@ public final class DaemonService: Service, Sendable {
     /// What the last pass left for the next one to compare (``Gate/poll(after:decided:)``):
     /// a poll that finds nothing changed skips the pass.
     private let quietPass = Mutex<QuietPass?>(nil)
+    /// The audit head last written to the log (docs/CONTRACT.md §5: a witness outside the store).
+    private let publishedHead = Mutex<AuditHash?>(nil)
     /// The open-run counts the status line was last built from. A skipped pass changed no
     /// run, so it reuses them instead of reading every open run again.
     private let openRunCounts = Mutex<OpenRunCounts?>(nil)
@@ -217,8 +219,27 @@ public final class DaemonService: Service, Sendable {
         return running.contains { $0.id != worker }
     }
 
+    /// Logs the store's audit head when it changed since the last one logged: under systemd the
+    /// journal keeps it, so `lockstep audit verify --expect-head` has a witness the store's
+    /// own user cannot rewrite. Read after every pass, whether it ran or was skipped.
+    private func publishAuditHead() async {
+        guard let head = try? await store.auditHead() else { return }
+        let changed = publishedHead.withLock { last in
+            defer { last = head }
+            return last != head
+        }
+        guard changed, head != AuditHash.genesis else { return }
+        logger.notice("audit head", metadata: ["audit.head": "\(head.hex)"])
+    }
+
     @discardableResult
     private func pass() async -> Bool {
+        let ran = await reconcileOnce()
+        await publishAuditHead()
+        return ran
+    }
+
+    private func reconcileOnce() async -> Bool {
         let clock = ContinuousClock()
         let started = clock.now
         var visited = 0

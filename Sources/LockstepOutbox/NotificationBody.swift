@@ -39,10 +39,13 @@ enum NotificationBody {
         var detail: String?
         var tag: String?
         var rejections: [String]?
+        /// The store's audit head when this was sent: the receiver keeps a witness of it
+        /// outside the store (`lockstep audit verify --expect-head`).
+        var auditHead: String?
     }
 
     static func json(_ event: OutboxEvent, _ kind: NotificationEvent, _ report: RunReport?, redactor: Redactor,
-                     delivery: String) -> Data {
+                     delivery: String, auditHead: AuditHash? = nil) -> Data {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         var body = JSONBody(event: kind.rawValue, delivery: delivery, time: formatter.string(from: event.time),
@@ -58,6 +61,7 @@ enum NotificationBody {
         body.reason = event.facts.reason
         body.detail = event.facts.detail.map { String($0.prefix(RunReport.detailLimit)) }
         body.tag = event.facts.tagName
+        body.auditHead = auditHead?.hex
         body.rejections = event.facts.rejections.isEmpty ? nil : event.facts.rejections
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -220,7 +220,8 @@ public struct NotificationSink: OutboxSink {
         let body: Data
         switch settings.format {
         case .json:
-            body = NotificationBody.json(event, kind, report, redactor: redactor, delivery: delivery)
+            body = NotificationBody.json(event, kind, report, redactor: redactor, delivery: delivery,
+                                         auditHead: try? await source.store.auditHead())
             headers += [("X-Lockstep-Event", kind.rawValue), ("X-Lockstep-Delivery", delivery)]
             if let secret {
                 let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: secret))

@@ -48,6 +48,12 @@ struct NotificationTests {
         #expect(awaiting["plan"] as? [String: Int] == ["create": 1, "update": 0, "replace": 0, "delete": 1])
         let second = try #require(sent[2].json["approvals"] as? [String: Any])
         #expect(second["required"] as? Int == 2 && second["approved_by"] as? [String] == ["alice", "bob"])
+        // Each carries the audit head at sending: a real entry's hash, never going backwards.
+        let hashes = try await world.store.auditEntries().map(\.hash.hex)
+        let heads = sent.compactMap { $0.json["audit_head"] as? String }
+        #expect(heads.count == sent.count)
+        let positions = heads.compactMap { hashes.firstIndex(of: $0) }
+        #expect(positions.count == heads.count && positions == positions.sorted(), "\(heads)")
     }
 
     @Test("events: only the ones listed are sent; a rejected tag is one")
