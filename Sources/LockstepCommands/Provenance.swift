@@ -230,3 +230,54 @@ enum Provenance {
 
     private static func shown(_ text: String) -> String { "\"\(displaySafe(text, limit: 200))\"" }
 }
+
+extension Provenance {
+    /// The run as an in-toto Statement v1 with a SLSA Provenance v1 predicate: the subject is the
+    /// plan that was applied (its digest), the dependency the tagged commit, the parameters the
+    /// environment, tag and the state the plan was bound to, the audit head a byproduct. Unsigned:
+    /// sign it with the tool your attestation store expects.
+    static func statement(_ inputs: ProvenanceInputs, report: ProvenanceReport, repo: String) -> [String: Any] {
+        let run = inputs.run
+        let mine = inputs.entries.filter { $0.runID == run.id && $0.kind == .transition }
+        func time(_ state: RunState) -> String? {
+            mine.first { $0.payload["to"] == state.rawValue }.map { AuditExportLine.timestamp($0.epochMilliseconds) }
+        }
+        var internalParameters: [String: Any] = [
+            "approvals": inputs.approvals.map {
+                ["identity": $0.identity.rawValue, "digest": $0.digest.rawValue,
+                 "time": AuditExportLine.timestamp(Int64($0.time.timeIntervalSince1970 * 1000))]
+            },
+        ]
+        if let prior = run.plan?.priorState {
+            internalParameters["prior_state"] = ["lineage": prior.lineage, "serial": prior.serial]
+        }
+        if let signer = run.run.signer {
+            internalParameters["signer"] = ["format": signer.format, "principal": signer.principal, "key": signer.key]
+        }
+        var metadata: [String: Any] = ["invocationId": run.id.rawValue]
+        metadata["startedOn"] = time(.applying)
+        metadata["finishedOn"] = time(.verified) ?? time(.applied)
+        return [
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [["name": "terraform-plan/\(run.target.project)/\(run.target.environment)/\(run.id)",
+                         "digest": ["sha256": run.planDigest?.rawValue ?? ""]]],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": [
+                "buildDefinition": [
+                    "buildType": "urn:lockstep:apply:v1",
+                    "externalParameters": ["project": run.target.project.rawValue, "environment": run.target.environment.rawValue,
+                                           "tag": run.run.tagName, "version": run.run.version.description],
+                    "internalParameters": internalParameters,
+                    "resolvedDependencies": [["uri": "git+\(repo)@refs/tags/\(run.run.tagName)",
+                                              "digest": ["gitCommit": run.run.commit.rawValue, "gitTag": run.run.tagObject.rawValue,
+                                                         "gitTree": run.run.tree.rawValue]]],
+                ] as [String: Any],
+                "runDetails": [
+                    "builder": ["id": "urn:lockstep:agent"],
+                    "metadata": metadata,
+                    "byproducts": [["name": "audit-head", "digest": ["sha256": report.auditHead ?? ""]]],
+                ] as [String: Any],
+            ] as [String: Any],
+        ]
+    }
+}

@@ -49,9 +49,13 @@ public struct ProvenanceCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Flag(name: .customLong("in-toto"), help: "Print an (unsigned) in-toto statement with a SLSA provenance predicate instead, when every link holds.")
+    var inToto = false
+
     public init() {}
 
     public func validate() throws {
+        if json && inToto { throw ValidationError("--json and --in-toto print different documents: choose one") }
         if let expectHead, (try? AuditHash(hex: expectHead)) == nil {
             throw ValidationError("--expect-head must be 64 hexadecimal characters")
         }
@@ -59,11 +63,22 @@ public struct ProvenanceCommand: AsyncParsableCommand {
 
     public func run() async throws {
         let report: ProvenanceReport
+        let inputs: ProvenanceInputs
         do {
-            report = try await makeReport()
+            (report, inputs) = try await makeReport()
         } catch let error as ProvenanceInputError {
             printError("error: \(error.message)")
             throw ExitCode(2)
+        }
+        if inToto {
+            guard let broken = report.firstBroken else {
+                let statement = Provenance.statement(inputs, report: report, repo: repo)
+                let data = try JSONSerialization.data(withJSONObject: statement, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                FileHandle.standardOutput.write(data + Data("\n".utf8))
+                return
+            }
+            printError("chain BROKEN at \(broken.name): \(broken.detail); no statement is made of a broken chain")
+            throw ExitCode(1)
         }
         if json {
             let encoder = JSONEncoder()
@@ -88,7 +103,7 @@ public struct ProvenanceCommand: AsyncParsableCommand {
         init(_ message: String) { self.message = message }
     }
 
-    private func makeReport() async throws -> ProvenanceReport {
+    private func makeReport() async throws -> (ProvenanceReport, ProvenanceInputs) {
         var agent: AgentConfig?
         if let config {
             do { agent = try AgentConfig.load(path: config) } catch {
@@ -124,7 +139,7 @@ public struct ProvenanceCommand: AsyncParsableCommand {
             branch: branch ?? agent?.repository.branch ?? "main",
             runsDirectory: URL(fileURLWithPath: store).deletingLastPathComponent().appendingPathComponent("runs"),
             policy: policy, otherPolicies: agent.map { Array($0.environments.values) } ?? [])
-        return await Provenance.check(inputs, mirror: mirror, scratch: scratch.appendingPathComponent("signatures"))
+        return (await Provenance.check(inputs, mirror: mirror, scratch: scratch.appendingPathComponent("signatures")), inputs)
     }
 
     /// The run named by id, or the newest run of ENV@VERSION.

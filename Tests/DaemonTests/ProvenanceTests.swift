@@ -13,7 +13,8 @@ struct ProvenanceTests {
         let daemon = try await world.startReadyDaemon()
         try world.release("1.0.0")
         let id = try await world.waitForRun(in: ["awaiting_approval"])
-        let approved = try world.approve(id, digest: try world.planDigest(of: id))
+        let planDigest = try world.planDigest(of: id)
+        let approved = try world.approve(id, digest: planDigest)
         #expect(approved.status == 200, "\(approved.json)")
         _ = try await world.waitForRun(in: ["verified"])
         // The daemon writes each new audit head to its log (the journal under systemd): the
@@ -46,6 +47,19 @@ struct ProvenanceTests {
         #expect(human.status == 0, "\(human.out)\(human.err)")
         #expect(human.out.contains("provenance of run \(id)") && human.out.contains("chain verified: every link holds"), "\(human.out)")
 
+        // The same chain as an in-toto statement: the applied plan is the subject, the tagged commit the dependency.
+        let statementRun = try provenance([id, "--in-toto"])
+        #expect(statementRun.status == 0, "\(statementRun.err)")
+        let statement = try #require(try JSONSerialization.jsonObject(with: Data(statementRun.out.utf8)) as? [String: Any])
+        #expect(statement["_type"] as? String == "https://in-toto.io/Statement/v1")
+        #expect(statement["predicateType"] as? String == "https://slsa.dev/provenance/v1")
+        let subject = try #require((statement["subject"] as? [[String: Any]])?.first)
+        #expect((subject["digest"] as? [String: String])?["sha256"] == planDigest)
+        let definition = try #require((statement["predicate"] as? [String: Any])?["buildDefinition"] as? [String: Any])
+        let dependency = try #require((definition["resolvedDependencies"] as? [[String: Any]])?.first)
+        let created = try #require(links.first { $0["name"] as? String == "commit" }?["detail"] as? String)
+        #expect(created.hasPrefix(String(((dependency["digest"] as? [String: String])?["gitCommit"] ?? "").prefix(12))))
+
         // A head that is not the one kept elsewhere: the audit log itself is the broken link.
         let wrongHead = try provenance([id, "--expect-head", String(repeating: "ab", count: 32)])
         #expect(wrongHead.status == 1)
@@ -62,6 +76,7 @@ struct ProvenanceTests {
         let edited = try provenance([id], store: copy)
         #expect(edited.status == 1)
         #expect(edited.out.contains("chain BROKEN at approvals"), "\(edited.out)")
+        #expect(try provenance([id, "--in-toto"], store: copy).status == 1, "no statement of a broken chain")
 
         // Unknown runs and nonsense are input errors (exit 2), not verdicts.
         #expect(try provenance(["prod@1.0.0"]).status == 2)
