@@ -113,6 +113,25 @@ final class OutboxService: Service, Sendable {
 /// group drains gracefully and `serve` throws the failure, so the process exits non-zero
 /// with one line saying why instead of living on half-started.
 public enum Daemon {
+    /// Environments that require signed tags need their signer files and the programs that
+    /// check them (docs/CONTRACT.md §3): a daemon that could verify nothing would reject every
+    /// release, so it says which file or program is missing at start instead.
+    static func checkSigners(_ agent: AgentConfig, programs: TagSignatureVerifier.Programs = .init()) throws {
+        for policy in agent.environments.values.sorted(by: { $0.name < $1.name }) where policy.requireSignedTags {
+            do {
+                _ = try SignerTrust.load(policy)
+            } catch {
+                throw DaemonError(.config, "\(error.description); \(policy.name) requires signed tags")
+            }
+            if policy.allowedSignersFile != nil, !FileManager.default.isExecutableFile(atPath: programs.sshKeygen) {
+                throw DaemonError(.config, "\(policy.name) checks SSH tag signatures with \(programs.sshKeygen), which is not installed (Debian: openssh-client)")
+            }
+            if policy.openPGPKeyringFile != nil, !FileManager.default.isExecutableFile(atPath: programs.gpg) {
+                throw DaemonError(.config, "\(policy.name) checks OpenPGP tag signatures with \(programs.gpg), which is not installed (Debian: gnupg)")
+            }
+        }
+    }
+
     /// Runs until SIGTERM or SIGINT, then drains (see ``DaemonService``).
     public static func serve(configPath: String, environment: [String: String], logger: Logger) async throws {
         ResidentMemory.limitArenas()
@@ -144,6 +163,8 @@ public enum Daemon {
         } catch {
             throw DaemonError(.tokens, "the API tokens of the agent config cannot be used: \(error)")
         }
+
+        try checkSigners(agent)
 
         let notifier = SystemdNotifier(environment: environment)
         let status = DaemonStatus(notifier: notifier, logger: logger)

@@ -73,4 +73,25 @@ struct StartupTests {
             #expect(daemon.terminationReason == .exit && daemon.terminationStatus == 0)
         }
     }
+
+    @Test("an environment that requires signed tags with a signer file that cannot be read stops the start, naming the file")
+    func missingSignerFile() async throws {
+        let world = try DaemonWorld(pipeline: .devOnly)
+        defer { world.cleanup() }
+        let missing = world.scratch.appendingPathComponent("no-such-allowed-signers").path
+        var config = try String(contentsOfFile: world.configPath, encoding: .utf8)
+        let anchor = "tagger_may_approve: true\n"
+        let line = try #require(config.split(separator: "\n").first { $0.contains(anchor.dropLast()) })
+        let indent = String(line.prefix { $0 == " " })
+        config = config.replacingOccurrences(of: anchor, with: anchor + """
+            \(indent)require_signed_tags: true
+            \(indent)allowed_signers_file: \(missing)
+
+            """)
+        try config.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+        let daemon = try world.startDaemon()
+        let exited = try await world.waitForExit(daemon, seconds: 30)
+        #expect(exited && daemon.terminationStatus != 0)
+        #expect(world.daemonLogs.contains("the allowed_signers_file of dev (\(missing)) cannot be read"), "\(world.daemonLogs.suffix(1_000))")
+    }
 }
