@@ -170,7 +170,7 @@ public actor TagSignatureVerifier {
     }
 
     /// The tagger's e-mail from the signed payload itself (`tagger Name <email> time zone`),
-    /// lowercased; nil when absent or when it holds anything but printable ASCII.
+    /// lowercased; nil when absent or when it holds anything but the characters of an address.
     static func taggerEmail(_ payload: [UInt8]) -> String? {
         let text = String(decoding: payload, as: UTF8.self)
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -178,7 +178,10 @@ public actor TagSignatureVerifier {
             guard line.hasPrefix("tagger ") else { continue }
             guard let open = line.firstIndex(of: "<"), let close = line[open...].firstIndex(of: ">") else { return nil }
             let email = line[line.index(after: open)..<close]
-            guard !email.isEmpty, email.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else { return nil }
+            // Only what addresses are made of: no pattern characters (`*`, `?`, `!`, `,`) that an
+            // allowed_signers principal list gives meaning to, no quotes, no spaces.
+            let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+%@")
+            guard !email.isEmpty, email.utf8.count <= 254, email.allSatisfy({ allowed.contains($0) }) else { return nil }
             return email.lowercased()
         }
         return nil

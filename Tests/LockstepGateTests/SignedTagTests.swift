@@ -300,3 +300,18 @@ struct SignedTagGateTests {
         #expect(try await world.runs("prod").isEmpty)
     }
 }
+
+@Suite("The tagger's address read from a signed tag payload")
+struct TaggerEmailTests {
+    @Test("the address is taken from the header only, lowercased; pattern characters and odd bytes give none", arguments: [
+        ("object a\ntype commit\ntag t\ntagger Dave <Dave@Example.COM> 1 +0000\n\nmsg\n", "dave@example.com"),
+        ("object a\ntype commit\ntag t\ntagger Eve <*@example.com> 1 +0000\n\nmsg\n", nil),
+        ("object a\ntype commit\ntag t\ntagger Eve <a@b,c@d> 1 +0000\n\nmsg\n", nil),
+        ("object a\ntype commit\ntag t\ntagger Eve <a b@c> 1 +0000\n\nmsg\n", nil),
+        ("object a\ntype commit\ntag t\n\ntagger Dave <dave@example.com> 1 +0000\n", nil),
+        ("object a\ntype commit\ntag t\ntagger Nobody 1 +0000\n\nmsg\n", nil),
+    ] as [(String, String?)])
+    func taggerEmail(payload: String, expected: String?) {
+        #expect(TagSignatureVerifier.taggerEmail(Array(payload.utf8)) == expected)
+    }
+}
