@@ -226,7 +226,9 @@ let package = Package(
             name: "lockstep-bench",
             dependencies: [
                 "GitSource",
+                "LockstepConfig",
                 "LockstepCore",
+                "LockstepGate",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -6,7 +6,7 @@ struct LockstepBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lockstep-bench",
         abstract: "Measure Lockstep against the tools it replaces.",
-        subcommands: [GitBenchmark.self, TerraformBenchmark.self, DaemonBenchmark.self, WebhookBenchmark.self]
+        subcommands: [GitBenchmark.self, TerraformBenchmark.self, DaemonBenchmark.self, WebhookBenchmark.self, SignatureBenchmark.self]
     )
 }
 
