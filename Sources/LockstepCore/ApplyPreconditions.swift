@@ -17,6 +17,10 @@ public struct ApplyFacts: Sendable, Hashable {
     public var applyWindowOpen: Bool
     public var checksPassed: Bool
     public var agentServesEnvironment: Bool
+    /// Why the release tag's signature no longer verifies with the environment's signer files
+    /// as they are now (a key revoked or removed since the tag was accepted); nil when it does,
+    /// or when the environment does not require signed tags.
+    public var signatureProblem: String?
 
     public init(validApprovals: Int, requiredApprovals: Int, approvedDigest: Digest, planDigestOnDisk: Digest?,
                 runCommit: GitObjectID, tagCommitNow: GitObjectID?, appliesSincePlan: [RunID],
@@ -51,6 +55,7 @@ public struct ApplyPreconditionFailure: Sendable, Hashable, Codable, CustomStrin
         public static let applyWindowClosed = Code(rawValue: "apply_window_closed")
         public static let checksNotPassed = Code(rawValue: "checks_not_passed")
         public static let environmentNotServed = Code(rawValue: "environment_not_served")
+        public static let signatureNoLongerValid = Code(rawValue: "signature_no_longer_valid")
     }
 
     public let code: Code
@@ -61,6 +66,7 @@ public struct ApplyPreconditionFailure: Sendable, Hashable, Codable, CustomStrin
     /// Failures that deserve an alert, not just a status line: someone changed what was approved.
     public var isAlarming: Bool {
         code == .planDigestMismatch || code == .planFileMissing || code == .tagMoved || code == .tagDeleted
+            || code == .signatureNoLongerValid
     }
 
     public init(code: Code, description: String) {
@@ -140,6 +146,9 @@ public enum ApplyPreconditions {
         }
         if !facts.agentServesEnvironment {
             failures.append(.init(code: .environmentNotServed, description: "this agent does not serve the environment"))
+        }
+        if let problem = facts.signatureProblem {
+            failures.append(.init(code: .signatureNoLongerValid, description: "the release tag's signature no longer verifies: \(problem)"))
         }
         return ApplyPreconditionReport(failures: failures)
     }

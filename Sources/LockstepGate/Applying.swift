@@ -71,12 +71,49 @@ extension Gate {
             throw FactsUnavailable(reason: "the release tag could not be re-resolved: \(error.description)")
         }
         let checksPassed = run.plan != nil && checks(of: run, policy).passed
-        return ApplyFacts(validApprovals: valid.count, requiredApprovals: approvalPolicy.requiredApprovals,
+        var facts = ApplyFacts(validApprovals: valid.count, requiredApprovals: approvalPolicy.requiredApprovals,
                           approvedDigest: digest, planDigestOnDisk: onDisk, runCommit: run.run.commit,
                           tagCommitNow: tagCommit,
                           appliesSincePlan: try await store.appliesStarted(on: run.target, sincePlanOf: run.id),
                           applyWindowOpen: policy.applyWindowOpen(at: moment), checksPassed: checksPassed,
                           agentServesEnvironment: policy.serves)
+        facts.signatureProblem = try await signatureProblem(run, policy)
+        return facts
+    }
+
+    /// The release tag's signature checked again with the signer files as they are now: a key
+    /// revoked or removed after the tag was accepted stops the apply (docs/CONTRACT.md §4).
+    /// Files that cannot be read, or a program that cannot run, decide nothing: the run stays
+    /// approved and is tried again.
+    func signatureProblem(_ run: StoredRun, _ policy: EnvironmentPolicy) async throws -> String? {
+        guard policy.requireSignedTags else { return nil }
+        let trust: SignerTrust
+        var others: [SignerTrust] = []
+        do throws(GateError) {
+            guard let loaded = try SignerTrust.load(policy) else { return nil }
+            trust = loaded
+            for other in agent.environments.values where other.name != policy.name {
+                if let loaded = try? SignerTrust.load(other) { others.append(loaded) }
+            }
+        } catch {
+            throw FactsUnavailable(reason: "the signer files could not be read: \(error.description)")
+        }
+        let raw: RawTagObject
+        do {
+            raw = try await source.rawTag(id: run.run.tagObject, name: run.run.tagName)
+        } catch {
+            return "the tag object \(run.run.tagObject.short) cannot be read: \(error.description)"
+        }
+        switch await signatureVerifier.verify(raw, trust: trust, others: others) {
+        case .verified(let signer) where signer == run.run.signer:
+            return nil
+        case .verified(let signer):
+            return "it now verifies as \(signer), not as \(run.run.signer?.description ?? "no recorded signer")"
+        case .rejected(let rejection) where rejection.code == .signatureUncheckable:
+            throw FactsUnavailable(reason: rejection.description)
+        case .rejected(let rejection):
+            return rejection.description
+        }
     }
 
     /// Applies exactly the saved plan with `digest`, once. Runs only after the

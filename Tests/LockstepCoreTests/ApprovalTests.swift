@@ -127,6 +127,7 @@ import Testing
         ("window closed", facts { $0.applyWindowOpen = false }, [.applyWindowClosed], .waitForApplyWindow),
         ("checks failed", facts { $0.checksPassed = false }, [.checksNotPassed], .abandon),
         ("environment not served", facts { $0.agentServesEnvironment = false }, [.environmentNotServed], .abandon),
+        ("signing key revoked since acceptance", facts { $0.signatureProblem = "key revoked" }, [.signatureNoLongerValid], .abandon),
         ("approvals short and window closed", facts { $0.validApprovals = 0; $0.applyWindowOpen = false },
          [.insufficientApprovals, .applyWindowClosed], .awaitApprovals),
     ] as [(String, ApplyFacts, [ApplyPreconditionFailure.Code], ApplyPreconditionReport.Disposition)])

@@ -215,10 +215,18 @@ struct SignedTagGateTests {
         #expect(refusal.code == .signerSelfApproval)
         #expect(try await world.gate.reviewFacts(of: world.store.run(run.id)!).mayApprove == [identity("alice"), identity("bob")])
 
-        // Revoking the key in the agent's file takes effect at the next pass: the accepted tag is
-        // rejected, its waiting run superseded or left unapplied, nothing else accepted.
+        // alice approves; then the release key is revoked in the agent's file before apply. The
+        // apply re-checks the signature with the files as they are now: nothing is applied.
+        #expect(try await world.approve(run, by: ["alice"]) == [.approved])
         try Data((try keys.publicKey("revoked") + "\n" + (try keys.publicKey("release")) + "\n").utf8)
             .write(to: URL(fileURLWithPath: revoked))
+        let outcome = try await world.gate.apply(run: run.id)
+        guard case .preconditionsFailed(let preconditions, let state) = outcome else { Issue.record("apply: \(outcome)"); return }
+        #expect(preconditions.failures.map(\.code) == [.signatureNoLongerValid], "\(preconditions.failures)")
+        #expect(preconditions.failures.first?.description.contains("revoked") == true)
+        #expect(state == .failed)
+        #expect(world.applyLog.isEmpty)
+        // And the next pass rejects the tag itself.
         _ = try await world.gate.reconcile()
         let revokedNow = try #require(try await world.decision("prod", "prod/v1.0.0"))
         #expect(!revokedNow.accepted && revokedNow.rejections.map(\.code) == [.signerKeyRevoked], "\(revokedNow.rejections)")
