@@ -236,6 +236,14 @@ public struct BackendPin: Sendable, Hashable {
         self.unpinned = unpinned
     }
 
+    /// Whether a backend setting's name says it holds a credential (`secret_key`, `token`, …):
+    /// refused in a pin, and its value never shown in a refusal.
+    public static func isCredentialSetting(_ name: String) -> Bool {
+        let lowered = name.lowercased()
+        return ["secret", "password", "token", "access_key", "credentials", "sas", "private_key", "client_certificate"]
+            .contains { lowered.contains($0) }
+    }
+
     /// The settings with `{project}` replaced.
     public func settings(for project: String) -> [String: String] {
         settings.mapValues { $0.replacingOccurrences(of: "{project}", with: project) }

@@ -259,11 +259,10 @@ extension AgentParser {
         var settings: [String: String] = [:]
         if let snode = require(f, "settings", at, "the settings that identify the state, such as `bucket` and `key`"),
            let fields = reader.mapping(snode, at.key("settings"), "a mapping of backend setting names to values") {
-            let credentialWords = ["secret", "password", "token", "access_key", "credentials", "sas", "private_key", "client_certificate"]
             for (key, value) in fields.entries() {
                 let keyAt = at.key("settings").key(key)
                 guard isName(key) else { reader.fail(keyAt, .invalidValue, nameWhat, value); continue }
-                if credentialWords.contains(where: { key.lowercased().contains($0) }) {
+                if BackendPin.isCredentialSetting(key) {
                     reader.fail(keyAt, .literalSecret, "settings that say where the state is (bucket, key, path, …); credentials belong in the credentials files", value)
                     continue
                 }

@@ -88,9 +88,8 @@ struct ResolvedBackend: Sendable, Hashable {
             case nil: differences.append("\(key) is not set, pinned \(shown(expected))")
             }
         }
-        let credentialWords = ["secret", "password", "token", "access_key", "credentials", "sas", "private_key", "client_certificate"]
         for (key, actual) in settings.sorted(by: { $0.key < $1.key }) where pin.settings[key] == nil && !pin.unpinned.contains(key) {
-            let value = credentialWords.contains { key.lowercased().contains($0) } ? "(value not shown)" : shown(actual)
+            let value = BackendPin.isCredentialSetting(key) ? "(value not shown)" : shown(actual)
             differences.append("\(key) is set to \(value), which the pin neither names nor lists as unpinned")
         }
         if workspace != pin.workspace { differences.append("workspace is \(shown(workspace)), pinned \(shown(pin.workspace))") }

@@ -271,7 +271,11 @@ public actor Gate {
 
     /// Identities whose configured e-mail addresses match the run's tagger.
     func taggerIdentities(_ run: StoredRun) -> Set<IdentityName> {
-        guard let email = run.run.taggerEmail else { return [] }
+        run.run.taggerEmail.map(identities(withEmail:)) ?? []
+    }
+
+    /// Identities whose configured e-mail addresses include `email`.
+    func identities(withEmail email: String) -> Set<IdentityName> {
         var directory: [IdentityName: [String]] = [:]
         for identity in agent.identities.values { directory[identity.name] = identity.emails }
         return ApprovalRules.identities(matchingEmail: email, in: directory)
@@ -281,9 +285,7 @@ public actor Gate {
     /// the environment says `signer_may_approve: true`).
     func signerIdentities(_ run: StoredRun, _ policy: EnvironmentPolicy) -> Set<IdentityName> {
         guard !policy.signerMayApprove, let email = run.run.signer?.principal else { return [] }
-        var directory: [IdentityName: [String]] = [:]
-        for identity in agent.identities.values { directory[identity.name] = identity.emails }
-        return ApprovalRules.identities(matchingEmail: email, in: directory)
+        return identities(withEmail: email)
     }
 
     /// Whether `identity` is one of the environment's approvers (who may also reject,
