@@ -414,8 +414,6 @@ struct SSHKeyLines {
         }
     }
 
-    var isEmpty: Bool { keys.isEmpty }
-
     func contains(_ key: Data) -> Bool { keys.contains(key) }
 
     private static func fields(_ line: Substring) -> [Substring] {
