@@ -4,8 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 bash scripts/install-terraform.sh
-sh scripts/install-browser-test-deps.sh
-sh scripts/install-moto.sh
+sh scripts/install-python-tools.sh
 sh scripts/check-unit.sh
 sh scripts/check-alerts.sh
 swift build --build-tests

@@ -1,3 +1,4 @@
+public import Foundation
 public import LockstepCore
 
 // The board: environments, targets and what keeps the daemon from following the repository.
@@ -26,18 +27,26 @@ public struct APIPendingRevision: Sendable, Hashable, Codable {
     public var version: SemanticVersion
     public var tag: String
     public var commit: GitObjectID
+    /// An approved run held by a closed apply window or a freeze: why, and when it will apply.
+    public var heldBecause: String?
+    public var appliesAt: Date?
 
-    public init(runID: RunID, state: RunState, version: SemanticVersion, tag: String, commit: GitObjectID) {
+    public init(runID: RunID, state: RunState, version: SemanticVersion, tag: String, commit: GitObjectID,
+                heldBecause: String? = nil, appliesAt: Date? = nil) {
         self.runID = runID
         self.state = state
         self.version = version
         self.tag = tag
         self.commit = commit
+        self.heldBecause = heldBecause
+        self.appliesAt = appliesAt
     }
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id"
         case state, version, tag, commit
+        case heldBecause = "held_because"
+        case appliesAt = "applies_at"
     }
 }
 
@@ -73,9 +82,11 @@ public struct APITarget: Sendable, Hashable, Codable {
     public var pin: APIPin?
     /// Alerts raised for the target or its runs and not yet acknowledged.
     public var alerts: Int
+    /// The last drift check of the applied revision (nil: none, or the environment has no `drift:`).
+    public var drift: APIDrift?
 
     public init(project: ProjectName, environment: EnvironmentName, desired: APIRevision?, applied: APIRevision?,
-                pending: APIPendingRevision?, pin: APIPin?, alerts: Int) {
+                pending: APIPendingRevision?, pin: APIPin?, alerts: Int, drift: APIDrift? = nil) {
         self.project = project
         self.environment = environment
         self.desired = desired
@@ -83,12 +94,39 @@ public struct APITarget: Sendable, Hashable, Codable {
         self.pending = pending
         self.pin = pin
         self.alerts = alerts
+        self.drift = drift
     }
 
     public var target: TargetID { TargetID(project: project, environment: environment) }
 
     enum CodingKeys: String, CodingKey {
-        case project, environment, desired, applied, pending, pin, alerts
+        case project, environment, desired, applied, pending, pin, alerts, drift
+    }
+}
+
+/// A drift check of a target's applied revision (docs/CONTRACT.md §4, drift).
+public struct APIDrift: Sendable, Hashable, Codable {
+    /// `no_drift`, `drift` or `failed`.
+    public var outcome: String
+    public var checkedAt: Date
+    public var version: SemanticVersion
+    public var tag: String
+    public var detail: String
+    /// Addresses the plan of the applied revision would change.
+    public var addresses: [String]
+
+    public init(outcome: String, checkedAt: Date, version: SemanticVersion, tag: String, detail: String, addresses: [String]) {
+        self.outcome = outcome
+        self.checkedAt = checkedAt
+        self.version = version
+        self.tag = tag
+        self.detail = detail
+        self.addresses = addresses
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case outcome, version, tag, detail, addresses
+        case checkedAt = "checked_at"
     }
 }
 

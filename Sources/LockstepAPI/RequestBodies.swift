@@ -8,12 +8,27 @@ public import LockstepCore
 /// `POST /api/v1/runs/{id}/approve`: the plan digest the approver reviewed (docs/CONTRACT.md §4).
 public struct APIApproveBody: Sendable, Hashable, Codable {
     /// The JSON keys the daemon accepts.
-    public static let fields: Set<String> = ["digest"]
+    public static let fields: Set<String> = ["digest", "override_checks", "break_glass", "reason"]
     public var digest: String
+    /// Failed external checks this approval overrides (where the agent config allows it).
+    public var overrideChecks: [String]?
+    /// An emergency approval by a member of the environment's break-glass group.
+    public var breakGlass: Bool?
+    /// Required with `override_checks` or `break_glass`; stored and audited.
+    public var reason: String?
 
-    public init(digest: Digest) { self.digest = digest.rawValue }
+    public init(digest: Digest, overrideChecks: [String]? = nil, breakGlass: Bool? = nil, reason: String? = nil) {
+        self.digest = digest.rawValue
+        self.overrideChecks = overrideChecks
+        self.breakGlass = breakGlass
+        self.reason = reason
+    }
 
-    enum CodingKeys: String, CodingKey { case digest }
+    enum CodingKeys: String, CodingKey {
+        case digest, reason
+        case overrideChecks = "override_checks"
+        case breakGlass = "break_glass"
+    }
 }
 
 /// `POST /api/v1/runs/{id}/reject`.

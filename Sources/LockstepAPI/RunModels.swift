@@ -71,17 +71,29 @@ public struct APIPlanSummary: Sendable, Hashable, Codable {
 public struct APICheck: Sendable, Hashable, Codable {
     public var name: String
     public var passed: Bool
-    /// Why it failed (redacted), or nil.
+    /// Why it failed (redacted), or nil; for an external check, how its program ended.
     public var detail: String?
+    /// For an external check: whether an approver may override its failure.
+    public var mayOverride: Bool?
+    /// For an external check: the end of its output, redacted and bounded.
+    public var output: String?
 
-    public init(name: String, passed: Bool, detail: String?) {
+    public init(name: String, passed: Bool, detail: String?, mayOverride: Bool? = nil, output: String? = nil) {
         self.name = name
         self.passed = passed
         self.detail = detail
+        self.mayOverride = mayOverride
+        self.output = output
+    }
+
+    public init(_ result: CheckResult) {
+        self.init(name: result.name, passed: result.passed, detail: result.outcome, mayOverride: result.mayOverride,
+                  output: result.output)
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, passed, detail
+        case name, passed, detail, output
+        case mayOverride = "may_override"
     }
 }
 
@@ -90,19 +102,32 @@ public struct APIApproval: Sendable, Hashable, Codable {
     public var identity: IdentityName
     public var digest: Digest
     public var time: Date
+    /// Failed external checks this approval overrode.
+    public var overrideChecks: [String]?
+    /// A break-glass approval (emergency path through freezes and windows).
+    public var breakGlass: Bool?
+    public var reason: String?
 
-    public init(identity: IdentityName, digest: Digest, time: Date) {
+    public init(identity: IdentityName, digest: Digest, time: Date, overrideChecks: [String]? = nil,
+                breakGlass: Bool? = nil, reason: String? = nil) {
         self.identity = identity
         self.digest = digest
         self.time = time
+        self.overrideChecks = overrideChecks
+        self.breakGlass = breakGlass
+        self.reason = reason
     }
 
     public init(_ approval: Approval) {
-        self.init(identity: approval.identity, digest: approval.digest, time: approval.time)
+        self.init(identity: approval.identity, digest: approval.digest, time: approval.time,
+                  overrideChecks: approval.overrideChecks.isEmpty ? nil : approval.overrideChecks,
+                  breakGlass: approval.breakGlass ? true : nil, reason: approval.reason)
     }
 
     enum CodingKeys: String, CodingKey {
-        case identity, digest, time
+        case identity, digest, time, reason
+        case overrideChecks = "override_checks"
+        case breakGlass = "break_glass"
     }
 }
 
@@ -222,6 +247,12 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
     /// The state the plan was made against (lineage and serial inside the saved plan), checked
     /// again right before apply; nil before a plan with changes was stored.
     public var priorState: StateBinding?
+    /// An approved run held back by a closed apply window or a freeze: why, when it will apply
+    /// (nil: no window opens within a year) and when its approvals stop sufficing (it expires
+    /// then if it has not applied). All nil for any other run.
+    public var heldBecause: String?
+    public var appliesAt: Date?
+    public var approvalsExpireAt: Date?
 
     public init(id: RunID, project: ProjectName, environment: EnvironmentName, tag: String, version: SemanticVersion,
                 commit: GitObjectID, tree: GitObjectID, state: RunState, digest: Digest?, rollback: Bool,
@@ -275,6 +306,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
         case commitMessage = "commit_message"
         case signer
         case priorState = "prior_state"
+        case heldBecause = "held_because"
+        case appliesAt = "applies_at"
+        case approvalsExpireAt = "approvals_expire_at"
         case checks, approvals
         case requiredApprovals = "required_approvals"
         case mayApprove = "may_approve"
@@ -309,6 +343,9 @@ public struct APIRunDetail: Sendable, Hashable, Codable {
             commitMessage: try c.decodeIfPresent(String.self, forKey: .commitMessage),
             signer: try c.decodeIfPresent(TagSigner.self, forKey: .signer),
             priorState: try c.decodeIfPresent(StateBinding.self, forKey: .priorState))
+        heldBecause = try c.decodeIfPresent(String.self, forKey: .heldBecause)
+        appliesAt = try c.decodeIfPresent(Date.self, forKey: .appliesAt)
+        approvalsExpireAt = try c.decodeIfPresent(Date.self, forKey: .approvalsExpireAt)
     }
 }
 

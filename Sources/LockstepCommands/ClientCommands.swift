@@ -242,7 +242,11 @@ public struct ApproveCommand: AsyncParsableCommand {
             which prints it with this exact command. Your identity is the one your token belongs to; the \
             daemon refuses (exit 3) an identity not allowed for the environment, the release's own tagger \
             (unless the agent config allows it), a second approval by the same identity, a digest of another \
-            plan, and a run that is not awaiting approval. --json prints the run as POST \
+            plan, and a run that is not awaiting approval. When an external check failed and the agent config \
+            lets it be overridden, every approval must name it with --override-check NAME and say why with \
+            --reason; the run then needs one approval more. --break-glass (members of the environment's \
+            break-glass group, with --reason) lets the run apply inside a freeze or outside the apply windows \
+            once two members approved; that apply raises an alert. --json prints the run as POST \
             /api/v1/runs/RUN/approve returns it.
             """)
     )
@@ -254,18 +258,36 @@ public struct ApproveCommand: AsyncParsableCommand {
             completion: .none)
     var digest: String
 
+    @Option(name: .customLong("override-check"),
+            help: ArgumentHelp("A failed external check this approval overrides (repeat for several).", valueName: "NAME"),
+            completion: .none)
+    var overrideChecks: [String] = []
+
+    @Flag(name: .customLong("break-glass"), help: "An emergency approval by a member of the environment's break-glass group.")
+    var breakGlass = false
+
+    @Option(help: ArgumentHelp("Why (required with --override-check and --break-glass; audited).", valueName: "TEXT"),
+            completion: .none)
+    var reason: String?
+
     @OptionGroup(title: "Connection and output") var client: ClientOptions
 
     public init() {}
 
     public func run() async throws {
         var request: (RunID, Digest)?
+        let (overrideChecks, breakGlass, reason) = (overrideChecks, breakGlass, reason)
         try await ClientCommandRunner.run(client, validate: { () throws(ClientError) in
             request = (try ClientCommandRunner.parse("RUN", run) { raw throws(CoreError) in try RunID(raw) },
                        try ClientCommandRunner.parse("--digest", digest) { raw throws(CoreError) in try Digest(raw) })
+            if (!overrideChecks.isEmpty || breakGlass), (reason ?? "").allSatisfy(\.isWhitespace) {
+                throw ClientError(.usage, "--reason is required with \(breakGlass ? "--break-glass" : "--override-check")")
+            }
         }) { api throws(ClientError) in
             guard let (id, digest) = request else { throw ClientError(.usage, "RUN is missing") }
-            let reply = try await api.post("runs/\(id.rawValue)/approve", body: APIApproveBody(digest: digest))
+            let body = APIApproveBody(digest: digest, overrideChecks: overrideChecks.isEmpty ? nil : overrideChecks,
+                                      breakGlass: breakGlass ? true : nil, reason: reason)
+            let reply = try await api.post("runs/\(id.rawValue)/approve", body: body)
             let detail = try api.decode(APIRunDetail.self, from: reply)
             return .init(json: reply.body, human: ClientRendering.afterApproval(detail))
         }
@@ -395,6 +417,83 @@ public struct ResolveCommand: AsyncParsableCommand {
                                            body: APIResolveBody(as: resolution, reason: reason))
             let detail = try api.decode(APIRunDetail.self, from: reply)
             return .init(json: reply.body, human: ClientRendering.afterResolution(detail, as: resolution.rawValue))
+        }
+    }
+}
+
+/// `lockstep drift fix ENV [--project P]`: drift turned into a normal gated run.
+public struct DriftCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "drift",
+        abstract: "Act on drift the daemon found (lockstep status shows it).",
+        subcommands: [DriftFixCommand.self]
+    )
+
+    public init() {}
+}
+
+/// `lockstep drift fix ENV [--project P]`.
+public struct DriftFixCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "fix",
+        abstract: "Start a gated run that applies the applied revision again, undoing drift.",
+        discussion: ClientHelp.discussion("""
+            For each target of ENV (or only --project's) whose last drift check found drift, starts a \
+            run of the revision that is applied now: it is planned (the plan shows what drifted), \
+            checked, approved and applied like any other run (POST /api/v1/rollback to the applied \
+            version; the target stays at it until a newer tag is accepted). Refused when nothing drifted, \
+            or when a newer release is already waiting (approving it corrects the drift too). --json \
+            prints POST /api/v1/rollback's answer for each target.
+            """)
+    )
+
+    @Argument(help: ArgumentHelp("The environment.", valueName: "ENV"), completion: .custom(ClientCompletion.environments))
+    var environment: String
+
+    @Option(help: ArgumentHelp("Only this project (default: every drifted project of the environment).", valueName: "PROJECT"),
+            completion: .none)
+    var project: String?
+
+    @OptionGroup(title: "Connection and output") var client: ClientOptions
+
+    public init() {}
+
+    public func run() async throws {
+        var wanted: (EnvironmentName, ProjectName?)?
+        try await ClientCommandRunner.run(client, validate: { () throws(ClientError) in
+            let environment = try ClientCommandRunner.parse("ENV", environment) { raw throws(CoreError) in try EnvironmentName(raw) }
+            let project = try project.map { value throws(ClientError) in
+                try ClientCommandRunner.parse("--project", value) { raw throws(CoreError) in try ProjectName(raw) }
+            }
+            wanted = (environment, project)
+        }) { api throws(ClientError) in
+            guard let (environment, project) = wanted else { throw ClientError(.usage, "ENV is missing") }
+            let board = try api.decode(APIEnvironmentList.self, from: try await api.get("environments"))
+            guard let env = board.environments.first(where: { $0.name == environment }) else {
+                throw ClientError(.api, "the daemon knows no environment \(environment)", status: 404, apiCode: "environment_unknown")
+            }
+            let drifted = env.targets.filter { ($0.drift?.outcome == "drift") && (project == nil || $0.project == project) }
+            guard !drifted.isEmpty else {
+                throw ClientError(.api, "no target of \(environment)\(project.map { " (project \($0))" } ?? "") has drift "
+                                  + "in its last check; nothing to fix", status: 409, apiCode: "no_drift")
+            }
+            var bodies: [Data] = []
+            var lines: [String] = []
+            for target in drifted {
+                guard let applied = target.applied else { continue }
+                if let desired = target.desired, desired.version != applied.version {
+                    throw ClientError(.api, "\(target.target): \(desired.version) is waiting to replace the applied "
+                                      + "\(applied.version); approving it corrects the drift too", status: 409,
+                                      apiCode: "newer_release_waiting")
+                }
+                let reply = try await api.post("rollback", body: APIRollbackBody(environment: environment, project: target.project,
+                                                                                 version: applied.version))
+                let result = try api.decode(APIRollbackResult.self, from: reply)
+                bodies.append(reply.body)
+                lines.append(ClientRendering.afterRollback(result))
+            }
+            let json = "[" + bodies.map { String(decoding: $0, as: UTF8.self) }.joined(separator: ",") + "]"
+            return .init(json: Data(json.utf8), human: lines.joined(separator: "\n"))
         }
     }
 }

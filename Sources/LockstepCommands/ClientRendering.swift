@@ -136,6 +136,9 @@ enum ClientRendering {
         lines.append(desired)
         if let pending = target.pending {
             lines.append("pending  \(safe(pending.version.description)) \(state(pending.state))")
+            if let held = pending.heldBecause {
+                lines.append("         held: \(safe(held)); applies at " + (pending.appliesAt.map(time) ?? "no opening within a year"))
+            }
             lines.append("         \(pending.runID)")
         } else {
             lines.append("pending  -")
@@ -146,6 +149,18 @@ enum ClientRendering {
         }
         if target.alerts > 0 {
             lines.append("!! \(plural(target.alerts, "ALERT"))")
+        }
+        if let drift = target.drift {
+            switch drift.outcome {
+            case "drift":
+                lines.append("!! DRIFT   \(plural(drift.addresses.count, "resource")) differ from \(safe(drift.version.description)) "
+                             + "(checked \(time(drift.checkedAt))); lockstep drift fix \(safe(target.environment.rawValue))")
+                for address in drift.addresses.prefix(5) { lines.append("         \(safe(address, limit: 200))") }
+            case "failed":
+                lines.append("drift    check failed \(time(drift.checkedAt)): \(safe(drift.detail, limit: 200))")
+            default:
+                lines.append("drift    none (checked \(time(drift.checkedAt)))")
+            }
         }
         return lines
     }
@@ -234,14 +249,29 @@ enum ClientRendering {
             out.append("checks")
             for check in run.checks {
                 let detail = check.detail.map { ": " + safe($0, limit: 1000) } ?? ""
-                out.append("  \(check.passed ? "passed" : "FAILED") \(safe(check.name))\(detail)")
+                let overridable = !check.passed && check.mayOverride == true ? " (may be overridden: approve --override-check \(safe(check.name)) --reason …)" : ""
+                out.append("  \(check.passed ? "passed" : "FAILED") \(safe(check.name))\(detail)\(overridable)")
+                // A failed check's own words, last lines first cut: what the reviewer must read.
+                if !check.passed, let output = check.output, !output.isEmpty {
+                    for line in output.split(separator: "\n").suffix(15) { out.append("      \(safe(String(line), limit: 300))") }
+                }
             }
         }
 
         out.append("approvals  \(run.approvals.count) of \(run.requiredApprovals)")
         for approval in run.approvals {
             out.append("  \(safe(approval.identity.rawValue)) at \(time(approval.time))"
-                       + (approval.digest == run.digest ? "" : " (quoted another digest: \(approval.digest))"))
+                       + (approval.digest == run.digest ? "" : " (quoted another digest: \(approval.digest))")
+                       + (approval.breakGlass == true ? " BREAK-GLASS" : "")
+                       + ((approval.overrideChecks ?? []).isEmpty ? "" : " overriding " + (approval.overrideChecks ?? []).map { safe($0) }.joined(separator: ", "))
+                       + (approval.reason.map { ": \(safe($0, limit: 300))" } ?? ""))
+        }
+        if let held = run.heldBecause {
+            out.append("waiting    \(safe(held)); applies at " + (run.appliesAt.map(time) ?? "no opening within a year"))
+            if let expiry = run.approvalsExpireAt {
+                let late = run.appliesAt.map { $0 > expiry } ?? true
+                out.append("           approvals valid until \(time(expiry))" + (late ? ": they expire before the run can apply (it will end expired)" : ""))
+            }
         }
         if run.state == .awaitingApproval {
             out.append("may still approve: " + (run.mayApprove.isEmpty ? "nobody" : run.mayApprove.map { safe($0.rawValue) }.joined(separator: ", ")))
@@ -346,6 +376,9 @@ enum ClientRendering {
         lines.append("state: \(state(run.state))")
         if run.state == .awaitingApproval {
             lines.append("may still approve: " + (run.mayApprove.isEmpty ? "nobody" : run.mayApprove.map { safe($0.rawValue) }.joined(separator: ", ")))
+        } else if run.state == .approved, let held = run.heldBecause {
+            lines.append("the run has its approvals but is held (\(safe(held))); it applies at "
+                         + (run.appliesAt.map(time) ?? "no opening within a year"))
         } else if run.state == .approved {
             lines.append("the run has its approvals; the daemon applies it once every precondition holds")
         }

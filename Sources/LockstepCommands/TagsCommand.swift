@@ -222,7 +222,7 @@ public struct LockstepCommand: AsyncParsableCommand {
         abstract: "A release gate for Terraform and OpenTofu.",
         discussion: ClientHelp.root,
         subcommands: [ServeCommand.self, StatusCommand.self, RunsCommand.self, ShowCommand.self, ApproveCommand.self,
-                      RejectCommand.self, RollbackCommand.self, ResolveCommand.self,
+                      RejectCommand.self, RollbackCommand.self, DriftCommand.self, ResolveCommand.self,
                       TagsCommand.self, AuditCommand.self, ProvenanceCommand.self, ConfigCommand.self]
     )
 

@@ -190,6 +190,15 @@ public struct EnvironmentPolicy: Sendable, Hashable {
     public var backendPin: BackendPin?
     /// Empty means apply may start at any time.
     public var applyWindows: [ApplyWindow]
+    /// Periods during which nothing applies, whatever the windows say (`freezes:`).
+    public var freezes: [FreezePeriod] = []
+    /// The emergency path through freezes and windows (`break_glass:`); nil: none.
+    public var breakGlass: BreakGlassGroup?
+    /// External policy checks run on every plan before approval is possible (`checks:`).
+    public var checks: [ExternalCheck] = []
+    /// How often each target's applied revision is planned again to find drift
+    /// (`drift: {interval: 6h}`); nil: never.
+    public var driftInterval: Duration?
     /// Env-file for plan; never the apply file (docs/THREAT-MODEL.md §1.2: plan-time code must not read
     /// apply credentials).
     public var planCredentialsFile: String?

@@ -217,7 +217,13 @@ extension AgentParser {
         let notifications = f.take("notifications").map { self.notifications($0, at.key("notifications")) } ?? []
         let backendNode = f.take("backend")
         let backend = backendNode.flatMap { backendPin($0, at.key("backend")) }
-        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, revoked_signers_file, openpgp_keyring_file, signer_may_approve, apply_windows, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths, notifications, backend", classify: classifyLiteralSecret(reader))
+        let freezes = f.take("freezes").map { self.freezes($0, at.key("freezes")) } ?? []
+        let breakGlassNode = f.take("break_glass")
+        let breakGlass = breakGlassNode.flatMap { self.breakGlass($0, at.key("break_glass"), identities: identities) }
+        let checks = f.take("checks").map { externalChecks($0, at.key("checks")) } ?? []
+        let driftNode = f.take("drift")
+        let drift = driftNode.flatMap { driftInterval($0, at.key("drift")) }
+        f.finish(known: "serves, promote_from, approvals, approvers, tagger_may_approve, approval_ttl, require_signed_tags, allowed_signers_file, revoked_signers_file, openpgp_keyring_file, signer_may_approve, apply_windows, freezes, break_glass, drift, plan_credentials_file, apply_credentials_file, protected_resource_types, allowed_resource_types, writable_paths, notifications, backend, checks", classify: classifyLiteralSecret(reader))
 
         let environmentName = reader.name(EnvironmentName.self, name, at, node)
         let source = promoteFrom.flatMap { reader.name(EnvironmentName.self, $0, at.key("promote_from"), node) }
@@ -225,7 +231,9 @@ extension AgentParser {
             reader.name(IdentityName.self, approver, at.key("approvers").index(i), node)
         }
         if backendNode != nil && backend == nil { return nil }
-        guard reader.errors.count == before, let environmentName, let serves, let approvals, let approverNames, let tagger, let ttl,
+        if breakGlassNode != nil && breakGlass == nil { return nil }
+        if driftNode != nil && drift == nil { return nil }
+        guard reader.errors.count == before, let freezes, let checks, let environmentName, let serves, let approvals, let approverNames, let tagger, let ttl,
               let signed, let signerMayApprove, let windows, let writable, let notifications else { return nil }
         var policy = EnvironmentPolicy(
             name: environmentName, serves: serves, promoteFrom: source, approvals: approvals, approvers: approverNames,
@@ -237,6 +245,10 @@ extension AgentParser {
         policy.openPGPKeyringFile = keyring
         policy.signerMayApprove = signerMayApprove
         policy.backendPin = backend
+        policy.freezes = freezes
+        policy.breakGlass = breakGlass
+        policy.checks = checks
+        policy.driftInterval = drift
         return policy
     }
 

@@ -37,6 +37,10 @@ public enum NotificationEvent: String, Sendable, Hashable, CaseIterable, Codable
     case failed
     case interrupted
     case tagRejected = "tag_rejected"
+    /// An apply started on break-glass approvals, inside a freeze or outside the apply windows.
+    case breakGlassApply = "break_glass_apply"
+    /// A drift check found the infrastructure changed from what was applied, or could not run.
+    case drift
 }
 
 /// One outgoing notification of an environment.

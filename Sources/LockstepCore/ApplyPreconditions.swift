@@ -21,6 +21,11 @@ public struct ApplyFacts: Sendable, Hashable {
     /// as they are now (a key revoked or removed since the tag was accepted); nil when it does,
     /// or when the environment does not require signed tags.
     public var signatureProblem: String?
+    /// The freeze period the environment is in now (its description), or nil.
+    public var freeze: String?
+    /// Distinct break-glass group members among the valid approvals: two of them let the apply
+    /// start inside a freeze or outside the apply windows.
+    public var breakGlassApprovers: [IdentityName] = []
 
     public init(validApprovals: Int, requiredApprovals: Int, approvedDigest: Digest, planDigestOnDisk: Digest?,
                 runCommit: GitObjectID, tagCommitNow: GitObjectID?, appliesSincePlan: [RunID],
@@ -56,13 +61,16 @@ public struct ApplyPreconditionFailure: Sendable, Hashable, Codable, CustomStrin
         public static let checksNotPassed = Code(rawValue: "checks_not_passed")
         public static let environmentNotServed = Code(rawValue: "environment_not_served")
         public static let signatureNoLongerValid = Code(rawValue: "signature_no_longer_valid")
+        public static let frozen = Code(rawValue: "frozen")
     }
 
     public let code: Code
     public let description: String
 
     /// Failures that can never heal for this run: the run must end.
-    public var isFatal: Bool { code != .insufficientApprovals && code != .applyWindowClosed }
+    public var isFatal: Bool { code != .insufficientApprovals && !waitsForTime }
+    /// Failures that end by themselves when a window opens or a freeze ends.
+    public var waitsForTime: Bool { code == .applyWindowClosed || code == .frozen }
     /// Failures that deserve an alert, not just a status line: someone changed what was approved.
     public var isAlarming: Bool {
         code == .planDigestMismatch || code == .planFileMissing || code == .tagMoved || code == .tagDeleted
@@ -78,8 +86,14 @@ public struct ApplyPreconditionFailure: Sendable, Hashable, Codable, CustomStrin
 /// All failed preconditions (empty when apply may start), recorded with the run.
 public struct ApplyPreconditionReport: Sendable, Hashable, Codable {
     public let failures: [ApplyPreconditionFailure]
+    /// Set when the apply may start only because two break-glass members approved: what they
+    /// bypassed (a closed window, a freeze) and who they are. The apply raises an alert.
+    public let breakGlass: BreakGlassUse?
 
-    public init(failures: [ApplyPreconditionFailure]) { self.failures = failures }
+    public init(failures: [ApplyPreconditionFailure], breakGlass: BreakGlassUse? = nil) {
+        self.failures = failures
+        self.breakGlass = breakGlass
+    }
 
     public var allHold: Bool { failures.isEmpty }
 
@@ -99,6 +113,22 @@ public struct ApplyPreconditionReport: Sendable, Hashable, Codable {
         case awaitApprovals = "await_approvals"
         /// Something that was approved changed: the run ends as failed.
         case abandon
+    }
+}
+
+/// An apply let through by the break-glass path (docs/CONTRACT.md §4).
+public struct BreakGlassUse: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// What was bypassed, e.g. "the environment's apply window is closed".
+    public let bypassed: [String]
+    public let approvers: [IdentityName]
+
+    public init(bypassed: [String], approvers: [IdentityName]) {
+        self.bypassed = bypassed
+        self.approvers = approvers
+    }
+
+    public var description: String {
+        "break-glass by \(approvers.map(\.rawValue).joined(separator: ", ")): \(bypassed.joined(separator: "; "))"
     }
 }
 
@@ -138,8 +168,21 @@ public enum ApplyPreconditions {
                                   description: "the target was applied since this plan by "
                                   + facts.appliesSincePlan.map(\.rawValue).joined(separator: ", ") + "; the plan is stale"))
         }
+        // A closed window or a freeze holds the run back, unless two members of the
+        // environment's break-glass group approved it: then it goes, loudly.
+        var timeHolds: [ApplyPreconditionFailure] = []
         if !facts.applyWindowOpen {
-            failures.append(.init(code: .applyWindowClosed, description: "the environment's apply window is closed"))
+            timeHolds.append(.init(code: .applyWindowClosed, description: "the environment's apply window is closed"))
+        }
+        if let freeze = facts.freeze {
+            timeHolds.append(.init(code: .frozen, description: "the environment is frozen (\(freeze))"))
+        }
+        var breakGlass: BreakGlassUse?
+        if !timeHolds.isEmpty, Set(facts.breakGlassApprovers).count >= 2 {
+            breakGlass = BreakGlassUse(bypassed: timeHolds.map(\.description),
+                                       approvers: Array(Set(facts.breakGlassApprovers)).sorted { $0.rawValue < $1.rawValue })
+        } else {
+            failures += timeHolds
         }
         if !facts.checksPassed {
             failures.append(.init(code: .checksNotPassed, description: "not all checks passed"))
@@ -150,6 +193,6 @@ public enum ApplyPreconditions {
         if let problem = facts.signatureProblem {
             failures.append(.init(code: .signatureNoLongerValid, description: "the release tag's signature no longer verifies: \(problem)"))
         }
-        return ApplyPreconditionReport(failures: failures)
+        return ApplyPreconditionReport(failures: failures, breakGlass: failures.isEmpty ? breakGlass : nil)
     }
 }

@@ -10,10 +10,14 @@ public struct ApprovalPolicy: Sendable, Hashable, Codable {
     public let taggerMayApprove: Bool
     /// Seconds an approval stays valid after it was given.
     public let approvalLifetime: TimeInterval
+    /// Members of the environment's break-glass group (empty: no break-glass path). A member
+    /// may approve with `break_glass` and a reason even when not an approver; two such
+    /// approvals let the run apply inside a freeze or outside the apply windows.
+    public let breakGlassMembers: Set<IdentityName>
 
     /// Validates the policy: it must be satisfiable and time-bounded.
     public init(requiredApprovals: Int, allowedIdentities: Set<IdentityName>, taggerMayApprove: Bool,
-                approvalLifetime: TimeInterval) throws(CoreError) {
+                approvalLifetime: TimeInterval, breakGlassMembers: Set<IdentityName> = []) throws(CoreError) {
         guard requiredApprovals >= 1 else {
             throw CoreError(.policyInvalid, "approvals must be at least 1, got \(requiredApprovals)")
         }
@@ -28,23 +32,57 @@ public struct ApprovalPolicy: Sendable, Hashable, Codable {
         self.allowedIdentities = allowedIdentities
         self.taggerMayApprove = taggerMayApprove
         self.approvalLifetime = approvalLifetime
+        self.breakGlassMembers = breakGlassMembers
     }
 }
 
-/// One approval as given: who, which run, which plan digest, when.
+/// One approval as given: who, which run, which plan digest, when, and what it takes on
+/// itself beyond the plan (failed checks it overrides, a break-glass apply), with the reason.
 public struct Approval: Sendable, Hashable, Codable {
     public let runID: RunID
     public let identity: IdentityName
     /// The plan digest the approver quoted; binds the approval to exactly that plan.
     public let digest: Digest
     public let time: Date
+    /// Names of failed external checks this approval overrides (`--override-check`), sorted.
+    public let overrideChecks: [String]
+    /// An emergency approval by a break-glass group member (`--break-glass`).
+    public let breakGlass: Bool
+    /// Why (`--reason`): required with an override or break-glass, stored and audited.
+    public let reason: String?
 
-    public init(runID: RunID, identity: IdentityName, digest: Digest, time: Date) {
+    public init(runID: RunID, identity: IdentityName, digest: Digest, time: Date, overrideChecks: [String] = [],
+                breakGlass: Bool = false, reason: String? = nil) {
         self.runID = runID
         self.identity = identity
         self.digest = digest
         self.time = time
+        self.overrideChecks = Array(Set(overrideChecks)).sorted()
+        self.breakGlass = breakGlass
+        self.reason = reason
     }
+
+    /// The same approval dated `time` (a store keeps times to the millisecond).
+    public func dated(_ time: Date) -> Approval {
+        Approval(runID: runID, identity: identity, digest: digest, time: time, overrideChecks: overrideChecks,
+                 breakGlass: breakGlass, reason: reason)
+    }
+}
+
+/// What an approver takes on beyond the plan: failed checks overridden, a break-glass approval,
+/// and why. Empty for an ordinary approval.
+public struct ApprovalTerms: Sendable, Hashable {
+    public var overrideChecks: [String]
+    public var breakGlass: Bool
+    public var reason: String?
+
+    public init(overrideChecks: [String] = [], breakGlass: Bool = false, reason: String? = nil) {
+        self.overrideChecks = overrideChecks
+        self.breakGlass = breakGlass
+        self.reason = reason
+    }
+
+    public static let none = ApprovalTerms()
 }
 
 /// What the approval rules need to know about the run being approved.
@@ -59,11 +97,16 @@ public struct ApprovalContext: Sendable, Hashable {
     /// Identities who may not approve because they signed the release tag: empty unless the
     /// environment says `signer_may_approve: false` and the tag's signer maps to an identity.
     public let signerIdentities: Set<IdentityName>
+    /// External checks that failed on this plan and that the agent config lets an approver
+    /// override: every approval must name each of them with `--override-check` (and a reason).
+    /// A failed check that may not be overridden fails the run instead; it never gets here.
+    public let failedChecks: Set<String>
 
     public init(runID: RunID, state: RunState, planDigest: Digest,
                 taggerIdentities: Set<IdentityName>, knownIdentities: Set<IdentityName>,
-                signerIdentities: Set<IdentityName> = []) {
+                signerIdentities: Set<IdentityName> = [], failedChecks: Set<String> = []) {
         self.runID = runID
+        self.failedChecks = failedChecks
         self.signerIdentities = signerIdentities
         self.state = state
         self.planDigest = planDigest
@@ -90,6 +133,14 @@ public struct ApprovalRefusal: Sendable, Hashable, Codable, CustomStringConverti
         public static let duplicateIdentity = Code(rawValue: "duplicate_identity")
         public static let expired = Code(rawValue: "expired")
         public static let timeInFuture = Code(rawValue: "time_in_future")
+        /// A failed external check the approval does not override.
+        public static let checkFailed = Code(rawValue: "check_failed")
+        /// `--override-check` names a check that did not fail on this plan.
+        public static let overrideNotNeeded = Code(rawValue: "override_not_needed")
+        /// An override or a break-glass approval without a reason.
+        public static let reasonRequired = Code(rawValue: "reason_required")
+        /// `--break-glass` where the environment has no break-glass group, or from someone not in it.
+        public static let breakGlassNotAllowed = Code(rawValue: "break_glass_not_allowed")
     }
 
     public let code: Code
@@ -143,7 +194,7 @@ public enum ApprovalRules {
         var result: [Approval] = []
         let awaiting = ApprovalContext(runID: run.runID, state: .awaitingApproval, planDigest: run.planDigest,
                                        taggerIdentities: run.taggerIdentities, knownIdentities: run.knownIdentities,
-                                       signerIdentities: run.signerIdentities)
+                                       signerIdentities: run.signerIdentities, failedChecks: run.failedChecks)
         for approval in approvals.sorted(by: { $0.time < $1.time })
         where refusal(of: approval, for: awaiting, policy: policy, now: now) == nil {
             if seen.insert(approval.identity).inserted { result.append(approval) }
@@ -169,7 +220,9 @@ public enum ApprovalRules {
         if approval.runID != run.runID {
             return (.wrongRun, "the approval names run \(approval.runID), not \(run.runID)")
         }
-        if run.state != .awaitingApproval {
+        // A break-glass approval may still come once the run is approved: it is what lets an
+        // approved run held by a freeze or a closed window through.
+        if run.state != .awaitingApproval && !(approval.breakGlass && run.state == .approved) {
             return (.runNotAwaitingApproval, "run \(run.runID) is \(run.state.rawValue), not awaiting approval")
         }
         if approval.digest != run.planDigest {
@@ -178,8 +231,26 @@ public enum ApprovalRules {
         if !run.knownIdentities.contains(approval.identity) {
             return (.unknownIdentity, "\(approval.identity) is not a known identity")
         }
-        if !policy.allowedIdentities.contains(approval.identity) {
+        if approval.breakGlass {
+            if policy.breakGlassMembers.isEmpty {
+                return (.breakGlassNotAllowed, "this environment has no break-glass group; approve without --break-glass")
+            }
+            if !policy.breakGlassMembers.contains(approval.identity) {
+                return (.breakGlassNotAllowed, "\(approval.identity) is not in this environment's break-glass group")
+            }
+        } else if !policy.allowedIdentities.contains(approval.identity) {
             return (.identityNotAllowed, "\(approval.identity) may not approve runs of this environment")
+        }
+        if (approval.breakGlass || !approval.overrideChecks.isEmpty),
+           (approval.reason ?? "").allSatisfy(\.isWhitespace) {
+            return (.reasonRequired, approval.breakGlass ? "a break-glass approval needs --reason"
+                                                         : "overriding a failed check needs --reason")
+        }
+        if let needless = approval.overrideChecks.first(where: { !run.failedChecks.contains($0) }) {
+            return (.overrideNotNeeded, "check \(displaySafe(needless, limit: 80)) did not fail on this plan (or may not be overridden); nothing to override")
+        }
+        if let missing = run.failedChecks.sorted().first(where: { !approval.overrideChecks.contains($0) }) {
+            return (.checkFailed, "check \(missing) failed on this plan; approving it needs --override-check \(missing) --reason …")
         }
         if !policy.taggerMayApprove && run.taggerIdentities.contains(approval.identity) {
             return (.taggerSelfApproval, "\(approval.identity) created the release tag and may not approve their own release")

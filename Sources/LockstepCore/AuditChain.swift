@@ -52,6 +52,8 @@ public struct AuditKind: RawRepresentable, Sendable, Hashable, Codable, CustomSt
     public static let applyPreconditions = AuditKind(rawValue: "apply_preconditions")
     public static let alert = AuditKind(rawValue: "alert")
     public static let refusal = AuditKind(rawValue: "refusal")
+    /// A drift check of a target's applied revision.
+    public static let drift = AuditKind(rawValue: "drift")
 }
 
 /// One entry of the append-only, hash-chained audit log.

@@ -68,3 +68,44 @@ public struct PlanChecks: Sendable, Hashable {
         return PlanChecks(failures: failures, protectedDestroys: destroys)
     }
 }
+
+/// The result of one external policy check on a plan (docs/CONTRACT.md §4), stored with the plan
+/// and shown to reviewers.
+public struct CheckResult: Sendable, Hashable, Codable {
+    /// The check's name from the agent config (`NAME/repo` for its run over the repository's
+    /// policy files).
+    public var name: String
+    public var passed: Bool
+    /// Whether an approver may override this failure (the agent config's `may_override`).
+    public var mayOverride: Bool
+    /// How the program ended: `passed`, `failed (exit 1)`, `timed out`, `could not start: …`.
+    public var outcome: String
+    /// The program's output, redacted and cut to the agent's limit (its start and its end).
+    public var output: String
+
+    public init(name: String, passed: Bool, mayOverride: Bool, outcome: String, output: String) {
+        self.name = name
+        self.passed = passed
+        self.mayOverride = mayOverride
+        self.outcome = outcome
+        self.output = output
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, passed, outcome, output
+        case mayOverride = "may_override"
+    }
+}
+
+extension [CheckResult] {
+    /// Failed checks that may be overridden; the run can be approved only by approvals that
+    /// override each of them.
+    public var overridableFailures: Set<String> {
+        Set(filter { !$0.passed && $0.mayOverride }.map(\.name))
+    }
+
+    /// Failed checks that may not be overridden: the run fails.
+    public var blockingFailures: [CheckResult] {
+        filter { !$0.passed && !$0.mayOverride }
+    }
+}

@@ -51,6 +51,8 @@ public struct TransitionReason: Sendable, Hashable, Codable, CustomStringConvert
         public static let planCancelled = Code(rawValue: "plan_cancelled")
         public static let checksPassed = Code(rawValue: "checks_passed")
         public static let checksFailed = Code(rawValue: "checks_failed")
+        public static let checksFailedOverridable = Code(rawValue: "checks_failed_overridable")
+        public static let breakGlass = Code(rawValue: "break_glass")
         public static let approvalsSatisfied = Code(rawValue: "approvals_satisfied")
         public static let rejected = Code(rawValue: "rejected")
         public static let superseded = Code(rawValue: "superseded")

@@ -11,6 +11,9 @@ public enum RunEvent: Sendable, Hashable {
     case planCancelled(reason: String)
     case checksPassed
     case checksFailed(reasons: [String])
+    /// Only external checks that the agent config lets an approver override failed: the run
+    /// awaits approvals that each override them by name (one approval more than usual).
+    case checksFailedOverridable(names: [String])
     /// An approval attempt, already judged by ``ApprovalRules``.
     case approvalRecorded(ApprovalDecision)
     /// The approvals already stored for the run meet the policy, though the run is still
@@ -44,6 +47,7 @@ public enum RunEvent: Sendable, Hashable {
         case .planCancelled: "plan_cancelled"
         case .checksPassed: "checks_passed"
         case .checksFailed: "checks_failed"
+        case .checksFailedOverridable: "checks_failed_overridable"
         case .approvalRecorded: "approval_recorded"
         case .approvalsAlreadySufficient: "approvals_already_sufficient"
         case .rejected: "rejected"
@@ -82,6 +86,8 @@ public struct RunAlert: Sendable, Hashable, Codable, CustomStringConvertible {
         public static let applyInterrupted = Code(rawValue: "apply_interrupted")
         public static let applyFailed = Code(rawValue: "apply_failed")
         public static let approvedPlanChanged = Code(rawValue: "approved_plan_changed")
+        /// An apply started inside a freeze or outside the apply windows on break-glass approvals.
+        public static let breakGlassApply = Code(rawValue: "break_glass_apply")
     }
 
     public let code: Code
@@ -191,6 +197,11 @@ public struct RunStateMachine: Sendable, Hashable {
         case (.checking, .checksPassed):
             guard let digest = planDigest else { return refuse(event, "the run has no plan digest") }
             return [move(to: .awaitingApproval, .checksPassed), .requestApprovals(digest)]
+        case (.checking, .checksFailedOverridable(let names)):
+            guard let digest = planDigest else { return refuse(event, "the run has no plan digest") }
+            return [move(to: .awaitingApproval, .checksFailedOverridable,
+                         detail: "failed: \(names.joined(separator: ", ")); each approval must override them, and one more approval is needed"),
+                    .requestApprovals(digest)]
         case (.checking, .checksFailed(let reasons)):
             return [move(to: .failed, .checksFailed, detail: reasons.joined(separator: "; ")), .deletePlanFile]
 
@@ -278,6 +289,11 @@ public struct RunStateMachine: Sendable, Hashable {
         case .refused(let refusal):
             return [.recordApprovalRefusal(refusal)]
         case .accepted(let approval, let valid, let required):
+            if state == .approved, approval.breakGlass, let digest = planDigest, approval.digest == digest {
+                // An approved run held by a freeze or a closed window: the break-glass approval
+                // is recorded and the apply preconditions judged again.
+                return [.recordApproval(approval), .checkApplyPreconditions]
+            }
             guard state == .awaitingApproval else {
                 return [.recordApprovalRefusal(ApprovalRefusal(
                     code: .runNotAwaitingApproval, approval: approval,
@@ -302,7 +318,13 @@ public struct RunStateMachine: Sendable, Hashable {
             guard let digest = planDigest else {
                 return [.recordApplyPreconditions(report)] + abandon(to: .failed, .preconditionsFailed, detail: "no plan digest")
             }
-            return [.recordApplyPreconditions(report), move(to: .applying, .preconditionsHeld), .startApply(digest)]
+            guard let breakGlass = report.breakGlass else {
+                return [.recordApplyPreconditions(report), move(to: .applying, .preconditionsHeld), .startApply(digest)]
+            }
+            return [.recordApplyPreconditions(report),
+                    move(to: .applying, .breakGlass, detail: breakGlass.description),
+                    .raiseAlert(RunAlert(code: .breakGlassApply, description: "apply started on break-glass approvals: \(breakGlass)")),
+                    .startApply(digest)]
         case .waitForApplyWindow:
             return [.recordApplyPreconditions(report), .waitForApplyWindow]
         case .awaitApprovals:

@@ -4,6 +4,7 @@ import LockstepGate
 import LockstepHTTP
 import Logging
 import RunStore
+import LockstepConfig
 import ServiceLifecycle
 import Synchronization
 
@@ -109,6 +110,7 @@ public final class DaemonService: Service, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.applyWorker() }
                 group.addTask { await self.pollLoop() }
+                group.addTask { await self.driftLoop() }
                 await group.waitForAll()
             }
         } onGracefulShutdown: {
@@ -180,6 +182,28 @@ public final class DaemonService: Service, Sendable {
             } else {
                 _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
             }
+        }
+    }
+
+    // MARK: Drift loop
+
+    /// How often the drift loop looks for targets whose drift check is due (each environment's
+    /// `drift.interval` says how often a target is checked).
+    static let driftLookInterval: Duration = .seconds(60)
+
+    /// Runs ``Gate/driftPass()`` every ``driftLookInterval`` while some environment this agent
+    /// serves has `drift:`; a stop cancels a drift plan under way (it changes nothing).
+    private func driftLoop() async {
+        guard gate.agent.environments.values.contains(where: { $0.serves && $0.driftInterval != nil }) else { return }
+        while !stopping {
+            do {
+                let checks = try await cancelWhenGracefulShutdown { try await self.gate.driftPass() }
+                if !checks.isEmpty { await refreshStatus(problem: nil) }
+            } catch {
+                if stopping { break }
+                logger.warning("drift pass failed", metadata: ["error": "\(readable(error))"])
+            }
+            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.driftLookInterval) }
         }
     }
 

@@ -118,11 +118,11 @@ public struct GateBackend: APIBackend {
 
     // MARK: Decisions
 
-    public func approve(_ run: RunID, identity: IdentityName, digest: Digest) async throws -> APIOutcome<APIRunDetail> {
+    public func approve(_ run: RunID, identity: IdentityName, digest: Digest, terms: ApprovalTerms) async throws -> APIOutcome<APIRunDetail> {
         if let refusal = drainingRefusal() { return .refused(refusal) }
         let outcome: ApprovalOutcome
         do {
-            outcome = try await gate.approve(run: run, identity: identity, digest: digest)
+            outcome = try await gate.approve(run: run, identity: identity, digest: digest, terms: terms)
         } catch let error as GateError {
             return try mapped(error)
         }
@@ -259,15 +259,27 @@ public struct GateBackend: APIBackend {
         case .none, .pinnedTagMissing, .ambiguous:
             desired = nil
         }
-        let applied = runs.first { run in
+        let appliedRun = runs.first { run in
             [.applied, .verifying, .verified].contains(run.state) || (run.state == .failed && run.lastReason == .verifyFailed)
-        }.map { APIRevision(version: $0.run.version, tag: $0.run.tagName, commit: $0.run.commit) }
-        let pending = runs.first { !$0.state.isFinal }.map {
+        }
+        let applied = appliedRun.map { APIRevision(version: $0.run.version, tag: $0.run.tagName, commit: $0.run.commit) }
+        // Only a check of what is applied now says anything about it.
+        let drift = try await store.driftChecks(of: target, limit: 1).first.flatMap { check -> APIDrift? in
+            guard check.runID == appliedRun?.id else { return nil }
+            return APIDrift(outcome: check.outcome.rawValue, checkedAt: check.time, version: check.version, tag: check.tagName,
+                            detail: check.detail, addresses: check.addresses)
+        }
+        var pending = runs.first { !$0.state.isFinal }.map {
             APIPendingRevision(runID: $0.id, state: $0.state, version: $0.run.version, tag: $0.run.tagName, commit: $0.run.commit)
+        }
+        if let id = pending?.runID, pending?.state == .approved, let run = try await store.run(id),
+           let schedule = try await gate.applySchedule(of: run) {
+            pending?.heldBecause = schedule.heldBecause
+            pending?.appliesAt = schedule.appliesAt
         }
         let alerts = try await store.alerts(target: target).count
         return APITarget(project: target.project, environment: target.environment, desired: desired, applied: applied,
-                         pending: pending, pin: pin.map(APIPin.init), alerts: alerts)
+                         pending: pending, pin: pin.map(APIPin.init), alerts: alerts, drift: drift)
     }
 
     func summary(_ run: RunSummary) -> APIRunSummary {
@@ -283,11 +295,22 @@ public struct GateBackend: APIBackend {
         let planSummary = run.plan.flatMap(\.model)
             .map { APIPlanSummary(create: $0.create, update: $0.update, delete: $0.delete, replace: $0.replace,
                                   destroyedAddresses: $0.deletedAddresses + $0.replacedAddresses) }
-        let checks = transitions.compactMap { stored -> APICheck? in
+        // The built-in checks' verdict, then each external check's result. External checks that
+        // failed and may be overridden leave the built-in verdict passed.
+        var checks = transitions.compactMap { stored -> APICheck? in
             let reason = stored.transition.reason
-            guard reason.code == .checksPassed || reason.code == .checksFailed else { return nil }
-            return APICheck(name: "plan_policy", passed: reason.code == .checksPassed, detail: reason.detail)
+            switch reason.code {
+            case .checksPassed, .checksFailedOverridable:
+                return APICheck(name: "plan_policy", passed: true, detail: nil)
+            case .checksFailed where run.plan?.checkResults.blockingFailures.isEmpty ?? true:
+                return APICheck(name: "plan_policy", passed: false, detail: reason.detail)
+            case .checksFailed:
+                return APICheck(name: "plan_policy", passed: true, detail: nil)
+            default:
+                return nil
+            }
         }
+        checks += (run.plan?.checkResults ?? []).map(APICheck.init)
         let annotation = await gate.tagAnnotation(of: run)
         let commitMessage = await gate.commitMessage(of: run)
         let alerts = try await store.alerts(target: run.target).filter { $0.runID == run.id }
@@ -309,5 +332,17 @@ public struct GateBackend: APIBackend {
             tagger: annotation.map { displaySafe("\($0.taggerName) <\($0.taggerEmail)>", limit: 200) },
             tagMessage: annotation.map { String($0.message.prefix(4_000)) }, commitMessage: commitMessage,
             signer: run.run.signer, priorState: run.plan?.priorState)
+            .held(by: try await gate.applySchedule(of: run))
+    }
+}
+
+extension APIRunDetail {
+    /// With the schedule of an approved run held by a window or a freeze.
+    func held(by schedule: ApplySchedule?) -> APIRunDetail {
+        var detail = self
+        detail.heldBecause = schedule?.heldBecause
+        detail.appliesAt = schedule?.appliesAt
+        detail.approvalsExpireAt = schedule?.approvalsExpireAt
+        return detail
     }
 }

@@ -47,9 +47,7 @@ extension Gate {
         }
         let moment = now()
         let approvalPolicy = try approvalPolicy(for: run, policy)
-        let context = ApprovalContext(runID: run.id, state: run.state, planDigest: digest,
-                                      taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities,
-                                      signerIdentities: signerIdentities(run, policy))
+        let context = approvalContext(run, policy, digest: digest)
         let valid = ApprovalRules.validApprovals(try await store.approvals(of: run.id), for: context,
                                                  policy: approvalPolicy, now: moment)
         var onDisk: Digest?
@@ -70,7 +68,10 @@ extension Gate {
         } catch {
             throw FactsUnavailable(reason: "the release tag could not be re-resolved: \(error.description)")
         }
+        // Failed external checks that may be overridden count as passed here only because every
+        // valid approval overrides them (the approval rules refuse any that does not).
         let checksPassed = run.plan != nil && checks(of: run, policy).passed
+            && (run.plan?.checkResults.blockingFailures.isEmpty ?? false)
         var facts = ApplyFacts(validApprovals: valid.count, requiredApprovals: approvalPolicy.requiredApprovals,
                           approvedDigest: digest, planDigestOnDisk: onDisk, runCommit: run.run.commit,
                           tagCommitNow: tagCommit,
@@ -78,6 +79,8 @@ extension Gate {
                           applyWindowOpen: policy.applyWindowOpen(at: moment), checksPassed: checksPassed,
                           agentServesEnvironment: policy.serves)
         facts.signatureProblem = try await signatureProblem(run, policy)
+        facts.freeze = policy.freeze(at: moment)?.description
+        facts.breakGlassApprovers = valid.filter { $0.breakGlass }.map(\.identity)
         return facts
     }
 

@@ -43,3 +43,53 @@ extension Gate {
         return ReviewFacts(requiredApprovals: approvalPolicy.requiredApprovals, mayApprove: may)
     }
 }
+
+/// The approvals of an approved run held back by a closed window or a freeze.
+struct HeldApproval: Sendable {
+    var valid: Int
+    var required: Int
+    /// Distinct break-glass members among the valid approvals.
+    var breakGlass: Int
+    /// When the valid approvals stop meeting the requirement (the earliest moment the run
+    /// would be `expired`); nil when they already do not.
+    var expiresAt: Date?
+}
+
+extension Gate {
+    /// The approvals of `run` as they stand now (see ``HeldApproval``).
+    func heldApproval(_ run: StoredRun, _ policy: EnvironmentPolicy) async throws -> HeldApproval {
+        let approvalPolicy = try approvalPolicy(for: run, policy)
+        guard let digest = run.planDigest else {
+            return HeldApproval(valid: 0, required: approvalPolicy.requiredApprovals, breakGlass: 0, expiresAt: nil)
+        }
+        let valid = ApprovalRules.validApprovals(try await store.approvals(of: run.id), for: approvalContext(run, policy, digest: digest),
+                                                 policy: approvalPolicy, now: now())
+        let required = approvalPolicy.requiredApprovals
+        let expiries = valid.map { $0.time.addingTimeInterval(approvalPolicy.approvalLifetime) }.sorted()
+        // Approvals expire oldest first: the requirement fails once all but `required - 1` are gone.
+        let expiresAt = valid.count >= required ? expiries[valid.count - required] : nil
+        return HeldApproval(valid: valid.count, required: required,
+                            breakGlass: Set(valid.filter(\.breakGlass).map(\.identity)).count, expiresAt: expiresAt)
+    }
+
+    /// When an approved run held by a closed window or a freeze will apply, and until when its
+    /// approvals hold; nil for any other run, or one that may apply now.
+    public func applySchedule(of run: StoredRun) async throws -> ApplySchedule? {
+        guard run.state == .approved, let policy = environmentPolicy(run.target) else { return nil }
+        let moment = now()
+        guard !policy.applyAllowed(at: moment) else { return nil }
+        let held = try await heldApproval(run, policy)
+        if held.breakGlass >= 2 { return nil }
+        let reason = policy.freeze(at: moment).map { "frozen (\($0))" } ?? "outside the apply windows"
+        return ApplySchedule(appliesAt: policy.nextApplyTime(after: moment), approvalsExpireAt: held.expiresAt, heldBecause: reason)
+    }
+}
+
+/// See ``Gate/applySchedule(of:)``.
+public struct ApplySchedule: Sendable, Hashable {
+    /// The first moment a window is open and no freeze is in force (nil: none within a year).
+    public var appliesAt: Date?
+    /// When the approvals stop sufficing; the run expires then if it has not applied.
+    public var approvalsExpireAt: Date?
+    public var heldBecause: String
+}

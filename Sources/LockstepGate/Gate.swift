@@ -200,8 +200,9 @@ public actor Gate {
 
     /// Records an approval of `run` by `identity` quoting `digest`, or refuses it with a
     /// reason (recorded and audited; nothing else changes). See ``ApprovalRules``.
-    public func approve(run id: RunID, identity: IdentityName, digest: Digest) async throws -> ApprovalOutcome {
-        try await exclusively { try await approveRun(id, identity: identity, digest: digest) }
+    public func approve(run id: RunID, identity: IdentityName, digest: Digest,
+                        terms: ApprovalTerms = .none) async throws -> ApprovalOutcome {
+        try await exclusively { try await approveRun(id, identity: identity, digest: digest, terms: terms) }
     }
 
     /// Ends a run before apply with a reason. Only an identity allowed to approve the

@@ -1,4 +1,5 @@
 import LockstepCore
+import RunStore
 import Metrics
 
 /// What the gate measures, through swift-metrics (the daemon exposes it at `/metrics`,
@@ -39,6 +40,12 @@ enum GateMetrics {
             Counter(label: "lockstep_tag_rejections_total", dimensions: [("environment", environment.rawValue), ("reason", code)])
                 .increment()
         }
+    }
+
+    /// One drift check, by outcome (`no_drift`, `drift`, `failed`).
+    static func driftChecked(_ environment: EnvironmentName, _ outcome: DriftCheck.Outcome) {
+        Counter(label: "lockstep_drift_checks_total", dimensions: [("environment", environment.rawValue), ("outcome", outcome.rawValue)])
+            .increment()
     }
 
     static func nanoseconds(_ duration: Duration) -> Int64 {

@@ -141,7 +141,7 @@ extension Gate {
     private func fallsDue(_ quiet: QuietPass) -> Bool {
         let moment = now()
         if let expiry = quiet.approvalsExpireAt, moment >= expiry { return true }
-        return quiet.heldByWindow.contains { agent.environments[$0]?.applyWindowOpen(at: moment) ?? true }
+        return quiet.heldByWindow.contains { agent.environments[$0]?.applyAllowed(at: moment) ?? true }
     }
 
     /// The memo of a full pass, or nil when the next pass must run in full anyway: runs were
@@ -587,9 +587,21 @@ extension Gate {
             case .approved:
                 // Outside the apply window a poll would only record the same closed window
                 // again; an explicit apply trigger still evaluates (and records) everything.
-                guard served.policy.applyWindowOpen(at: now()) else {
-                    due.heldByWindow.insert(served.target.environment)
-                    continue
+                // Held by a closed window or a freeze, unless break-glass approvals let it through.
+                // Approvals keep expiring meanwhile: a run whose approvals no longer suffice is
+                // `expired`, never shown as approved.
+                if !served.policy.applyAllowed(at: now()) {
+                    let held = try await heldApproval(run, served.policy)
+                    if held.breakGlass < 2 {
+                        if held.valid < held.required {
+                            let result = try await drive(run, .approvalsExpired, actor: Self.systemActor)
+                            if !result.committed.isEmpty { report.runsAdvanced[run.id] = result.state }
+                        } else {
+                            due.heldByWindow.insert(served.target.environment)
+                            if let expiry = held.expiresAt { due.approvalsExpireAt = min(due.approvalsExpireAt ?? expiry, expiry) }
+                        }
+                        continue
+                    }
                 }
                 // terraform apply runs without the gate's serialisation, so approvals and
                 // rejections of other targets are answered meanwhile; the pass takes it back

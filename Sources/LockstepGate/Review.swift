@@ -6,12 +6,14 @@ import Logging
 import RunStore
 
 extension Gate {
-    func approveRun(_ id: RunID, identity: IdentityName, digest: Digest) async throws -> ApprovalOutcome {
+    func approveRun(_ id: RunID, identity: IdentityName, digest: Digest, terms: ApprovalTerms) async throws -> ApprovalOutcome {
         guard let run = try await store.run(id) else { throw GateError(.runNotFound, "no run \(id)") }
         guard let policy = environmentPolicy(run.target) else {
             throw GateError(.unknownTarget, "this agent has no policy for environment \(run.target.environment)")
         }
-        let approval = Approval(runID: id, identity: identity, digest: digest, time: now())
+        let approval = Approval(runID: id, identity: identity, digest: digest, time: now(),
+                                overrideChecks: terms.overrideChecks.map { oneLine($0, limit: 100) },
+                                breakGlass: terms.breakGlass, reason: terms.reason.map { oneLine($0, limit: 500) })
         guard let planDigest = run.planDigest else {
             // No plan yet: nothing to bind an approval to.
             let refusal = ApprovalRefusal(code: .runNotAwaitingApproval, approval: approval,
@@ -20,9 +22,7 @@ extension Gate {
             return .refused(refusal)
         }
         let approvalPolicy = try approvalPolicy(for: run, policy)
-        let context = ApprovalContext(runID: id, state: run.state, planDigest: planDigest,
-                                      taggerIdentities: taggerIdentities(run), knownIdentities: knownIdentities,
-                                      signerIdentities: signerIdentities(run, policy))
+        let context = approvalContext(run, policy, digest: planDigest)
         let existing = try await store.approvals(of: id)
         let decision = ApprovalRules.decide(approval, for: context, existing: existing, policy: approvalPolicy, now: now())
         if case .refused(let refusal) = decision, refusal.code == .duplicateIdentity, run.state == .awaitingApproval {

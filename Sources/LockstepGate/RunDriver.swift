@@ -89,7 +89,7 @@ extension Gate {
                     // A plan's checks read only the plan just made: their verdict is decided before
                     // the plan is stored, and both go to the store in one transaction (one wait for
                     // the disk fewer between a tag and a reviewable plan).
-                    if case .runChecks? = actions.first {
+                    if case .runChecks? = actions.first, !hasExternalChecks(run) {
                         actions.removeFirst()
                         var planned = run
                         if let digest = update.planDigest { planned.planDigest = digest }
@@ -123,7 +123,11 @@ extension Gate {
                     break
 
                 case .runChecks:
-                    events.append(runChecks(run))
+                    // External checks run after the plan is stored: the run shows `checking`
+                    // while they run, and a restart finds it there and runs them again.
+                    let (next, update) = await performChecks(run)
+                    pendingUpdate = update
+                    events.append(next)
 
                 case .requestApprovals(let digest):
                     log.info("plan awaiting approval", metadata: ["plan.digest": "\(digest)"])
@@ -255,18 +259,36 @@ extension Gate {
         return checks.passed ? .checksPassed : .checksFailed(reasons: checks.failures)
     }
 
+    /// What the approval rules need to know about a run with a plan digest.
+    func approvalContext(_ run: StoredRun, _ policy: EnvironmentPolicy, digest: Digest) -> ApprovalContext {
+        ApprovalContext(runID: run.id, state: run.state, planDigest: digest, taggerIdentities: taggerIdentities(run),
+                        knownIdentities: knownIdentities, signerIdentities: signerIdentities(run, policy),
+                        failedChecks: run.plan?.checkResults.overridableFailures ?? [])
+    }
+
+    /// Whether the run's environment has external checks (which run apart from the plan's
+    /// store transaction).
+    func hasExternalChecks(_ run: StoredRun) -> Bool {
+        !(environmentPolicy(run.target)?.checks.isEmpty ?? true)
+    }
+
     /// The approval policy of a run: the environment's, with one more approval required when
-    /// the plan destroys a protected resource type (see ``PlanChecks``).
+    /// the plan destroys a protected resource type (see ``PlanChecks``), and one more when a
+    /// failed external check is to be overridden.
     func approvalPolicy(for run: StoredRun, _ policy: EnvironmentPolicy) throws -> ApprovalPolicy {
         var required = policy.approvals
         if run.plan != nil, checks(of: run, policy).needsExtraApproval {
+            required += 1
+        }
+        if !(run.plan?.checkResults.overridableFailures.isEmpty ?? true) {
             required += 1
         }
         let seconds = Double(policy.approvalTTL.components.seconds)
         do {
             return try ApprovalPolicy(requiredApprovals: required,
                                       allowedIdentities: Set(policy.approvers),
-                                      taggerMayApprove: policy.taggerMayApprove, approvalLifetime: seconds)
+                                      taggerMayApprove: policy.taggerMayApprove, approvalLifetime: seconds,
+                                      breakGlassMembers: Set(policy.breakGlass?.members ?? []))
         } catch {
             throw GateError(.notAllowed, "the approval policy of \(run.target.environment) cannot be met: \(error.description)")
         }

@@ -25,7 +25,7 @@ struct TargetMemo: Sendable, Equatable {
     /// Whether the clock alone makes the target's next visit do something.
     func fallsDue(at moment: Date, policy: EnvironmentPolicy) -> Bool {
         if let expiry = approvalsExpireAt, moment >= expiry { return true }
-        return heldByWindow && policy.applyWindowOpen(at: moment)
+        return heldByWindow && policy.applyAllowed(at: moment)
     }
 
     /// A digest of everything a target's tag decisions read from the mirror: the query, each

@@ -26,7 +26,7 @@ public protocol APIBackend: Sendable {
     /// One run, or nil when there is no such run.
     func run(_ id: RunID) async throws -> APIRunDetail?
     /// Records `identity`'s approval of the plan with `digest` (docs/CONTRACT.md §4).
-    func approve(_ run: RunID, identity: IdentityName, digest: Digest) async throws -> APIOutcome<APIRunDetail>
+    func approve(_ run: RunID, identity: IdentityName, digest: Digest, terms: ApprovalTerms) async throws -> APIOutcome<APIRunDetail>
     /// Rejects the run; it ends in `rejected`.
     func reject(_ run: RunID, identity: IdentityName, reason: String) async throws -> APIOutcome<APIRunDetail>
     /// Starts a gated rollback run of an earlier accepted version (docs/CONTRACT.md §3), for `project` or,

@@ -175,7 +175,9 @@ public struct APIServer: Sendable {
             let id = try runID(context)
             let body = try BodyDecoder.decode(APIApproveBody.self, from: try await collect(request))
             let digest = try field("digest") { () throws(CoreError) in try Digest(body.digest) }
-            return try await respond(to: request, context: context, with: backend.approve(id, identity: identity, digest: digest))
+            let terms = try approvalTerms(body)
+            return try await respond(to: request, context: context,
+                                     with: backend.approve(id, identity: identity, digest: digest, terms: terms))
         }
         api.post("runs/:id/reject") { request, context in
             let identity = try authenticated(context)
@@ -250,6 +252,22 @@ public struct APIServer: Sendable {
     }
 
     /// Validates one value, naming the field in the 400 it turns a failure into.
+    /// The terms of an approval body: check names are short names, a reason is one line; an
+    /// override or a break-glass approval without a reason is refused (and audited) by the gate.
+    private func approvalTerms(_ body: APIApproveBody) throws(APIFailure) -> ApprovalTerms {
+        let names = body.overrideChecks ?? []
+        guard names.count <= 20 else { throw .badRequest("field \"override_checks\" names more than 20 checks") }
+        for name in names where name.isEmpty || name.utf8.count > 100
+            || !name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || "-_/".contains($0)) }) {
+            throw .badRequest("field \"override_checks\" holds \(displaySafe(name, limit: 40)), not a check name (lowercase letters, digits, `-`, `_`, `/`)")
+        }
+        var reason: String?
+        if let text = body.reason {
+            reason = try ReasonText.validate(text, field: "reason", maximumBytes: limits.maximumReasonBytes)
+        }
+        return ApprovalTerms(overrideChecks: names, breakGlass: body.breakGlass ?? false, reason: reason)
+    }
+
     private func field<T>(_ name: String, _ parse: () throws(CoreError) -> T) throws(APIFailure) -> T {
         do {
             return try parse()

@@ -79,6 +79,10 @@ enum NotificationBody {
         case .tagRejected:
             lines = ["Lockstep: tag \(escaped(event.facts.tagName ?? "?")) rejected for \(escaped(target))"]
             lines += event.facts.rejections.prefix(5).map { "• " + escaped($0) }
+        case .drift:
+            let what = event.facts.reason == "drift" ? "DRIFT in" : "drift check failed for"
+            lines = ["Lockstep: \(what) \(escaped(target)) at \(escaped(event.facts.tagName ?? "?"))"]
+            if let detail = event.facts.detail { lines.append(escaped(String(detail.prefix(500)))) }
         default:
             guard let report else { return Data("{}".utf8) }
             let run = report.run.summary.run
@@ -89,7 +93,7 @@ enum NotificationBody {
             if kind == .awaitingApproval, let digest = report.run.planDigest {
                 lines.append("`lockstep approve \(escaped(run.id.rawValue)) --digest \(escaped(digest.rawValue))`")
             }
-            if let detail = event.facts.detail, [.failed, .interrupted].contains(kind) {
+            if let detail = event.facts.detail, [.failed, .interrupted, .breakGlassApply].contains(kind) {
                 lines.append("```" + escaped(String(detail.prefix(500))).replacingOccurrences(of: "```", with: "'''") + "```")
             }
         }

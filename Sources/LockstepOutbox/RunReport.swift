@@ -73,7 +73,7 @@ public struct RunReport: Sendable {
         case .awaitingApproval:
             line = "Plan \(counts): \(facts.approvers.count) of \(requiredApprovals) approvals"
         case .approved: line = "Approved; waiting to apply"
-        case .applying: line = "Applying"
+        case .applying: line = isBreakGlass ? "BREAK-GLASS apply: freeze or apply window bypassed" : "Applying"
         case .applied, .verifying: line = "Applied; verifying"
         case .verified: line = "Applied and verified"
         case .noChanges: line = "No changes"
@@ -86,6 +86,9 @@ public struct RunReport: Sendable {
         if line.count > 140 { line = String(line.prefix(139)) + "…" }
         return line
     }
+
+    /// This event is an apply let through by break-glass approvals: it must stand out.
+    var isBreakGlass: Bool { facts.reason == "break_glass" }
 
     var counts: String {
         guard let model else { return "not available" }
@@ -125,7 +128,8 @@ public struct RunReport: Sendable {
             tail.append("Approved by: \(facts.approvers.joined(separator: ", "))")
             tail.append("")
         }
-        if [.failed, .interrupted, .rejected, .expired].contains(state) {
+        if [.failed, .interrupted, .rejected, .expired].contains(state) || isBreakGlass
+            || facts.reason == "checks_failed_overridable" {
             tail.append("Reason: `\(facts.reason ?? "unknown")`")
             if let detail = facts.detail, !detail.isEmpty {
                 let kept = detail.count > Self.detailLimit ? String(detail.prefix(Self.detailLimit)) + "\n… (cut; the whole text is on the run page)" : detail
@@ -168,6 +172,7 @@ public struct RunReport: Sendable {
         case .queued, .planning, .checking: "⏳ Planning"
         case .awaitingApproval: "🔍 Plan ready: awaiting approval (\(facts.approvers.count) of \(requiredApprovals))"
         case .approved: "✅ Approved: waiting to apply"
+        case .applying where isBreakGlass: "🚨 BREAK-GLASS: applying inside a freeze or outside the apply windows"
         case .applying: "🚀 Applying"
         case .applied, .verifying: "🚀 Applied: verifying"
         case .verified: "✅ Applied and verified"

@@ -78,7 +78,7 @@ public struct ForgeSink: OutboxSink {
                                                .failed, .interrupted, .rejected, .superseded, .expired]
 
     public func deliver(_ event: OutboxEvent) async throws(SendFailure) -> Bool {
-        guard event.kind != .tagRejected, let report = try await source.report(event) else { return false }
+        guard event.kind != .tagRejected, event.kind != .drift, let report = try await source.report(event) else { return false }
         // `checking` and `applied → verifying` add nothing a reader needs: the next event says more.
         if event.kind == .transition, [.checking, .verifying, .queued].contains(report.state) { return false }
         let redactor = try source.redactor(for: event.target.environment, extra: [api.token])
@@ -198,9 +198,11 @@ public struct NotificationSink: OutboxSink {
         switch event.kind {
         case .approval: return .approvalRecorded
         case .tagRejected: return .tagRejected
+        case .drift: return .drift
         case .transition:
             switch event.facts.to {
             case .awaitingApproval: return .awaitingApproval
+            case .applying where event.facts.reason == TransitionReason.Code.breakGlass.rawValue: return .breakGlassApply
             case .applied: return .applied
             case .verified: return .verified
             case .failed: return .failed

@@ -21,7 +21,8 @@ enum AuditPayload {
         return payload
     }
 
-    static func transition(_ transition: RunTransition, digest: Digest?, priorState: StateBinding? = nil) -> [String: String] {
+    static func transition(_ transition: RunTransition, digest: Digest?, priorState: StateBinding? = nil,
+                           checks: [CheckResult]? = nil) -> [String: String] {
         var payload = ["from": transition.from.rawValue, "to": transition.to.rawValue,
                        "reason": transition.reason.code.rawValue]
         if let detail = transition.reason.detail { payload["detail"] = detail }
@@ -31,16 +32,29 @@ enum AuditPayload {
             payload["state_lineage"] = priorState.lineage
             payload["state_serial"] = String(priorState.serial)
         }
+        if let checks, !checks.isEmpty {
+            payload["checks"] = checks.map { "\($0.name)=\($0.passed ? "passed" : "failed")" }.joined(separator: ",")
+        }
         return payload
     }
 
     static func approval(_ approval: Approval) -> [String: String] {
-        ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue]
+        var payload = ["identity": approval.identity.rawValue, "digest": approval.digest.rawValue]
+        if !approval.overrideChecks.isEmpty { payload["override_checks"] = approval.overrideChecks.joined(separator: ",") }
+        if approval.breakGlass { payload["break_glass"] = "true" }
+        if let reason = approval.reason { payload["approver_reason"] = reason }
+        return payload
+    }
+
+    static func drift(_ check: DriftCheck) -> [String: String] {
+        var payload = ["applied_run": check.runID.rawValue, "tag": check.tagName, "version": check.version.description,
+                       "commit": check.commit.rawValue, "outcome": check.outcome.rawValue, "detail": check.detail]
+        if !check.addresses.isEmpty { payload["addresses"] = check.addresses.prefix(50).joined(separator: ",") }
+        return payload
     }
 
     static func refusal(_ refusal: ApprovalRefusal) -> [String: String] {
-        ["identity": refusal.approval.identity.rawValue, "digest": refusal.approval.digest.rawValue,
-         "code": refusal.code.rawValue, "reason": refusal.description]
+        approval(refusal.approval).merging(["code": refusal.code.rawValue, "reason": refusal.description]) { $1 }
     }
 
     static func tagDecision(_ decision: StoredTagDecision) -> [String: String] {

@@ -35,6 +35,7 @@ public actor InMemoryRunStore: RunStore {
         var decisions: [StoredTagDecision] = []
         var preconditions: [(runID: RunID, report: ApplyPreconditionReport)] = []
         var alerts: [StoredAlert] = []
+        var driftChecks: [DriftCheck] = []
         var outputs: [(target: TargetID, runID: RunID, json: String)] = []
         var layouts: [String: StoredBranchLayout] = [:]
         var logs: [RunID: RunLogState] = [:]
@@ -145,13 +146,15 @@ public actor InMemoryRunStore: RunStore {
         run.updatedAt = Milliseconds.stored(time)
         if let digest = update.planDigest { run.planDigest = digest }
         if let plan = update.plan { run.plan = plan }
+        if let results = update.checkResults { run.plan?.checkResults = results }
         state.runs[index] = run
         state.transitions.append(StoredTransition(sequence: state.nextTransition, runID: runID, transition: transition,
                                                   actor: actor, time: Milliseconds.stored(time)))
         state.nextTransition += 1
         state.appendAudit(time, actor, .transition, run.target, runID,
                           AuditPayload.transition(transition, digest: update.planDigest,
-                                                                  priorState: update.plan?.priorState))
+                                                                  priorState: update.plan?.priorState,
+                                                                  checks: update.checkResults))
         state.enqueue(.transition, run.target, runID, time,
                       OutboxFacts(from: transition.from, to: transition.to, reason: transition.reason.code.rawValue,
                                   detail: transition.reason.detail, approvers: state.approvers(of: runID)))
@@ -212,8 +215,7 @@ public actor InMemoryRunStore: RunStore {
         do {
             try write { state in
                 let target = state.runs[try state.existingIndex(of: approval.runID)].target
-                state.approvals.append(Approval(runID: approval.runID, identity: approval.identity, digest: approval.digest,
-                                                time: Milliseconds.stored(approval.time)))
+                state.approvals.append(approval.dated(Milliseconds.stored(approval.time)))
                 state.appendAudit(approval.time, actor, .approval, target, approval.runID, AuditPayload.approval(approval))
                 state.enqueue(.approval, target, approval.runID, approval.time,
                               OutboxFacts(approvedBy: approval.identity.rawValue, approvers: state.approvers(of: approval.runID)))
@@ -231,8 +233,7 @@ public actor InMemoryRunStore: RunStore {
     public func recordApprovalRefusal(_ refusal: ApprovalRefusal, at time: Date, actor: String) async throws {
         write { state in
             let approval = refusal.approval
-            let stored = Approval(runID: approval.runID, identity: approval.identity, digest: approval.digest,
-                                  time: Milliseconds.stored(approval.time))
+            let stored = approval.dated(Milliseconds.stored(approval.time))
             state.refusals.append(ApprovalRefusal(code: refusal.code, approval: stored, description: refusal.description))
             state.appendAudit(time, actor, .approvalRefusal, state.index(of: approval.runID).map { state.runs[$0].target },
                               approval.runID, AuditPayload.refusal(refusal))
@@ -299,6 +300,23 @@ public actor InMemoryRunStore: RunStore {
                                             time: Milliseconds.stored(time)))
             state.appendAudit(time, actor, .alert, target, runID, AuditPayload.alert(alert))
         }
+    }
+
+    public func recordDriftCheck(_ check: DriftCheck, actor: String) async throws {
+        write { state in
+            var stored = check
+            stored.time = Milliseconds.stored(check.time)
+            state.driftChecks.append(stored)
+            state.appendAudit(check.time, actor, .drift, check.target, nil, AuditPayload.drift(check))
+            if check.outcome != .noDrift {
+                state.enqueue(.drift, check.target, nil, check.time,
+                              OutboxFacts(reason: check.outcome.rawValue, detail: check.detail, tagName: check.tagName))
+            }
+        }
+    }
+
+    public func driftChecks(of target: TargetID, limit: Int) async throws -> [DriftCheck] {
+        Array(state.driftChecks.filter { $0.target == target }.reversed().prefix(max(0, limit)))
     }
 
     public func alerts(target: TargetID?) async throws -> [StoredAlert] {

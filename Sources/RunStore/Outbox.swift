@@ -18,6 +18,8 @@ public struct OutboxEvent: Sendable, Hashable {
         case approval
         /// A tag was rejected for a target (recorded once per tag object, like the decision).
         case tagRejected = "tag_rejected"
+        /// A drift check found drift, or could not run.
+        case drift
     }
 
     /// Increases with every event in the store: the order sinks deliver in.

@@ -74,6 +74,9 @@ public struct StoredPlan: Sendable, Hashable, Codable {
     /// The state the plan was made against (lineage and serial inside the saved plan), checked
     /// again right before apply. Nil for plans stored before Lockstep recorded it.
     public var priorState: StateBinding?
+    /// The external checks' results (docs/CONTRACT.md §4), stored when they finished; empty
+    /// when the environment has none (or before they ran).
+    public var checkResults: [CheckResult] = []
 
     public init(summaryJSON: String, rendering: String, planJSON: String, renderingTruncated: Bool = false,
                 renderingBytes: Int? = nil, renderingState: RenderingState = .ready, priorState: StateBinding? = nil) {
@@ -181,10 +184,13 @@ public struct RunSummary: Sendable, Hashable, Codable {
 public struct RunUpdate: Sendable, Hashable {
     public var planDigest: Digest?
     public var plan: StoredPlan?
+    /// The external checks' results, stored with the plan already stored.
+    public var checkResults: [CheckResult]?
 
-    public init(planDigest: Digest? = nil, plan: StoredPlan? = nil) {
+    public init(planDigest: Digest? = nil, plan: StoredPlan? = nil, checkResults: [CheckResult]? = nil) {
         self.planDigest = planDigest
         self.plan = plan
+        self.checkResults = checkResults
     }
 }
 
@@ -389,6 +395,14 @@ public protocol RunStore: OutboxStore {
     func appendLog(_ text: String, stream: LogStream, runID: RunID, at time: Date) async throws
     func log(of runID: RunID) async throws -> String
 
+    // MARK: Drift
+
+    /// Records a drift check with its audit entry; a check that found drift (or could not run)
+    /// is also written to the outbox for notifications.
+    func recordDriftCheck(_ check: DriftCheck, actor: String) async throws
+    /// The drift checks of `target`, newest first, at most `limit`.
+    func driftChecks(of target: TargetID, limit: Int) async throws -> [DriftCheck]
+
     // MARK: Rollback pins
 
     func pin(for target: TargetID) async throws -> RollbackPin?
@@ -434,5 +448,45 @@ extension RunStore {
     /// Records an approval that completes nothing (more approvals are needed).
     public func recordApproval(_ approval: Approval, actor: String) async throws {
         _ = try await recordApproval(approval, completing: nil, at: approval.time, actor: actor)
+    }
+}
+
+/// One drift check (docs/CONTRACT.md §4, drift): the target's applied revision planned again with
+/// the plan credentials. Changes in that plan are infrastructure that moved away from what was
+/// applied.
+public struct DriftCheck: Sendable, Hashable {
+    public enum Outcome: String, Sendable, Hashable, Codable {
+        /// The plan of the applied revision has no changes.
+        case noDrift = "no_drift"
+        /// It has changes: the infrastructure differs from what was applied.
+        case drift
+        /// The check could not run to the end (`detail` says why); nothing is known.
+        case failed
+    }
+
+    public var target: TargetID
+    /// The run that applied the revision checked.
+    public var runID: RunID
+    public var tagName: String
+    public var version: SemanticVersion
+    public var commit: GitObjectID
+    public var time: Date
+    public var outcome: Outcome
+    /// A one-line summary (counts, or why it failed); never a plan body.
+    public var detail: String
+    /// Addresses of the resources the plan would change, sorted, at most 200.
+    public var addresses: [String]
+
+    public init(target: TargetID, runID: RunID, tagName: String, version: SemanticVersion, commit: GitObjectID,
+                time: Date, outcome: Outcome, detail: String, addresses: [String] = []) {
+        self.target = target
+        self.runID = runID
+        self.tagName = tagName
+        self.version = version
+        self.commit = commit
+        self.time = time
+        self.outcome = outcome
+        self.detail = detail
+        self.addresses = addresses
     }
 }

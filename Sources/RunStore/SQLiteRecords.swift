@@ -217,7 +217,7 @@ struct RunRecordRow: FetchableRecord {
 struct FullRunRow: FetchableRecord {
     static let selection = """
         SELECT runs.*, plans.summary_json, plans.rendering, plans.plan_json, plans.rendering_truncated,
-            plans.rendering_bytes, plans.rendering_state, plans.prior_lineage, plans.prior_serial
+            plans.rendering_bytes, plans.rendering_state, plans.prior_lineage, plans.prior_serial, plans.checks_json
         FROM runs LEFT JOIN plans ON plans.run_id = runs.id
         """
 
@@ -240,6 +240,7 @@ struct FullRunRow: FetchableRecord {
                                   }
                                   return state
                               })
+            plan?.checkResults = try row.json("checks_json", as: [CheckResult].self, "a list of check results")
             switch (try row.optionalText("prior_lineage"), try row.optionalInteger("prior_serial")) {
             case (nil, nil): break
             case let (lineage?, serial?) where serial >= 0:
@@ -298,7 +299,9 @@ struct ApprovalRow: FetchableRecord {
     static func approval(_ row: Row, time column: String) throws(ColumnError) -> Approval {
         Approval(runID: try row.parsed("run_id", "a run id", RunID.init),
                  identity: try row.parsed("identity", "an identity name", IdentityName.init),
-                 digest: try row.parsed("digest", "a digest", Digest.init), time: try row.date(column))
+                 digest: try row.parsed("digest", "a digest", Digest.init), time: try row.date(column),
+                 overrideChecks: try row.json("override_checks_json", as: [String].self, "a list of check names"),
+                 breakGlass: try row.bool("break_glass"), reason: try row.optionalText("reason"))
     }
 }
 

@@ -14,9 +14,11 @@ extension SQLiteRunStore {
                     throw StoreError(.notFound, "run \(approval.runID) does not exist")
                 }
                 try db.execute(sql: """
-                    INSERT INTO approvals (run_id, identity, digest, time_ms, actor) VALUES (?, ?, ?, ?, ?)
+                    INSERT INTO approvals (run_id, identity, digest, time_ms, actor, override_checks_json, break_glass, reason)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [approval.runID.rawValue, approval.identity.rawValue, approval.digest.rawValue,
-                                     Milliseconds.from(approval.time), actor])
+                                     Milliseconds.from(approval.time), actor, try StoredJSON.encode(approval.overrideChecks),
+                                     approval.breakGlass, approval.reason])
                 try Self.appendAudit(db, time: approval.time, actor: actor, kind: .approval, target: target,
                                      runID: approval.runID,
                                      payload: AuditPayload.approval(approval))
@@ -41,11 +43,12 @@ extension SQLiteRunStore {
             let approval = refusal.approval
             try db.execute(sql: """
                 INSERT INTO approval_refusals (run_id, identity, digest, approval_time_ms, code, description,
-                                               time_ms, actor)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                               time_ms, actor, override_checks_json, break_glass, reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [approval.runID.rawValue, approval.identity.rawValue, approval.digest.rawValue,
                                  Milliseconds.from(approval.time), refusal.code.rawValue, refusal.description,
-                                 Milliseconds.from(time), actor])
+                                 Milliseconds.from(time), actor, try StoredJSON.encode(approval.overrideChecks),
+                                 approval.breakGlass, approval.reason])
             try Self.appendAudit(db, time: time, actor: actor, kind: .approvalRefusal,
                                  target: try Self.targetIfExists(of: approval.runID, db), runID: approval.runID,
                                  payload: AuditPayload.refusal(refusal))
@@ -66,3 +69,4 @@ extension SQLiteRunStore {
         }
     }
 }
+

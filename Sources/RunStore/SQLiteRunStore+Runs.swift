@@ -105,6 +105,10 @@ extension SQLiteRunStore {
                                  plan.renderingTruncated, plan.renderingBytes, plan.renderingState.rawValue,
                                  plan.priorState?.lineage, plan.priorState.map { Int64(clamping: $0.serial) }])
         }
+        if let results = update.checkResults {
+            try db.execute(sql: "UPDATE plans SET checks_json = ? WHERE run_id = ?",
+                           arguments: [try StoredJSON.encode(results), runID.rawValue])
+        }
         try db.execute(sql: """
             INSERT INTO transitions (run_id, from_state, to_state, reason, detail, actor, time_ms)
             VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -113,7 +117,8 @@ extension SQLiteRunStore {
         let target = try Self.target(of: runID, db)
         try Self.appendAudit(db, time: time, actor: actor, kind: .transition, target: target, runID: runID,
                              payload: AuditPayload.transition(transition, digest: update.planDigest,
-                                                              priorState: update.plan?.priorState))
+                                                              priorState: update.plan?.priorState,
+                                                              checks: update.checkResults))
         try Self.enqueue(db, .transition, target: target, runID: runID, at: time,
                          facts: OutboxFacts(from: transition.from, to: transition.to,
                                             reason: transition.reason.code.rawValue, detail: transition.reason.detail,

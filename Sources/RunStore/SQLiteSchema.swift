@@ -49,6 +49,12 @@ enum SQLiteSchema {
         migrator.registerMigration("v7_plan_prior_state") { db in
             try db.execute(sql: v7PlanPriorState)
         }
+        migrator.registerMigration("v8_checks_and_overrides") { db in
+            try db.execute(sql: v8ChecksAndOverrides)
+        }
+        migrator.registerMigration("v9_drift_checks") { db in
+            try db.execute(sql: v9DriftChecks)
+        }
         return migrator
     }
 
@@ -257,6 +263,37 @@ enum SQLiteSchema {
         """
 
     /// The state a plan was made against (NULL for plans stored before v7).
+    /// Drift checks of applied revisions, newest last.
+    static let v9DriftChecks = """
+        CREATE TABLE drift_checks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            project TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            tag_name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            commit_id TEXT NOT NULL,
+            time_ms INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            addresses_json TEXT NOT NULL,
+            actor TEXT NOT NULL
+        );
+        CREATE INDEX drift_checks_by_target ON drift_checks (project, environment, id);
+        """
+
+    /// External check results with the plan; what an approval takes on itself beyond the plan
+    /// (overridden checks, break-glass) and why, on approvals and on refused ones alike.
+    static let v8ChecksAndOverrides = """
+        ALTER TABLE plans ADD COLUMN checks_json TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE approvals ADD COLUMN override_checks_json TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE approvals ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE approvals ADD COLUMN reason TEXT;
+        ALTER TABLE approval_refusals ADD COLUMN override_checks_json TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE approval_refusals ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE approval_refusals ADD COLUMN reason TEXT;
+        """
+
     static let v7PlanPriorState = """
         ALTER TABLE plans ADD COLUMN prior_lineage TEXT;
         ALTER TABLE plans ADD COLUMN prior_serial INTEGER;

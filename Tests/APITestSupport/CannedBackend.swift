@@ -92,7 +92,7 @@ public struct CannedBackend: APIBackend {
         return runDetails.first { $0.id == id }
     }
 
-    public func approve(_ run: RunID, identity: IdentityName, digest: Digest) async throws -> APIOutcome<APIRunDetail> {
+    public func approve(_ run: RunID, identity: IdentityName, digest: Digest, terms: ApprovalTerms) async throws -> APIOutcome<APIRunDetail> {
         calls.record("approve \(run) by \(identity) digest \(digest)")
         if let failure { throw failure }
         guard var detail = runDetails.first(where: { $0.id == run }), let planDigest = detail.digest else {

@@ -22,7 +22,7 @@ struct BrowserTests {
         try FileManager.default.createDirectory(at: artifacts, withIntermediateDirectories: true)
         let profile = world.scratch.appendingPathComponent("chromium-profile")
         let python = Paths.root.appendingPathComponent(".tools/browser-venv/bin/python")
-        try #require(FileManager.default.isExecutableFile(atPath: python.path), "run scripts/install-browser-test-deps.sh")
+        try #require(FileManager.default.isExecutableFile(atPath: python.path), "run scripts/install-python-tools.sh")
         let result = try run(python.path, [Paths.root.appendingPathComponent("Tests/Browser/review_ui.py").path,
                                            "http://127.0.0.1:\(world.port)", id, artifacts.path],
                              environment: ["ALICE_TOKEN": world.tokens["alice"]!, "CAROL_TOKEN": world.tokens["carol"]!,

@@ -6,7 +6,7 @@ import Synchronization
 import Testing
 @testable import LockstepGate
 
-/// moto's S3 server on a port of its own (installed by scripts/install-moto.sh), stopped by `stop()`.
+/// moto's S3 server on a port of its own (installed by scripts/install-python-tools.sh), stopped by `stop()`.
 private final class MotoServer: @unchecked Sendable {
     let process = Process()
     let port: Int
@@ -18,7 +18,7 @@ private final class MotoServer: @unchecked Sendable {
 
     init() throws {
         let server = Self.venv.appendingPathComponent("moto_server")
-        try #require(FileManager.default.isExecutableFile(atPath: server.path), "moto is not installed: run scripts/install-moto.sh")
+        try #require(FileManager.default.isExecutableFile(atPath: server.path), "moto is not installed: run scripts/install-python-tools.sh")
         process.executableURL = server
         process.arguments = ["-H", "127.0.0.1", "-p", "0"]
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "PYTHONUNBUFFERED": "1"]

@@ -210,6 +210,15 @@ struct ReviewUI: Sendable {
                     cell["pending"] = ["id": pending.runID.rawValue, "version": pending.version.description, "state": pending.state.rawValue]
                 }
                 var warnings: [String] = []
+                if let drift = target.drift, drift.outcome == "drift" {
+                    warnings.append("drift: \(drift.addresses.count) resource(s) differ from \(drift.version) as applied")
+                } else if let drift = target.drift, drift.outcome == "failed" {
+                    warnings.append("drift check failed")
+                }
+                if let pending = target.pending, let held = pending.heldBecause {
+                    warnings.append("approved, held: \(held); applies at "
+                                    + (pending.appliesAt.map { ISO8601DateFormatter().string(from: $0) } ?? "no opening within a year"))
+                }
                 if let pending = target.pending, [.interrupted, .failed].contains(pending.state) {
                     warnings.append(pending.state == .interrupted ? "apply interrupted: an operator must resolve it" : "last run failed")
                 }
@@ -355,7 +364,7 @@ struct ReviewUI: Sendable {
             return Self.message(status: .badRequest, heading: "Not approved", text: "The form named no run or no plan digest.",
                                 back: "/ui/board", session: session)
         }
-        return try await decided(id, try await backend.approve(id, identity: session.identity, digest: digest), "approved", session)
+        return try await decided(id, try await backend.approve(id, identity: session.identity, digest: digest, terms: .none), "approved", session)
     }
 
     func reject(_ raw: String, _ fields: [String: String], _ session: UISessions.Session) async throws -> Response {
