@@ -118,7 +118,7 @@ extension RepoParser {
                 ignoreRule($0, $1, projects: projects)
             }
         }
-        f.finish(known: "ignore")
+        f.finish(known: "ignore", classify: classify(environmentsAtTop: false))
         return rules.map(ParityPolicy.init(ignore:))
     }
 
@@ -191,7 +191,7 @@ extension RepoParser {
             }
             if reason == nil { ok = false }
         }
-        f.finish(known: "project, environments, resources, variables, reason")
+        f.finish(known: "project, environments, resources, variables, reason", classify: classify(environmentsAtTop: false))
         guard let resources, let variables else { return nil }
         if resources.isEmpty && variables.isEmpty {
             reader.fail(at, .missingKey, "`resources` and/or `variables`: what differs on purpose (an entry that names nothing declares nothing)", node)

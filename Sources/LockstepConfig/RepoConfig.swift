@@ -238,7 +238,7 @@ let trustKeys: Set<String> = [
 struct RepoParser {
     let reader: Reader
 
-    private func classify(environmentsAtTop: Bool) -> (String, KeyPath, Node) -> Bool {
+    func classify(environmentsAtTop: Bool) -> (String, KeyPath, Node) -> Bool {
         let secret = classifyLiteralSecret(reader)
         return { key, path, node in
             if trustKeys.contains(key) || (environmentsAtTop && key == "environments") {
