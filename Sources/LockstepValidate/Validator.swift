@@ -230,23 +230,35 @@ struct Validation {
         do {
             let initialization = try await runner.initialize(invocation, backend: false)
             guard initialization.outcome == .succeeded else {
-                return [Finding(severity: .error, check: .initialize, message: "terraform init -backend=false did not succeed (\(initialization.outcome)): "
-                                + Validation.lastLines(initialization.output))]
+                let failed = Finding(severity: .error, check: .initialize,
+                                     message: "terraform init -backend=false did not succeed (\(initialization.outcome)): " + Validation.lastLines(initialization.output))
+                guard initialization.outcome != .timedOut, initialization.outcome != .cancelled else { return [failed] }
+                // Init stops at a syntax error or a missing module without saying where in a form
+                // that can be read; validate (which needs no init to load the configuration) does,
+                // with file and line. Its diagnostics are used when it has any errors.
+                let diagnostics = (try? await runner.validateJSON(invocation, varFiles: varFiles))??.diagnostics ?? []
+                let findings = Validation.findings(diagnostics, dir: dir)
+                return findings.contains { $0.severity == .error } ? findings : findings + [failed]
             }
             guard let validation = try await runner.validateJSON(invocation, varFiles: varFiles) else {
                 return [Finding(severity: .error, check: .validate, message: "terraform validate was stopped before it reported (timeout)")]
             }
-            var findings = validation.diagnostics.map { diagnostic in
-                Finding(severity: diagnostic.severity == "error" ? .error : .warning, check: .validate,
-                        file: diagnostic.filename.map { joined(dir, $0) }, line: diagnostic.line,
-                        message: diagnostic.summary + (diagnostic.detail.map { $0.isEmpty ? "" : ": \($0)" } ?? ""))
-            }
+            var findings = Validation.findings(validation.diagnostics, dir: dir)
             if !validation.valid, !findings.contains(where: { $0.severity == .error }) {
                 findings.append(Finding(severity: .error, check: .validate, message: "terraform validate reported the configuration invalid"))
             }
             return findings
         } catch {
             return [Finding(severity: .error, check: .validate, message: "terraform validate could not run: \(error)")]
+        }
+    }
+
+    /// Terraform's diagnostics as findings, their files made relative to the checkout.
+    static func findings(_ diagnostics: [Diagnostic], dir: String) -> [Finding] {
+        diagnostics.map { diagnostic in
+            Finding(severity: diagnostic.severity == "error" ? .error : .warning, check: .validate,
+                    file: diagnostic.filename.map { joined(dir, $0) }, line: diagnostic.line,
+                    message: diagnostic.summary + (diagnostic.detail.map { $0.isEmpty ? "" : ": \($0)" } ?? ""))
         }
     }
 
