@@ -50,36 +50,29 @@ public struct ValidateCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: --format \(Finding.oneLine(format)): expected human, json, github or gitlab\n".utf8))
             throw ExitCode(2)
         }
-        var inputErrors: [String] = []
-        let environment = ProcessInfo.processInfo.environment
-        let executable = ValidationOptions.resolveExecutable(terraform, searchPath: environment["PATH"])
-        if executable == nil {
-            inputErrors.append("--terraform \(terraform): no executable terraform or tofu binary "
-                               + (terraform.contains("/") ? "at that path" : "on PATH"))
-        }
         var projectName: ProjectName?
         if let project {
             do { projectName = try ProjectName(project) } catch {
-                inputErrors.append("--project \(project): not a project name (\(error.description))")
+                let report = ValidationReport(checkout: dir, inputErrors: ["--project \(Finding.oneLine(project)): not a project name (\(error.description))"])
+                FileHandle.standardOutput.write(Data(Self.render(report, format).utf8))
+                throw ExitCode(2)
             }
         }
-        let report: ValidationReport
-        if let executable, inputErrors.isEmpty {
-            var logger = Logger(label: "lockstep.validate")
-            logger.logLevel = .warning
-            let cli = cliConfig.map { URL(fileURLWithPath: $0).standardizedFileURL }
-            report = await LockstepValidate.validate(
-                checkout: dir, options: ValidationOptions(terraform: executable, cliConfig: cli, project: projectName), logger: logger)
-        } else {
-            report = ValidationReport(checkout: dir, inputErrors: inputErrors)
-        }
-        let text = switch format {
+        var logger = Logger(label: "lockstep.validate")
+        logger.logLevel = .warning
+        let options = ValidationOptions(terraform: terraform, searchPath: ProcessInfo.processInfo.environment["PATH"],
+                                        cliConfig: cliConfig.map { URL(fileURLWithPath: $0).standardizedFileURL }, project: projectName)
+        let report = await LockstepValidate.validate(checkout: dir, options: options, logger: logger)
+        FileHandle.standardOutput.write(Data(Self.render(report, format).utf8))
+        if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
+    }
+
+    private static func render(_ report: ValidationReport, _ format: String) -> String {
+        switch format {
         case "json": report.json()
         case "github": report.github()
         case "gitlab": report.gitlab()
         default: report.human()
         }
-        FileHandle.standardOutput.write(Data(text.utf8))
-        if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
     }
 }

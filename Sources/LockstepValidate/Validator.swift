@@ -12,8 +12,10 @@ import Darwin
 
 /// How `lockstep validate` runs terraform.
 public struct ValidationOptions: Sendable {
-    /// The terraform or tofu binary (absolute path, resolved by the caller: see ``resolveExecutable(_:searchPath:)``).
-    public var terraform: URL
+    /// The terraform or tofu binary: a path, or a name looked up in ``searchPath`` (`--terraform`).
+    public var terraform: String
+    /// Where a bare ``terraform`` name is looked up (the caller's `PATH`).
+    public var searchPath: String?
     /// The operator's CLI config (`--cli-config`), passed as `TF_CLI_CONFIG_FILE`; nil: providers
     /// come from their registries (a rendered config with `direct {}`), cached once per validation.
     public var cliConfig: URL?
@@ -24,9 +26,10 @@ public struct ValidationOptions: Sendable {
     /// Where the scratch folder is made; nil: the system's temporary folder.
     public var scratchParent: URL?
 
-    public init(terraform: URL, cliConfig: URL? = nil, project: ProjectName? = nil,
+    public init(terraform: String = "terraform", searchPath: String? = nil, cliConfig: URL? = nil, project: ProjectName? = nil,
                 commandTimeout: Duration = .seconds(600), scratchParent: URL? = nil) {
         self.terraform = terraform
+        self.searchPath = searchPath
         self.cliConfig = cliConfig
         self.project = project
         self.commandTimeout = commandTimeout
@@ -73,6 +76,15 @@ struct Validation {
 
     func run() async -> ValidationReport {
         var report = ValidationReport(checkout: checkout)
+        // The tool first: its problems are reported together with the checkout's.
+        let executable = ValidationOptions.resolveExecutable(options.terraform, searchPath: options.searchPath)
+        if executable == nil {
+            report.inputErrors.append("--terraform \(Finding.oneLine(options.terraform)): no executable terraform or tofu binary "
+                                      + (options.terraform.contains("/") ? "at that path" : "on PATH"))
+        }
+        if let cli = options.cliConfig, !FileManager.default.isReadableFile(atPath: cli.path) {
+            report.inputErrors.append("--cli-config \(cli.path): no such readable file")
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkout, isDirectory: &isDirectory), isDirectory.boolValue,
               let root = realPath(checkout) else {
@@ -95,13 +107,7 @@ struct Validation {
             report.inputErrors.append("--project \(project.rawValue): no such project in \(RepoConfig.fileName) (\(known))")
         }
         report.inputErrors += config.checkPaths(root: root, project: options.project).map(\.description)
-        if !FileManager.default.isExecutableFile(atPath: options.terraform.path) {
-            report.inputErrors.append("\(options.terraform.path): no executable terraform or tofu binary there")
-        }
-        if let cli = options.cliConfig, !FileManager.default.isReadableFile(atPath: cli.path) {
-            report.inputErrors.append("--cli-config \(cli.path): no such readable file")
-        }
-        guard report.inputErrors.isEmpty else { return report }
+        guard report.inputErrors.isEmpty, let executable else { return report }
 
         let scratch: URL
         do {
@@ -112,7 +118,7 @@ struct Validation {
         }
         defer { removeScratch(scratch) }
         let runner = TerraformRunner(configuration: TerraformRunner.Configuration(
-            executable: options.terraform,
+            executable: executable,
             toolsDirectory: scratch.appendingPathComponent("tools", isDirectory: true),
             providerInstallation: .direct,
             usesPluginCache: true,
@@ -124,7 +130,7 @@ struct Validation {
             report.tool = "\(version.tool) \(version.version)"
             report.validatePerEnvironment = try await runner.validateTakesVarFiles()
         } catch {
-            report.inputErrors.append("\(options.terraform.path) did not run as terraform or tofu (\(error))")
+            report.inputErrors.append("--terraform \(executable.path): did not run as terraform or tofu (\(error))")
             return report
         }
         for name in config.projects.keys.sorted() where options.project == nil || options.project == name {

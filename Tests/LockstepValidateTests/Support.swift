@@ -97,10 +97,10 @@ struct DeliveryRepo {
 
     /// Runs the validation with the pinned terraform and the mirror, its scratch folders under
     /// `scratch/work` so a test can see they are gone afterwards.
-    func validate(project: ProjectName? = nil, terraform: URL? = nil) async throws -> ValidationReport {
+    func validate(project: ProjectName? = nil, terraform: String? = nil) async throws -> ValidationReport {
         var logger = Logger(label: "test.validate")
         logger.logLevel = .warning
-        let options = ValidationOptions(terraform: try terraform ?? Paths.terraform(), cliConfig: try scratch.cliConfig(), project: project,
+        let options = ValidationOptions(terraform: try terraform ?? Paths.terraform().path, cliConfig: try scratch.cliConfig(), project: project,
                                         commandTimeout: .seconds(300), scratchParent: scratch.url.appendingPathComponent("work"))
         return await LockstepValidate.validate(checkout: root.path, options: options, logger: logger)
     }

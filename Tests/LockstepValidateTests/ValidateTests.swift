@@ -92,6 +92,25 @@ struct ValidateTests {
         #expect(report.human().contains("app/main.tf:14: error: resource null_resource.waf[0] exists in prod but not in dev, staging"))
     }
 
+    /// A terraform on PATH other than the pinned one (1.11.4 on some machines): the probe reads
+    /// console's printing, which must parse the same way in later versions.
+    static let otherTerraform: URL? = {
+        guard let found = ValidationOptions.resolveExecutable("terraform", searchPath: ProcessInfo.processInfo.environment["PATH"]),
+              found.resolvingSymlinksInPath().path != Paths.root.appendingPathComponent(".tools/terraform/bin/terraform").resolvingSymlinksInPath().path
+        else { return nil }
+        return found
+    }()
+
+    @Test("a later terraform from PATH finds the same prod-only count", .enabled(if: otherTerraform != nil, "no other terraform on PATH"))
+    func laterTerraform() async throws {
+        let repo = try DeliveryRepo(scratch: try Scratch(), vars: ["prod": "region = \"eu-west-1\"\nenable_waf = true\n"])
+        let report = try await repo.validate(terraform: try #require(Self.otherTerraform).path)
+        #expect(report.tool?.hasPrefix("terraform ") == true)
+        #expect(report.findingLines == [])
+        #expect(report.differences.map(\.name) == ["null_resource.waf[0]"])
+        #expect(report.exitStatus == 1)
+    }
+
     @Test("the same difference declared intended in lockstep.yaml passes, and says so")
     func declaredDifferencePasses() async throws {
         let repo = try DeliveryRepo(scratch: try Scratch(), vars: ["prod": "region = \"eu-west-1\"\nenable_waf = true\ndebug = 0\n"], parity: """
@@ -208,14 +227,14 @@ struct ValidateTests {
                  expected: "lockstep.yaml: projects.app.environments.prod.var_files[0]: expected a path that exists"),
         BadInput(name: "an unknown project", change: { _ in }, project: "web", expected: "--project web: no such project in lockstep.yaml (app)"),
         BadInput(name: "no terraform binary", change: { _ in }, terraform: "/nonexistent/terraform",
-                 expected: "/nonexistent/terraform: no executable terraform or tofu binary there"),
+                 expected: "--terraform /nonexistent/terraform: no executable terraform or tofu binary at that path"),
     ]
 
     @Test("bad input exits 2 and names what was wrong", arguments: badInputs)
     func badInput(input: BadInput) async throws {
         let repo = try DeliveryRepo(scratch: try Scratch())
         try input.change(repo)
-        let report = try await repo.validate(project: input.project, terraform: input.terraform.map { URL(fileURLWithPath: $0) })
+        let report = try await repo.validate(project: input.project, terraform: input.terraform)
         #expect(report.exitStatus == 2)
         #expect(report.inputErrors.contains { $0.contains(input.expected) }, "\(report.inputErrors)")
         #expect(report.projects == [])
