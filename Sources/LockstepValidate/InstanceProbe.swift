@@ -126,6 +126,15 @@ enum InstanceProbe {
         case unknown(String)
     }
 
+    /// Whether console printed the probe as an object with entries (not `(known after apply)`
+    /// as a whole, which is what an error inside one entry makes of it).
+    static func hasEntries(_ output: String) -> Bool {
+        output.split(separator: "\n").contains { line in
+            let text = line.trimmingCharacters(in: .whitespaces)
+            return (text.hasPrefix("\"e") || text.hasPrefix("e")) && text.contains("=")
+        }
+    }
+
     /// Reads console's printing of the probe object: lines `"eN" = "BASE64"` (or `eN = …`).
     /// A value that is not a quoted string is unknown (`(known after apply)`, `(sensitive)`).
     static func parse(_ output: String, expansions: [Expansion]) -> [Value] {

@@ -287,16 +287,68 @@ struct Validation {
                                         message: "terraform init with a local backend (for the parity probe) did not succeed: "
                                             + Validation.lastLines(initialization.output)))
             }
-            let console = try await runner.console(invocation, expression: InstanceProbe.expression, varFiles: varFiles)
-            guard let value = console.value else {
-                return .failed(Finding(severity: .error, check: .parityProbe,
-                                        message: "terraform console could not evaluate the count and for_each expressions (\(console.command.outcome)): "
-                                            + Validation.lastLines(console.command.output)))
+            let all = try await ask(expansions, invocation: invocation, varFiles: varFiles, runner: runner)
+            guard all.ran else {
+                return .failed(Finding(severity: .error, check: .parityProbe, message: "terraform console could not evaluate the count and for_each "
+                                       + "expressions: " + (all.errors.isEmpty ? "it did not run" : all.errors)))
             }
-            return .values(InstanceProbe.parse(value, expansions: expansions))
+            guard !all.errors.isEmpty, expansions.count > 1 else { return .values(all.values) }
+            // An expression terraform cannot evaluate in this environment (a null where a list
+            // was meant) makes terraform 1.0 print the whole object as unknown, later versions
+            // that entry, with the error on stderr and no way to tell which entry it was: ask
+            // again one at a time, so the error is attributed and the rest still compared.
+            var values: [InstanceProbe.Value] = []
+            for expansion in expansions {
+                try Data(InstanceProbe.probeSource([expansion]).utf8).write(to: directory.appendingPathComponent(InstanceProbe.probeFile))
+                values += try await ask([expansion], invocation: invocation, varFiles: varFiles, runner: runner).values
+            }
+            return .values(values)
         } catch {
             return .failed(Finding(severity: .error, check: .parityProbe, message: "the parity probe could not run: \(error)"))
         }
+    }
+
+    /// Console's value of the probe for `batch`. `ran` is false when console failed outright
+    /// (then every value is unknown); `errors` holds the errors terraform printed, and when
+    /// there are any, each unknown entry carries them as its reason.
+    private func ask(_ batch: [InstanceProbe.Expansion], invocation: TerraformRunner.Invocation, varFiles: [URL],
+                     runner: TerraformRunner) async throws -> (values: [InstanceProbe.Value], ran: Bool, errors: String) {
+        let console = try await runner.console(invocation, expression: InstanceProbe.expression, varFiles: varFiles)
+        let errors = Validation.errorSummary(console.command.output)
+        let failed = InstanceProbe.Value.unknown("terraform console could not evaluate it: " + (errors.isEmpty ? "\(console.command.outcome)" : errors))
+        guard let value = console.value else { return (batch.map { _ in failed }, false, errors) }
+        let values = InstanceProbe.hasEntries(value)
+            ? InstanceProbe.parse(value, expansions: batch)
+            : batch.map { _ in InstanceProbe.Value.unknown("its value is known only after apply") }
+        guard !errors.isEmpty else { return (values, true, errors) }
+        return (values.map { if case .unknown = $0 { failed } else { $0 } }, true, errors)
+    }
+
+    /// Terraform's error diagnostics in `output` (redacted, `-no-color`): each as its summary
+    /// and the last line of its detail.
+    static func errorSummary(_ output: String) -> String {
+        var errors: [String] = []
+        var summary: String?
+        var last = ""
+        func close() {
+            if let summary { errors.append(last.isEmpty || last == summary ? summary : "\(summary): \(last)") }
+            summary = nil
+            last = ""
+        }
+        for raw in output.split(separator: "\n", omittingEmptySubsequences: false) {
+            // With colour off, terraform 1.0 still frames a diagnostic in │ ╷ ╵; later versions do not.
+            let line = raw.trimmingCharacters(in: CharacterSet(charactersIn: " │╷"))
+            if line.hasPrefix("╵") || line.hasPrefix("Warning: ") {
+                close()
+            } else if line.hasPrefix("Error: ") {
+                close()
+                summary = String(line.dropFirst("Error: ".count))
+            } else if summary != nil, !line.isEmpty, !line.hasPrefix("on "), !line.hasPrefix("├"), !line.hasPrefix("│") {
+                last = line
+            }
+        }
+        close()
+        return errors.joined(separator: "; ")
     }
 
     /// The last lines of a command's (redacted) output, for a finding.

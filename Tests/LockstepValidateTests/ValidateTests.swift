@@ -163,6 +163,38 @@ struct ValidateTests {
         #expect(report.exitStatus == 1)
     }
 
+    /// The pinned terraform, and a later one from PATH when there is one.
+    static var tools: [String?] { [nil] + (otherTerraform.map { [$0.path] } ?? []) }
+
+    @Test("an expression that fails to evaluate in one environment leaves only itself unevaluated there, with terraform's error",
+          arguments: tools)
+    func failingExpression(terraform: String?) async throws {
+        let main = DeliveryRepo.mainTF + """
+        variable "names" {
+          type    = list(string)
+          default = []
+        }
+
+        resource "null_resource" "named" {
+          count = length(var.names)
+        }
+
+        """
+        let repo = try DeliveryRepo(scratch: try Scratch(), mainTF: main, vars: [
+            "dev": "region = \"eu\"\nnames = null\n",
+            "staging": "region = \"eu\"\nnames = [\"a\"]\n",
+            "prod": "region = \"eu\"\nnames = [\"a\"]\nenable_waf = true\n",
+        ])
+        let report = try await repo.validate(terraform: terraform)
+        #expect(report.findingLines == [])
+        #expect(report.unevaluated.map { "\($0.environment) \($0.address)" } == ["dev null_resource.named"])
+        let reason = try #require(report.unevaluated.first?.reason)
+        #expect(reason.hasPrefix("terraform console could not evaluate it: Invalid function argument: "), "\(reason)")
+        #expect(reason.contains("argument must not be null"), "\(reason)")
+        // The other expression still evaluated in dev: the WAF difference is found.
+        #expect(report.differences.map(\.name) == ["enable_waf", "null_resource.waf[0]"])
+    }
+
     @Test("an override file's count replaces the original's, as in terraform")
     func overrideFiles() async throws {
         let repo = try DeliveryRepo(scratch: try Scratch(), vars: ["prod": "region = \"eu-west-1\"\nenable_waf = true\n"],
