@@ -182,21 +182,26 @@ struct Validation {
                 variableFiles[env] = files
             }
 
-            // (b) A copy of its own, validated.
+            // (b) A copy of its own, validated. Without per-environment validation and with no
+            // count or for_each to probe, an environment after the first has nothing to run: it
+            // gets the first one's findings, copy problems included.
+            let needsCopy = perEnvironment || shared == nil || !expansions.isEmpty
             let target = scratch.appendingPathComponent("targets/\(index)-\(layout.name.rawValue)-\(env.rawValue)", isDirectory: true)
-            let copyProblems = copyTree(from: URL(fileURLWithPath: root), to: target)
-            result.findings += copyProblems
             let workDirectory = target.appendingPathComponent(dir == "." ? "" : dir, isDirectory: true)
             let invocation = TerraformRunner.Invocation(directory: workDirectory, writable: [target], timeout: options.commandTimeout)
-            var validated = true
+            var copyProblems: [Finding] = []
+            if needsCopy {
+                copyProblems = copyTree(from: URL(fileURLWithPath: root), to: target)
+                result.findings += copyProblems
+            }
             if perEnvironment || shared == nil {
                 let findings = await validateOne(invocation, varFiles: perEnvironment ? varFiles : [], dir: dir, runner: runner)
-                if !perEnvironment { shared = findings }
+                if !perEnvironment { shared = copyProblems + findings }
                 result.findings += findings
             } else if let shared {
-                result.findings += shared
+                result.findings += needsCopy ? shared.filter { $0.check != .copy } : shared
             }
-            validated = !result.findings.contains { $0.severity == .error && $0.check != .varFile }
+            let validated = !result.findings.contains { $0.severity == .error && $0.check != .varFile }
 
             // (c) Which instances its count and for_each expressions make.
             if !expansions.isEmpty {
@@ -216,7 +221,7 @@ struct Validation {
                     }
                 }
             }
-            removeScratch(target)
+            if needsCopy { removeScratch(target) }
             environments.append(result)
         }
         for (file, failure) in unreadable {

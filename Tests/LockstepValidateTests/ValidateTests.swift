@@ -205,13 +205,19 @@ struct ValidateTests {
         #expect(report.exitStatus == 0)
     }
 
-    @Test("a symbolic link leaving the checkout is not followed, and is an error")
-    func escapingSymlink() async throws {
-        let repo = try DeliveryRepo(scratch: try Scratch())
+    @Test("a symbolic link leaving the checkout is not followed, and is an error in every environment",
+          arguments: [DeliveryRepo.mainTF, "resource \"null_resource\" \"only\" {}\n"])
+    func escapingSymlink(mainTF: String) async throws {
+        // With no count or for_each, only the first environment is copied and run; the others share its findings.
+        let repo = try DeliveryRepo(scratch: try Scratch(), mainTF: mainTF)
         try FileManager.default.createSymbolicLink(atPath: repo.root.appendingPathComponent("app/leak.tf").path, withDestinationPath: "/etc/hostname")
         let report = try await repo.validate()
-        #expect(report.findingLines.contains("app/dev copy app/leak.tf:- a symbolic link that leads outside the checkout (or nowhere) is not followed"))
+        for env in ["dev", "prod", "staging"] {
+            #expect(report.findingLines.filter { $0.hasPrefix("app/\(env) copy") }
+                == ["app/\(env) copy app/leak.tf:- a symbolic link that leads outside the checkout (or nowhere) is not followed"])
+        }
         #expect(report.exitStatus == 1)
+        #expect(repo.leftovers == [])
     }
 
     @Test("a broken var file is an error at its line, and that environment's variables are not compared")
