@@ -20,11 +20,11 @@ enum Parity {
                 let present = readable.filter { variables[$0]?[name] != nil }
                 let missing = readable.subtracting(present)
                 guard !missing.isEmpty else { continue }
-                // Point at the file that lacks it (its first var file), else at one that sets it.
-                let lacking = missing.sorted().first.flatMap { layout.environments[$0]?.varFiles.first?.value }
+                // Point at the line that sets it (in the first environment that does): the
+                // line exists, and the message names the environments that lack it.
                 let setting = present.sorted().first
-                let file = lacking ?? setting.flatMap { variableFiles[$0]?[name] }
-                let line = lacking != nil ? 1 : setting.flatMap { variables[$0]?[name]?.line }
+                let file = setting.flatMap { variableFiles[$0]?[name] }
+                let line = setting.flatMap { variables[$0]?[name]?.line }
                 report.differences.append(difference(.variable, name, .variable(name), present, missing,
                                                      project: project, policy: policy, file: file, line: line))
             }

@@ -187,7 +187,7 @@ public struct ParityDifference: Sendable, Equatable, Codable {
     public var intended: Bool
     /// The entry's `reason`, when it has one.
     public var reason: String?
-    /// Where to look: the block declaring the resource, or the var file that lacks (or sets) the variable.
+    /// Where to look: the block declaring the resource, or the line of a var file that sets the variable.
     public var file: String?
     public var line: Int?
 

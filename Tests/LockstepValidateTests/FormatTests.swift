@@ -16,7 +16,7 @@ struct FormatTests {
             ]),
             EnvironmentReport(environment: "prod", varFiles: ["app/envs/prod.tfvars"]),
         ], parity: ParityReport(differences: [
-            ParityDifference(kind: .variable, name: "region", presentIn: ["dev"], missingFrom: ["prod"], file: "app/envs/prod.tfvars", line: 1),
+            ParityDifference(kind: .variable, name: "region", presentIn: ["dev"], missingFrom: ["prod"], file: "app/envs/dev.tfvars", line: 1),
             ParityDifference(kind: .resource, name: "null_resource.waf[0]", presentIn: ["prod"], missingFrom: ["dev"], intended: true,
                              reason: "paid for in prod", file: "app/main.tf", line: 14),
         ], unevaluated: [
@@ -36,7 +36,7 @@ struct FormatTests {
         #expect(ValidationReport.githubProperty("a:b,c%\n") == "a%3Ab%2Cc%25%0A")
         #expect(Self.report.github() == """
         ::error file=app/a%3Ab%2Cc.tf,line=3,title=lockstep validate%3A validate::app/dev: 100%25 wrong
-        ::error file=app/envs/prod.tfvars,line=1,title=lockstep validate%3A parity_variable::app: variable region is set in dev but not in prod
+        ::error file=app/envs/dev.tfvars,line=1,title=lockstep validate%3A parity_variable::app: variable region is set in dev but not in prod
         ::notice file=app/main.tf,line=14,title=lockstep validate%3A parity_resource::app: resource null_resource.waf[0] exists in prod but not in dev (declared intended in lockstep.yaml: paid for in prod)
         ::warning file=app/main.tf,line=20,title=lockstep validate%3A parity_unevaluated::app: the instances of null_resource.after in dev are not compared: its value is known only after apply
         lockstep validate: failed
@@ -66,12 +66,12 @@ struct FormatTests {
           {
             "check_name" : "lockstep-validate/parity_variable",
             "description" : "app: variable region is set in dev but not in prod",
-            "fingerprint" : "\(fingerprint("parity_variable", "app/envs/prod.tfvars", "1", "app: variable region is set in dev but not in prod"))",
+            "fingerprint" : "\(fingerprint("parity_variable", "app/envs/dev.tfvars", "1", "app: variable region is set in dev but not in prod"))",
             "location" : {
               "lines" : {
                 "begin" : 1
               },
-              "path" : "app/envs/prod.tfvars"
+              "path" : "app/envs/dev.tfvars"
             },
             "severity" : "major"
           },

@@ -74,7 +74,7 @@ struct ValidateTests {
         #expect(report.findingLines == [])
         #expect(report.differences == [
             ParityDifference(kind: .variable, name: "region", presentIn: ["dev", "staging"], missingFrom: ["prod"],
-                             file: "app/envs/prod.tfvars", line: 1),
+                             file: "app/envs/dev.tfvars", line: 1),
         ])
         #expect(report.exitStatus == 1)
     }
