@@ -166,6 +166,32 @@ struct ValidateTests {
     /// The pinned terraform, and a later one from PATH when there is one.
     static var tools: [String?] { [nil] + (otherTerraform.map { [$0.path] } ?? []) }
 
+    @Test("a tool whose validate takes -var-file validates each environment with its own var files")
+    func perEnvironmentValidation() async throws {
+        let scratch = try Scratch()
+        let repo = try DeliveryRepo(scratch: scratch)
+        // A stand-in for OpenTofu >= 1.8: terraform 1.0.3 behind a script whose `validate -help`
+        // offers -var-file, which logs each validate and drops the option terraform lacks.
+        let log = scratch.url.appendingPathComponent("validate.log")
+        let wrapper = try scratch.write("tofu-like", """
+        #!/bin/bash
+        if [ "$1" = validate ] && [ "$2" = -help ]; then echo "  -var-file=filename  Load variable values from the given file."; exit 0; fi
+        if [ "$1" = validate ]; then
+          args=()
+          for a in "$@"; do case "$a" in -var-file=*) echo "${a##*/}" >> '\(log.path)' ;; *) args+=("$a") ;; esac; done
+          exec '\(try Paths.terraform().path)' "${args[@]}"
+        fi
+        exec '\(try Paths.terraform().path)' "$@"
+
+        """)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper.path)
+        let report = try await repo.validate(terraform: wrapper.path)
+        #expect(report.validatePerEnvironment)
+        #expect(report.exitStatus == 0, "\(report.findingLines) \(report.inputErrors)")
+        let logged = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").sorted()
+        #expect(logged == ["dev.tfvars", "prod.tfvars", "staging.tfvars"])
+    }
+
     @Test("an expression that fails to evaluate in one environment leaves only itself unevaluated there, with terraform's error",
           arguments: tools)
     func failingExpression(terraform: String?) async throws {
