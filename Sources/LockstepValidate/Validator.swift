@@ -247,12 +247,13 @@ struct Validation {
                 // Init stops at a syntax error or a missing module without saying where in a form
                 // that can be read; validate (which needs no init to load the configuration) does,
                 // with file and line. Its diagnostics are used when it has any errors.
-                let diagnostics = (try? await runner.validateJSON(invocation, varFiles: varFiles))??.diagnostics ?? []
+                let diagnostics = (try? await runner.validateJSON(invocation, varFiles: varFiles))?.diagnostics ?? []
                 let findings = Validation.findings(diagnostics, dir: dir)
                 return findings.contains { $0.severity == .error } ? findings : findings + [failed]
             }
-            guard let validation = try await runner.validateJSON(invocation, varFiles: varFiles) else {
-                return [Finding(severity: .error, check: .validate, message: "terraform validate was stopped before it reported (timeout)")]
+            let validation = try await runner.validateJSON(invocation, varFiles: varFiles)
+            if validation.command.outcome == .timedOut || validation.command.outcome == .cancelled {
+                return [Finding(severity: .error, check: .validate, message: "terraform validate was stopped before it reported (\(validation.command.outcome))")]
             }
             var findings = Validation.findings(validation.diagnostics, dir: dir)
             if !validation.valid, !findings.contains(where: { $0.severity == .error }) {

@@ -4,9 +4,10 @@ import Foundation
 /// `validate -json` with an environment's var files where the tool takes them, and `console`
 /// to evaluate expressions against the configuration without configuring any provider.
 extension TerraformRunner {
-    /// Whether this tool's `validate` takes `-var-file`. Terraform's does not (1.0 through at
-    /// least 1.11: its validate ignores variable values); OpenTofu's does from 1.8. Read from
-    /// the command's own usage text, so a tool that learns the option is used with it.
+    /// Whether this tool's `validate` takes `-var-file`. Terraform's does not (measured with 1.0.3
+    /// and 1.11.4: its validate checks the configuration without variable values); recent
+    /// OpenTofu's does. Read from the command's own usage text, so any tool that offers the
+    /// option is used with it.
     public func validateTakesVarFiles() async throws -> Bool {
         _ = try prepareTools()
         let invocation = Invocation(directory: URL(fileURLWithPath: "/"), writable: [], timeout: .seconds(60))
@@ -18,9 +19,10 @@ extension TerraformRunner {
 
     /// `validate -json` in a directory where `init` already ran: terraform's diagnostics as
     /// data, redacted. `varFiles` are passed only when the caller knows the tool takes them
-    /// (``validateTakesVarFiles()``). Returns nil diagnostics when terraform was stopped (timeout,
-    /// cancellation) before it printed its report.
-    public func validateJSON(_ invocation: Invocation, varFiles: [URL] = []) async throws -> (command: CommandResult, valid: Bool, diagnostics: [Diagnostic])? {
+    /// (``validateTakesVarFiles()``). When terraform was stopped (timeout, cancellation) before
+    /// it printed its report, `valid` is false, there are no diagnostics and the command's
+    /// outcome says why.
+    public func validateJSON(_ invocation: Invocation, varFiles: [URL] = []) async throws -> (command: CommandResult, valid: Bool, diagnostics: [Diagnostic]) {
         _ = try prepareTools()
         let arguments = ["validate", "-json", "-no-color"] + varFiles.map { "-var-file=\($0.path)" }
         let result = try await execute(arguments, invocation, command: "validate", capture: true, captureLimit: 16 << 20)
@@ -40,7 +42,7 @@ extension TerraformRunner {
             var diagnostics: [RawDiagnostic]
         }
         guard let data = result.stdout, let raw = try? JSONDecoder().decode(Raw.self, from: data) else {
-            if result.command.outcome == .timedOut || result.command.outcome == .cancelled { return nil }
+            if result.command.outcome == .timedOut || result.command.outcome == .cancelled { return (result.command, false, []) }
             throw TerraformRunnerError(.malformedOutput, "terraform validate -json could not be decoded",
                                        context: ["output": String(result.command.output.suffix(2000))])
         }
@@ -58,8 +60,8 @@ extension TerraformRunner {
     /// graph, whose provider nodes only load schemas), so it needs no credentials. Resources
     /// that are not in the state evaluate as unknown.
     ///
-    /// In a pipe, console prints only the value of the last line it read, so the caller asks
-    /// one expression (an object of everything it wants). Returns the value as console
+    /// In a pipe, console prints only the value of the last line it read (measured with 1.0.3
+    /// and 1.11.4), so the caller asks one expression (an object of everything it wants). Returns the value as console
     /// printed it (stdout), or nil with the command's (redacted) result when it failed.
     public func console(_ invocation: Invocation, expression: String, varFiles: [URL] = []) async throws -> (command: CommandResult, value: String?) {
         _ = try prepareTools()
