@@ -46,24 +46,39 @@ enum InstanceProbe {
     static let probeFile = "lockstep_validate_probe.tf"
     static let backendOverrideFile = "lockstep_validate_backend_override.tf"
 
-    /// The expansions in the `.tf` files of `directory` (the root module).
-    /// - Returns: the expansions, and the files that could not be read with their problem.
-    static func expansions(directory: URL) -> (expansions: [Expansion], problems: [(file: String, failure: HCLScanner.Failure)]) {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
-            .filter { $0.hasSuffix(".tf") }
+    /// What the scan of a root module found.
+    struct RootModule {
+        var expansions: [Expansion] = []
+        /// The names of its `variable` blocks; nil when they cannot all be known (a `.tf.json`
+        /// file, which this scanner does not read, or a file it could not read).
+        var variables: Set<String>? = []
+        /// Files that could not be read, with the problem.
+        var problems: [(file: String, failure: HCLScanner.Failure)] = []
+    }
+
+    /// The expansions and variables in the `.tf` files of `directory` (the root module).
+    static func rootModule(directory: URL) -> RootModule {
+        let all = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        let names = all.filter { $0.hasSuffix(".tf") }
+        var module = RootModule()
+        if all.contains(where: { $0.hasSuffix(".tf.json") }) { module.variables = nil }
         // Terraform reads override files after the others, whatever their names.
         func isOverride(_ name: String) -> Bool { name == "override.tf" || name.hasSuffix("_override.tf") }
         let ordered = names.filter { !isOverride($0) }.sorted() + names.filter(isOverride).sorted()
         var byAddress: [String: Expansion] = [:]
         var order: [String] = []
-        var problems: [(String, HCLScanner.Failure)] = []
         for name in ordered {
             let url = directory.appendingPathComponent(name)
-            guard let data = FileManager.default.contents(atPath: url.path), data.count <= 16 << 20 else { continue }
+            guard let data = FileManager.default.contents(atPath: url.path), data.count <= 16 << 20 else {
+                module.variables = nil
+                module.problems.append((name, HCLScanner.Failure(line: 1, message: "cannot be read, or is larger than 16 MiB")))
+                continue
+            }
             let scanner = HCLScanner(String(decoding: data, as: UTF8.self))
             do {
                 for item in try scanner.items() {
                     guard case let .block(labels, body) = item.kind else { continue }
+                    if item.name == "variable", labels.count == 1 { module.variables?.insert(labels[0]) }
                     let address: String
                     let kind: Expansion.Kind
                     switch (item.name, labels.count) {
@@ -81,10 +96,12 @@ enum InstanceProbe {
                     }
                 }
             } catch {
-                problems.append((name, error))
+                module.variables = nil
+                module.problems.append((name, error))
             }
         }
-        return (order.compactMap { byAddress[$0] }, problems)
+        module.expansions = order.compactMap { byAddress[$0] }
+        return module
     }
 
     /// The HCL of the probe file: one local, an object whose `eN` attribute is the base64 of

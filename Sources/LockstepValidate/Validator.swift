@@ -147,7 +147,8 @@ struct Validation {
                          perEnvironment: Bool) async -> ProjectReport {
         let dir = layout.dir.value
         let projectDirectory = URL(fileURLWithPath: root).appendingPathComponent(dir == "." ? "" : dir, isDirectory: true)
-        let (expansions, unreadable) = InstanceProbe.expansions(directory: projectDirectory)
+        let rootModule = InstanceProbe.rootModule(directory: projectDirectory)
+        let expansions = rootModule.expansions
         var environments: [EnvironmentReport] = []
         var variables: [EnvironmentName: [String: VarFileNames.Name]] = [:]
         var variableFiles: [EnvironmentName: [String: String]] = [:]
@@ -171,6 +172,12 @@ struct Validation {
                     for name in try VarFileNames.names(in: String(decoding: data, as: UTF8.self), file: file.value) {
                         names[name.name] = name
                         files[name.name] = file.value
+                        // A misspelt name (`enable_wfa`) sets nothing: terraform only warns at plan
+                        // time and the default silently applies.
+                        if let declared = rootModule.variables, !declared.contains(name.name) {
+                            result.findings.append(Finding(severity: .warning, check: .varFile, file: file.value, line: name.line,
+                                                           message: "variable \(name.name) is set here but the project declares no such variable (terraform ignores the value)"))
+                        }
                     }
                 } catch {
                     namesComplete = false
@@ -224,7 +231,7 @@ struct Validation {
             if needsCopy { removeScratch(target) }
             environments.append(result)
         }
-        for (file, failure) in unreadable {
+        for (file, failure) in rootModule.problems {
             // Terraform's validate reports the same file as an error; the probe only says what it skipped.
             unevaluated.append(Unevaluated(address: "(all)", environment: "(all)",
                                            reason: "\(failure.message) (the probe could not read this file)",

@@ -79,6 +79,20 @@ struct ValidateTests {
         #expect(report.exitStatus == 1)
     }
 
+    @Test("a misspelt variable is a warning on its line, and the parity report shows both names")
+    func misspeltVariable() async throws {
+        let repo = try DeliveryRepo(scratch: try Scratch(), vars: ["prod": "region     = \"eu-west-1\"\nenable_wfa = true\n"])
+        let report = try await repo.validate()
+        #expect(report.findingLines == [
+            "app/prod var_file app/envs/prod.tfvars:2 variable enable_wfa is set here but the project declares no such variable (terraform ignores the value)",
+        ])
+        #expect(report.projects.first?.environments.first { $0.environment == "prod" }?.findings.first?.severity == .warning)
+        #expect(report.differences.map { "\($0.name): \($0.presentIn) \($0.missingFrom)" } == [
+            "enable_waf: [\"dev\", \"staging\"] [\"prod\"]", "enable_wfa: [\"prod\"] [\"dev\", \"staging\"]",
+        ])
+        #expect(report.exitStatus == 1)
+    }
+
     @Test("a resource whose count a variable turns on in prod only is reported, with the block's line")
     func countOnlyInProd() async throws {
         let repo = try DeliveryRepo(scratch: try Scratch(), vars: ["prod": "region = \"eu-west-1\"\nenable_waf = true\n"])
