@@ -234,6 +234,12 @@ public struct Unevaluated: Sendable, Equatable, Codable {
     }
 
     public var message: String {
-        Finding.oneLine("the instances of \(address) in \(environment) are not compared: \(reason)")
+        guard address != Unevaluated.everything else {
+            return Finding.oneLine("the count and for_each expressions of this file are not compared: \(reason)")
+        }
+        return Finding.oneLine("the instances of \(address) in \(environment) are not compared: \(reason)")
     }
+
+    /// The `address` and `environment` of a file the probe could not read at all.
+    public static let everything = "(all)"
 }

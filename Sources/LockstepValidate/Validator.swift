@@ -233,7 +233,7 @@ struct Validation {
         }
         for (file, failure) in rootModule.problems {
             // Terraform's validate reports the same file as an error; the probe only says what it skipped.
-            unevaluated.append(Unevaluated(address: "(all)", environment: "(all)",
+            unevaluated.append(Unevaluated(address: Unevaluated.everything, environment: Unevaluated.everything,
                                            reason: "\(failure.message) (the probe could not read this file)",
                                            file: joined(dir, file), line: failure.line))
         }

@@ -46,7 +46,7 @@ struct ValidateTests {
 
     @Test("a syntax error names the file and line terraform found it at")
     func syntaxError() async throws {
-        let repo = try DeliveryRepo(scratch: try Scratch(), extraFiles: ["app/broken.tf": "locals {\n  a = 1\n  b = \n}\n"])
+        let repo = try DeliveryRepo(scratch: try Scratch(), extraFiles: ["app/broken.tf": "locals {\n  a = 1\n  b = \"open\n}\n"])
         let report = try await repo.validate()
         #expect(report.exitStatus == 1)
         let finding = try #require(report.projects.first?.environments.first?.findings.first)
@@ -54,6 +54,14 @@ struct ValidateTests {
         #expect(finding.check == .validate)
         #expect(finding.file == "app/broken.tf")
         #expect(finding.line == 3)
+        // The probe's own scanner says which file it skipped, once, without calling it a difference.
+        let skipped = report.unevaluated.filter { $0.address == Unevaluated.everything }
+        #expect(skipped.map(\.message) == [
+            "the count and for_each expressions of this file are not compared: a quoted string is not closed on its line (the probe could not read this file)",
+        ])
+        #expect(skipped.first?.file == "app/broken.tf")
+        #expect(skipped.first?.line == 3)
+        #expect(report.differences == [])
     }
 
     @Test("a module whose source is missing fails init; the finding still names the module call's file and line")
