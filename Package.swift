@@ -110,6 +110,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `lockstep validate`, the CI step (docs/CONTRACT.md §5): init and validate per target and the
+        // parity between a project's environments. A library, so the daemon can call it later.
+        .target(
+            name: "LockstepValidate",
+            dependencies: [
+                "LockstepConfig",
+                "LockstepCore",
+                "TerraformRunner",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The JSON wire types of /api/v1 shared by the server and its clients (docs/CONTRACT.md §5).
         // Foundation and LockstepCore only: no HTTP library, so a client never links the server.
         .target(
@@ -199,6 +212,7 @@ let package = Package(
                 "LockstepConfig",
                 "LockstepCore",
                 "LockstepGate",
+                "LockstepValidate",
                 "RunStore",
                 "TerraformRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -246,6 +260,13 @@ let package = Package(
         // Name literals (`"prod"` as an EnvironmentName) for test fixtures only; no product has them.
         .target(name: "NameLiterals", dependencies: ["LockstepCore"], path: "Tests/NameLiterals", swiftSettings: strict),
         .testTarget(name: "LockstepConfigTests", dependencies: ["LockstepConfig", "LockstepCore", "NameLiterals"], swiftSettings: strict),
+        // `lockstep validate` against delivery checkouts written by the tests, with the pinned terraform.
+        .testTarget(
+            name: "LockstepValidateTests",
+            dependencies: ["LockstepValidate", "LockstepConfig", "LockstepCore", "NameLiterals", "TerraformRunner",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "RunStoreTests", dependencies: ["RunStore", "LockstepCore"], swiftSettings: strict),
         // One canned APIBackend and its fixtures for the HTTP and CLI tests. Test-only:
         // only test targets depend on it, and no product contains it.

@@ -223,7 +223,7 @@ public struct LockstepCommand: AsyncParsableCommand {
         discussion: ClientHelp.root,
         subcommands: [ServeCommand.self, StatusCommand.self, RunsCommand.self, ShowCommand.self, ApproveCommand.self,
                       RejectCommand.self, RollbackCommand.self, DriftCommand.self, ResolveCommand.self,
-                      TagsCommand.self, AuditCommand.self, ProvenanceCommand.self, ConfigCommand.self]
+                      TagsCommand.self, AuditCommand.self, ProvenanceCommand.self, ConfigCommand.self, ValidateCommand.self]
     )
 
     public init() {}

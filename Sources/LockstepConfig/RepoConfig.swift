@@ -24,6 +24,9 @@ public struct RepoConfig: Sendable, Hashable {
     public var projects: [ProjectName: ProjectLayout]
     /// Extra policy files (read by external checks), relative to the repo root.
     public var policyFiles: [RelativePath]
+    /// Differences between environments that `lockstep validate` reports but the repo
+    /// declares intended (`parity.ignore`). Empty when the key is absent.
+    public var parity: ParityPolicy = ParityPolicy()
 
     /// Every environment named by any project.
     public var environmentNames: Set<EnvironmentName> {
@@ -235,7 +238,7 @@ let trustKeys: Set<String> = [
 struct RepoParser {
     let reader: Reader
 
-    private func classify(environmentsAtTop: Bool) -> (String, KeyPath, Node) -> Bool {
+    func classify(environmentsAtTop: Bool) -> (String, KeyPath, Node) -> Bool {
         let secret = classifyLiteralSecret(reader)
         return { key, path, node in
             if trustKeys.contains(key) || (environmentsAtTop && key == "environments") {
@@ -259,9 +262,14 @@ struct RepoParser {
             reader.fail(top.key("projects"), .missingKey, "a mapping of project names to `dir` and `environments`")
         }
         let policy = f.take("policy_files").map { paths($0, top.key("policy_files"), "policy file paths") } ?? []
-        f.finish(known: "projects, policy_files", classify: classify(environmentsAtTop: true))
-        guard let projects, let policy else { return nil }
-        return RepoConfig(file: file, projects: projects, policyFiles: policy)
+        let parityNode = f.take("parity")
+        f.finish(known: "projects, policy_files, parity", classify: classify(environmentsAtTop: true))
+        // Parity names projects and environments, so it is read against the projects read above
+        // (and not at all when they failed: every reference would be a second, misleading error).
+        var parity: ParityPolicy? = ParityPolicy()
+        if let parityNode, let projects { parity = self.parity(parityNode, top.key("parity"), projects: projects) }
+        guard let projects, let policy, let parity else { return nil }
+        return RepoConfig(file: file, projects: projects, policyFiles: policy, parity: parity)
     }
 
     private func projectsMap(_ node: Node, _ at: KeyPath) -> [ProjectName: ProjectLayout]? {

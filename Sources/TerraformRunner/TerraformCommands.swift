@@ -305,33 +305,7 @@ extension TerraformRunner {
         guard initialization.outcome == .succeeded else {
             return ValidationResult(initialization: initialization, validation: nil, valid: false, diagnostics: [])
         }
-        let result = try await execute(["validate", "-json", "-no-color"], invocation, command: "validate", capture: true)
-        struct Raw: Decodable {
-            struct Position: Decodable { var line: Int? }
-            struct Range: Decodable {
-                var filename: String?
-                var start: Position?
-            }
-            struct RawDiagnostic: Decodable {
-                var severity: String
-                var summary: String
-                var detail: String?
-                var range: Range?
-            }
-            var valid: Bool
-            var diagnostics: [RawDiagnostic]
-        }
-        guard let data = result.stdout, let raw = try? JSONDecoder().decode(Raw.self, from: data) else {
-            if result.command.outcome == .timedOut || result.command.outcome == .cancelled {
-                return ValidationResult(initialization: initialization, validation: result.command, valid: false, diagnostics: [])
-            }
-            throw TerraformRunnerError(.malformedOutput, "terraform validate -json could not be decoded")
-        }
-        let redactor = invocation.redactor
-        let diagnostics = raw.diagnostics.map {
-            Diagnostic(severity: $0.severity, summary: redactor.redact($0.summary), detail: $0.detail.map(redactor.redact),
-                       filename: $0.range?.filename, line: $0.range?.start?.line)
-        }
-        return ValidationResult(initialization: initialization, validation: result.command, valid: raw.valid, diagnostics: diagnostics)
+        let result = try await validateJSON(invocation)
+        return ValidationResult(initialization: initialization, validation: result.command, valid: result.valid, diagnostics: result.diagnostics)
     }
 }

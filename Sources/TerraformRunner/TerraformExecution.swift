@@ -35,7 +35,7 @@ extension TerraformRunner {
         // Temporary files (Go's os.TempDir: provider sockets; mktemp in local-exec) go into
         // the command's own folder, removed with it, not into a /tmp the next command shares.
         if let temporary { environment["TMPDIR"] = temporary.path }
-        environment["TF_CLI_CONFIG_FILE"] = cliConfigFile.path
+        environment["TF_CLI_CONFIG_FILE"] = (configuration.operatorCLIConfig ?? cliConfigFile).path
         // Takes precedence over the CLI config's `plugin_cache_dir` (terraform and tofu alike).
         if configuration.usesPluginCache, let cache = invocation.pluginCache { environment["TF_PLUGIN_CACHE_DIR"] = cache.path }
         environment["TF_IN_AUTOMATION"] = "1"
@@ -60,7 +60,7 @@ extension TerraformRunner {
         }
         // Rewritten only when it changed: concurrent commands read it.
         let rendered = try cliConfiguration.rendered()
-        if fileManager.contents(atPath: cliConfigFile.path) != Data(rendered.utf8) {
+        if configuration.operatorCLIConfig == nil, fileManager.contents(atPath: cliConfigFile.path) != Data(rendered.utf8) {
             try cliConfiguration.write(to: cliConfigFile)
         }
         guard fileManager.isExecutableFile(atPath: configuration.executable.path) else {
@@ -147,7 +147,7 @@ extension TerraformRunner {
     func execute(
         _ arguments: [String], _ invocation: Invocation, command: String, capture: Bool = false,
         captureLimit: Int? = nil, keepPrefix: Bool = false,
-        tooLarge: ((Int) -> TerraformRunnerError)? = nil
+        tooLarge: ((Int) -> TerraformRunnerError)? = nil, stdin: URL? = nil
     ) async throws -> Execution {
         let home = try makeHome()
         defer { removeHome(home) }
@@ -164,7 +164,8 @@ extension TerraformRunner {
             // The tools folder holds every command's HOME and the plugin cache: hidden, and
             // only this command's HOME, the CLI config and the cache granted back. Only init
             // writes the cache; plan-time code can read and run providers from it, not swap one.
-            var readable = [configuration.executable, cliConfigDirectory] + invocation.readable
+            var readable = [configuration.executable, cliConfigDirectory] + (configuration.operatorCLIConfig.map { [$0] } ?? [])
+                + (stdin.map { [$0] } ?? []) + invocation.readable
             // A path that does not exist yet (the plan file before plan) is left out: it could
             // not be created anyway, its folder is not writable.
             var writable = (invocation.writable ?? [invocation.directory])
@@ -189,7 +190,8 @@ extension TerraformRunner {
             retainedBytes: configuration.retainedOutputBytes,
             maxLineBytes: configuration.maxLineBytes,
             redactor: redactor,
-            sink: invocation.output
+            sink: invocation.output,
+            stdinPath: stdin?.path
         )
         request.captureKeepsPrefix = keepPrefix
         let result = try await ProcessExecution.run(request)

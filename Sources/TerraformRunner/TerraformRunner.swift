@@ -64,6 +64,11 @@ public struct TerraformRunner: Sendable {
         /// with everything the daemon's user may touch and no containment of what it starts:
         /// only tests do that.
         public var confinement: Confinement?
+        /// A CLI config file the operator wrote, given to terraform as it is instead of the one the
+        /// runner renders (`lockstep validate --cli-config`: a CI job that names its own provider
+        /// mirror or credentials helper). Nil for the daemon: its CLI config is always rendered
+        /// with an explicit `provider_installation` (docs/THREAT-MODEL.md §1.1).
+        public var operatorCLIConfig: URL?
 
         public init(
             executable: URL,
@@ -78,7 +83,8 @@ public struct TerraformRunner: Sendable {
             maxCapturedBytes: Int = 512 * 1024 * 1024,
             lockTimeout: Duration = .zero,
             pluginCache: URL? = nil,
-            confinement: Confinement? = nil
+            confinement: Confinement? = nil,
+            operatorCLIConfig: URL? = nil
         ) {
             self.executable = executable
             self.toolsDirectory = toolsDirectory
@@ -93,6 +99,7 @@ public struct TerraformRunner: Sendable {
             self.lockTimeout = lockTimeout
             self.pluginCache = pluginCache
             self.confinement = confinement
+            self.operatorCLIConfig = operatorCLIConfig
         }
     }
 
