@@ -103,6 +103,7 @@ let package = Package(
                 "GitSource",
                 "LockstepConfig",
                 "LockstepCore",
+                "LockstepValidate",
                 "RunStore",
                 "TerraformRunner",
                 .product(name: "Logging", package: "swift-log"),

@@ -166,9 +166,13 @@ public struct APIEnvironmentList: Sendable, Hashable, Codable {
     /// failed, the branch's `lockstep.yaml` is invalid); empty when nothing does.
     public var problems: [APIProblem]
 
-    public init(environments: [APIEnvironment], problems: [APIProblem] = []) {
+    /// `lockstep validate` of the protected branch's tip, when the agent runs it (`validate_branch`).
+    public var validation: APIBranchValidation?
+
+    public init(environments: [APIEnvironment], problems: [APIProblem] = [], validation: APIBranchValidation? = nil) {
         self.environments = environments
         self.problems = problems
+        self.validation = validation
     }
 
     /// A daemon from before `problems` existed sends none: read as no problems.
@@ -176,9 +180,33 @@ public struct APIEnvironmentList: Sendable, Hashable, Codable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         environments = try container.decode([APIEnvironment].self, forKey: .environments)
         problems = try container.decodeIfPresent([APIProblem].self, forKey: .problems) ?? []
+        validation = try container.decodeIfPresent(APIBranchValidation.self, forKey: .validation)
     }
 
-    enum CodingKeys: String, CodingKey { case environments, problems }
+    enum CodingKeys: String, CodingKey { case environments, problems, validation }
+}
+
+/// The daemon's `lockstep validate` of the protected branch's tip (docs/CONTRACT.md §5).
+public struct APIBranchValidation: Sendable, Hashable, Codable {
+    public var commit: GitObjectID
+    public var checkedAt: Date
+    /// `lockstep validate`'s exit status: 0 all good, 1 problems, 2 could not validate.
+    public var exitStatus: Int
+    /// One line per problem, the worst first (at most 50).
+    public var problems: [String]
+
+    public init(commit: GitObjectID, checkedAt: Date, exitStatus: Int, problems: [String]) {
+        self.commit = commit
+        self.checkedAt = checkedAt
+        self.exitStatus = exitStatus
+        self.problems = problems
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case commit, problems
+        case checkedAt = "checked_at"
+        case exitStatus = "exit_status"
+    }
 }
 
 /// Something that keeps the daemon from following the delivery repository, shown on the

@@ -141,9 +141,9 @@ public struct StatusCommand: AsyncParsableCommand {
             // Interrupted runs are asked for separately so they are loud even when another run is pending.
             let interrupted = try api.decode(APIRunList.self,
                                              from: try await api.get("runs", query: [URLQueryItem(name: "state", value: RunState.interrupted.rawValue)])).runs
-            let problems = try api.decode(APIEnvironmentList.self, from: reply).problems
+            let list = try api.decode(APIEnvironmentList.self, from: reply)
             return .init(json: reply.body, human: ClientRendering.board(environments, interrupted: interrupted,
-                                                                        problems: problems))
+                                                                        problems: list.problems, validation: list.validation))
         }
     }
 }

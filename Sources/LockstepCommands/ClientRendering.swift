@@ -69,12 +69,23 @@ enum ClientRendering {
     /// with the command that settles them, because an interrupted apply blocks its target
     /// until a person looks at the infrastructure.
     static func board(_ environments: [APIEnvironment], interrupted: [APIRunSummary],
-                      problems: [APIProblem] = []) -> String {
+                      problems: [APIProblem] = [], validation: APIBranchValidation? = nil) -> String {
         // What keeps the daemon from following the repository comes first: the board below
         // it is as of the last fetch and the last valid layout.
         let warning = problems.map { "!! \(safe($0.message, limit: 600))" }.joined(separator: "\n")
-        let board = boardTable(environments, interrupted: interrupted)
+        var board = boardTable(environments, interrupted: interrupted)
+        if let validation { board += "\n\n" + branchValidation(validation) }
         return warning.isEmpty ? board : "PROBLEMS\n" + warning + "\n\n" + board
+    }
+
+    /// The daemon's `lockstep validate` of the branch tip: one line when it passed, the problems when not.
+    static func branchValidation(_ validation: APIBranchValidation) -> String {
+        let head = "validate \(validation.commit.short) (\(time(validation.checkedAt))): "
+        guard validation.exitStatus != 0 else { return head + "passed" }
+        var lines = ["!! " + head + (validation.exitStatus == 2 ? "could not validate" : "\(plural(validation.problems.count, "problem"))")]
+        lines += validation.problems.prefix(10).map { "   \(safe($0, limit: 300))" }
+        if validation.problems.count > 10 { lines.append("   … \(validation.problems.count - 10) more (--json)") }
+        return lines.joined(separator: "\n")
     }
 
     private static func boardTable(_ environments: [APIEnvironment], interrupted: [APIRunSummary]) -> String {

@@ -26,6 +26,9 @@ public struct AgentConfig: Sendable, Hashable {
     public var maxConcurrentPlans: Int
     /// Accept only tags on first-parent merge commits of the protected branch. Default true.
     public var requireMergeCommit: Bool
+    /// Run `lockstep validate` on every new tip of the protected branch and show the result on
+    /// the board (`validate_branch`). Default false.
+    public var validateBranch: Bool = false
     /// The tag pattern the operator wrote, if any; see `tagPattern(projectCount:)`.
     public var explicitTagPattern: String?
     public var exportLimits: ExportLimits

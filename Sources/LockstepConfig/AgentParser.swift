@@ -34,6 +34,7 @@ struct AgentParser {
             ?? (webhooks == nil ? .seconds(60) : WebhookSettings.defaultPollInterval)
         let maxPlans = f.take("max_concurrent_plans").map { reader.int($0, top.key("max_concurrent_plans"), 1...64, "an integer between 1 and 64") } ?? 2
         let requireMerge = f.take("require_merge_commit").map { reader.bool($0, top.key("require_merge_commit")) } ?? true
+        let validateBranch = f.take("validate_branch").map { reader.bool($0, top.key("validate_branch")) } ?? false
         let tagPattern = f.take("tag_pattern").flatMap { tagPatternValue($0, top.key("tag_pattern")) }
         let limits = f.take("export_limits").map { exportLimits($0, top.key("export_limits")) } ?? ExportLimits.defaults
         let terraform = require(f, "terraform", top, "terraform settings (`binary`)").flatMap { terraformSettings($0, top.key("terraform")) }
@@ -59,10 +60,10 @@ struct AgentParser {
         let http = f.take("http").map { httpLimits($0, top.key("http")) } ?? HTTPLimits()
         let outputLimits = f.take("limits").map { self.outputLimits($0, top.key("limits")) } ?? OutputLimits()
         let environments = require(f, "environments", top, "a mapping of environment names to their policy").flatMap { environmentsMap($0, top.key("environments"), identities: identities) }
-        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, tag_pattern, export_limits, terraform, store, listen, metrics_listen, log_format, webhooks, forge, public_url, environments, identities, http, limits", classify: secret)
+        f.finish(known: "repository, mirror_dir, poll_interval, max_concurrent_plans, require_merge_commit, validate_branch, tag_pattern, export_limits, terraform, store, listen, metrics_listen, log_format, webhooks, forge, public_url, environments, identities, http, limits", classify: secret)
 
         guard let repository, let mirrorDir, let pollInterval, let maxPlans, let requireMerge, let limits, let terraform, let store,
-              let listen, let environments, let identities, let http, let outputLimits, webhooks != .some(nil),
+              let listen, let environments, let identities, let http, let outputLimits, let validateBranch, webhooks != .some(nil),
               forge != .some(nil), publicURL != .some(nil), metricsListen != .some(nil), let logFormat else { return nil }
         var config = AgentConfig(
             file: file, repository: repository, mirrorDir: mirrorDir, pollInterval: pollInterval, maxConcurrentPlans: maxPlans,
@@ -75,6 +76,7 @@ struct AgentParser {
         config.publicURL = publicURL ?? nil
         config.metricsListen = metricsListen ?? nil
         config.logFormat = logFormat
+        config.validateBranch = validateBranch
         if let metrics = config.metricsListen, metrics == listen {
             reader.fail(top.key("metrics_listen"), .conflict, "an address other than `listen` (leave it out to serve /metrics there)")
             return nil

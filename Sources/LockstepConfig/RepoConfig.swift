@@ -230,7 +230,7 @@ let trustKeys: Set<String> = [
     "approvals", "approvers", "tagger_may_approve", "serves", "apply_credentials_file", "plan_credentials_file",
     "promote_from", "approval_ttl", "require_signed_tags", "allowed_signers_file", "apply_windows",
     "protected_resource_types", "allowed_resource_types", "identities", "token_sha256", "emails", "repository",
-    "credentials", "branch", "tag_pattern", "require_merge_commit", "webhook_secret_file", "webhooks", "export_limits",
+    "credentials", "branch", "tag_pattern", "require_merge_commit", "validate_branch", "webhook_secret_file", "webhooks", "export_limits",
     "terraform", "store", "listen", "mirror_dir", "poll_interval", "forge", "notifications", "public_url",
     "revoked_signers_file", "openpgp_keyring_file", "signer_may_approve", "backend",
 ]

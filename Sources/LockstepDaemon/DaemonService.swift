@@ -110,7 +110,7 @@ public final class DaemonService: Service, Sendable {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.applyWorker() }
                 group.addTask { await self.pollLoop() }
-                group.addTask { await self.driftLoop() }
+                group.addTask { await self.backgroundLoop() }
                 await group.waitForAll()
             }
         } onGracefulShutdown: {
@@ -185,25 +185,29 @@ public final class DaemonService: Service, Sendable {
         }
     }
 
-    // MARK: Drift loop
+    // MARK: Background checks
 
-    /// How often the drift loop looks for targets whose drift check is due (each environment's
-    /// `drift.interval` says how often a target is checked).
-    static let driftLookInterval: Duration = .seconds(60)
+    /// How often the background loop looks for work: a new branch tip to validate, a target
+    /// whose drift check is due (each environment's `drift.interval` says how often).
+    static let backgroundLookInterval: Duration = .seconds(15)
 
-    /// Runs ``Gate/driftPass()`` every ``driftLookInterval`` while some environment this agent
-    /// serves has `drift:`; a stop cancels a drift plan under way (it changes nothing).
-    private func driftLoop() async {
-        guard gate.agent.environments.values.contains(where: { $0.serves && $0.driftInterval != nil }) else { return }
+    /// While the agent validates its branch (`validate_branch`) or some environment it serves has
+    /// `drift:`: validates each new tip of the protected branch, then runs the drift checks that
+    /// are due. Apart from the poll loop, so a validation or a drift plan never delays a pass. A
+    /// stop cancels what runs (neither changes anything).
+    private func backgroundLoop() async {
+        let drift = gate.agent.environments.values.contains { $0.serves && $0.driftInterval != nil }
+        guard drift || gate.agent.validateBranch else { return }
         while !stopping {
             do {
-                let checks = try await cancelWhenGracefulShutdown { try await self.gate.driftPass() }
-                if !checks.isEmpty { await refreshStatus(problem: nil) }
+                let validated = try await cancelWhenGracefulShutdown { await self.gate.validateBranchIfNew() }
+                let checks = drift ? try await cancelWhenGracefulShutdown { try await self.gate.driftPass() } : []
+                if validated != nil || !checks.isEmpty { await refreshStatus(problem: nil) }
             } catch {
                 if stopping { break }
-                logger.warning("drift pass failed", metadata: ["error": "\(readable(error))"])
+                logger.warning("background checks failed", metadata: ["error": "\(readable(error))"])
             }
-            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.driftLookInterval) }
+            _ = try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.backgroundLookInterval) }
         }
     }
 

@@ -52,6 +52,12 @@ public struct GateBackend: APIBackend {
         return result
     }
 
+    public func branchValidation() async -> APIBranchValidation? {
+        await gate.branchValidation().map {
+            APIBranchValidation(commit: $0.commit, checkedAt: $0.time, exitStatus: Int($0.exitStatus), problems: $0.problems)
+        }
+    }
+
     public func problems() async throws -> [APIProblem] {
         var problems: [APIProblem] = []
         if let fetch = service.status.fetchProblem {

@@ -109,6 +109,10 @@ public actor Gate {
     var auditPosition: UInt64?
     /// Plans stored with their text still to render, by run (``renderPendingText(of:)``).
     var pendingRenderings: [RunID: PendingRendering] = [:]
+    /// The protected branch's tip validated last, and the one being validated now
+    /// (``validateBranchIfNew()``); kept in memory: a restart validates the tip again.
+    var lastBranchValidation: BranchValidation?
+    var branchValidationRunning: GitObjectID?
     /// The `max_concurrent_plans` slots, across every pass, handed out in arrival order.
     nonisolated let planSlots: AsyncSlots
 

@@ -38,6 +38,8 @@ public protocol APIBackend: Sendable {
     /// The run's output so far (terraform and verify commands, already redacted when stored),
     /// nil when there is no such run. Shown on the review UI's run page.
     func runLog(_ id: RunID) async throws -> String?
+    /// The daemon's last `lockstep validate` of the protected branch's tip; nil when it runs none.
+    func branchValidation() async -> APIBranchValidation?
 }
 
 extension APIBackend {
@@ -82,4 +84,9 @@ public enum APIOutcome<Value: Sendable>: Sendable {
     case refused(APIRefusal)
     /// The run, environment or project does not exist. The message is client-safe.
     case notFound(String)
+}
+
+extension APIBackend {
+    /// A backend that validates no branch says so.
+    public func branchValidation() async -> APIBranchValidation? { nil }
 }

@@ -138,7 +138,8 @@ public struct APIServer: Sendable {
         api.get("environments") { request, _ in
             try rejectQuery(request, allowing: [])
             return JSONResponse.make(APIEnvironmentList(environments: try await backend.environments(),
-                                                        problems: try await backend.problems()))
+                                                        problems: try await backend.problems(),
+                                                        validation: await backend.branchValidation()))
         }
         api.get("environments/:env/tags") { request, context in
             try rejectQuery(request, allowing: ["project"])

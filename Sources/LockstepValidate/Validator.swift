@@ -2,7 +2,7 @@ import Foundation
 import LockstepConfig
 public import LockstepCore
 public import Logging
-import TerraformRunner
+public import TerraformRunner
 
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +25,11 @@ public struct ValidationOptions: Sendable {
     public var commandTimeout: Duration
     /// Where the scratch folder is made; nil: the system's temporary folder.
     public var scratchParent: URL?
+    /// Where providers come from when no ``cliConfig`` is given (the daemon: its mirror).
+    public var providerInstallation: CLIConfiguration.ProviderInstallation = .direct
+    /// Runs every command through the launcher (the daemon: the code of the branch is not
+    /// trusted, and it runs next to the store and the credentials). Nil in CI.
+    public var confinement: Confinement?
 
     public init(terraform: String = "terraform", searchPath: String? = nil, cliConfig: URL? = nil, project: ProjectName? = nil,
                 commandTimeout: Duration = .seconds(600), scratchParent: URL? = nil) {
@@ -120,9 +125,10 @@ struct Validation {
         let runner = TerraformRunner(configuration: TerraformRunner.Configuration(
             executable: executable,
             toolsDirectory: scratch.appendingPathComponent("tools", isDirectory: true),
-            providerInstallation: .direct,
+            providerInstallation: options.providerInstallation,
             usesPluginCache: true,
             gracePeriod: .seconds(10),
+            confinement: options.confinement,
             operatorCLIConfig: options.cliConfig
         ), logger: logger)
         do {

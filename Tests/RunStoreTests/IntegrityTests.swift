@@ -382,7 +382,7 @@ struct FileTests {
                 """
         let v2 = try SQLiteRunStore(path: scratch.store, extraMigrations: [("v2_test_rebuild_runs", rebuild)])
         #expect(try sqlite3(scratch.store, "SELECT identifier FROM grdb_migrations ORDER BY identifier;")
-                    == "v1_initial_schema\nv2_branch_layouts\nv2_test_rebuild_runs\nv3_plan_rendering_truncation\nv4_plan_rendering_state\nv5_outbox\nv6_tag_signer\nv7_plan_prior_state\nv8_checks_and_overrides\n")
+                    == "v1_initial_schema\nv2_branch_layouts\nv2_test_rebuild_runs\nv3_plan_rendering_truncation\nv4_plan_rendering_state\nv5_outbox\nv6_tag_signer\nv7_plan_prior_state\nv8_checks_and_overrides\nv9_drift_checks\n")
         #expect(try sqlite3(scratch.store, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'note';")
                     == "1\n")
         #expect(try await Snapshot(v2) == before)

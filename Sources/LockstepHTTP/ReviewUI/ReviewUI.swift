@@ -193,7 +193,13 @@ struct ReviewUI: Sendable {
 
     func board(_ session: UISessions.Session) async throws -> Response {
         let environments = try await backend.environments()
-        let problems = try await backend.problems()
+        var problems = try await backend.problems()
+        // The branch tip's validation is shown with the problems when it found any.
+        if let validation = await backend.branchValidation(), validation.exitStatus != 0 {
+            problems.append(APIProblem(code: APIProblem.Code(rawValue: "branch_validation"),
+                                       message: "lockstep validate of \(validation.commit.short): "
+                                       + (validation.problems.prefix(5).joined(separator: "; "))))
+        }
         let projects = Set(environments.flatMap { $0.targets.map(\.project) }).sorted { $0.rawValue < $1.rawValue }
         var decisions: [EnvironmentName: [APITagDecision]] = [:]
         for environment in environments where environment.served {
