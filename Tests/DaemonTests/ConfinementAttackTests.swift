@@ -48,6 +48,40 @@ struct ConfinementAttackTests {
 }
 
 extension ConfinementAttackTests {
+    @Test("the daemon's validation of the branch tip runs confined: merged code reading the apply credentials fails there, and the secret is in no answer or log")
+    func branchValidationIsConfined() async throws {
+        let world = try DaemonWorld(pipeline: .devWithCredentials, agentExtraYAML: "validate_branch: true")
+        defer { world.cleanup() }
+        _ = try await world.startReadyDaemon()
+        // The tip before the release validates clean: the daemon does validate.
+        try await eventually("the first tip validated") {
+            let text = try world.raw("/api/v1/environments")
+            return text.contains("\"validation\"") && text.contains("\"exit_status\":0")
+        }
+        // Without confinement terraform would read the file and quote it in its error
+        // ("cannot convert \"DEV_APPLY_TOKEN=…\" to number").
+        try world.release("1.0.0", extra: [
+            "app/leak.tf": """
+            locals { leak = file("\(world.applyCredentialsFile.path)") }
+            resource "null_resource" "probe" { count = tonumber(local.leak) }
+
+            """,
+        ])
+        var answer = ""
+        try await eventually("the new tip validated") {
+            answer = try world.raw("/api/v1/environments")
+            return answer.contains("\"exit_status\":1") || answer.contains("\"exit_status\":2")
+        }
+        #expect(answer.lowercased().contains("permission denied"), "the kernel's refusal is what validation reports: \(answer)")
+        for (place, text) in ["board": answer, "daemon log": world.daemonLogs] {
+            #expect(!text.contains(world.applySecret), "the apply secret leaked into \(place)")
+        }
+        try world.writeTokenFiles()
+        let status = try world.cli(["status"])
+        #expect(status.out.contains("!! validate "), "\(status)")
+        #expect(!status.out.contains(world.applySecret))
+    }
+
     @Test("a writable path that contains the store folder is refused at start, naming the key; nothing is served")
     func writablePathOverStoreRefused() async throws {
         let world = try DaemonWorld()

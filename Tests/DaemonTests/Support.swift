@@ -185,7 +185,8 @@ final class DaemonWorld: @unchecked Sendable {
         }
     }
 
-    init(pipeline: Pipeline = .devOnly) throws {
+    /// - Parameter agentExtraYAML: top-level keys added to the agent config.
+    init(pipeline: Pipeline = .devOnly, agentExtraYAML: String = "") throws {
         scratch = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("lockstep-daemon-\(UUID().uuidString.prefix(12))", isDirectory: true)
         work = scratch.appendingPathComponent("work")
@@ -250,6 +251,7 @@ final class DaemonWorld: @unchecked Sendable {
           branch: main
         mirror_dir: var/mirror
         poll_interval: 1s
+        \(agentExtraYAML)
         terraform:
           binary: \(wrapper.path)
           provider_mirror: \(Paths.root.appendingPathComponent(".tools/terraform/mirror").path)
