@@ -93,7 +93,9 @@ public struct CannedBackend: APIBackend {
     }
 
     public func approve(_ run: RunID, identity: IdentityName, digest: Digest, terms: ApprovalTerms) async throws -> APIOutcome<APIRunDetail> {
-        calls.record("approve \(run) by \(identity) digest \(digest)")
+        calls.record("approve \(run) by \(identity) digest \(digest)"
+                     + (terms.overrideChecks.isEmpty ? "" : " overriding \(terms.overrideChecks.joined(separator: ","))")
+                     + (terms.breakGlass ? " break-glass" : "") + (terms.reason.map { ": \($0)" } ?? ""))
         if let failure { throw failure }
         guard var detail = runDetails.first(where: { $0.id == run }), let planDigest = detail.digest else {
             return .notFound("there is no run \(run)")

@@ -223,6 +223,34 @@ struct ReviewUITests {
         }
     }
 
+    @Test("a failed check that may be overridden: its output is shown as text, and the approve form names it and asks why")
+    func overridableCheck() async throws {
+        var harness = try Harness()
+        var run = Fixture.devRun
+        run.checks = [APICheck(name: "scan", passed: false, detail: "failed (exit 1)", mayOverride: true,
+                               output: "Check: CKV_X <b>public</b> null_resource.bucket")]
+        harness.backend.runDetails = [run]
+        try await harness.application().test(.router) { client in
+            var alice = Browser()
+            _ = try await alice.signIn(client, token: Fixture.aliceToken)
+            let html = String(buffer: try await alice.get(client, "/ui/runs/run-dev-1").body)
+            #expect(html.contains("scan: failed — failed (exit 1)"))
+            #expect(html.contains("may be overridden"))
+            #expect(html.contains("Check: CKV_X &lt;b&gt;public&lt;/b&gt; null_resource.bucket"))
+            let form = "/ui/runs/run-dev-1/approve"
+            #expect(Browser.field("override_checks", in: html, form: form) == "scan")
+            let csrf = try #require(Browser.field("csrf", in: html, form: form))
+            let digest = Fixture.planDigest.rawValue
+            let noReason = try await alice.post(client, form, ["csrf": csrf, "digest": digest, "override_checks": "scan", "reason": " "])
+            #expect(noReason.status == .badRequest)
+            let approved = try await alice.post(client, form, ["csrf": csrf, "digest": digest, "override_checks": "scan",
+                                                               "reason": "false positive, SEC-12"])
+            #expect(approved.status == .seeOther)
+        }
+        let approvals = harness.backend.calls.all.filter { $0.hasPrefix("approve run-dev-1") }
+        #expect(approvals == ["approve run-dev-1 by alice digest \(Fixture.planDigest) overriding scan: false positive, SEC-12"])
+    }
+
     @Test("the plan text is folded per resource")
     func folds() {
         let text = "Terraform will perform the following actions:\n\n  # null_resource.a will be created\n  + resource {}\n\n  # null_resource.b will be destroyed\n  - resource {}\n\nPlan: 1 to add, 0 to change, 1 to destroy.\n"

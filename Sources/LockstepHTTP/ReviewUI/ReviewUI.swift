@@ -271,13 +271,22 @@ struct ReviewUI: Sendable {
             "version": detail.version.description, "state": detail.state.rawValue, "tag": detail.tag,
             "commit": detail.commit.rawValue, "tree": detail.tree.rawValue, "rollback": detail.rollback,
             "approvalCount": detail.approvals.count, "required": detail.requiredApprovals, "csrf": session.csrf,
-            "approvals": detail.approvals.map { ["identity": $0.identity.rawValue, "time": Self.time($0.time), "digest": $0.digest.rawValue] },
+            "approvals": detail.approvals.map { approval -> [String: Any] in
+                var item: [String: Any] = ["identity": approval.identity.rawValue, "time": Self.time(approval.time),
+                                           "digest": approval.digest.rawValue]
+                if approval.breakGlass == true { item["breakGlass"] = true }
+                if let names = approval.overrideChecks, !names.isEmpty { item["overrides"] = names.joined(separator: ", ") }
+                if let reason = approval.reason { item["reason"] = reason }
+                return item
+            },
             "canApprove": awaiting && detail.digest != nil && detail.mayApprove.contains(session.identity),
             "canReject": awaiting && (environment?.approvers.contains(session.identity) ?? false),
             "hasChecks": !detail.checks.isEmpty,
             "checks": detail.checks.map { check -> [String: Any] in
                 var item: [String: Any] = ["name": check.name, "result": check.passed ? "passed" : "failed"]
                 if let detail = check.detail { item["detail"] = detail }
+                if let output = check.output, !output.isEmpty { item["output"] = output }
+                if !check.passed, check.mayOverride == true { item["overridable"] = true }
                 return item
             },
             "hasAlerts": !detail.alerts.isEmpty,
@@ -291,6 +300,12 @@ struct ReviewUI: Sendable {
                 return item
             },
         ]
+        let overridable = detail.checks.filter { !$0.passed && $0.mayOverride == true }.map(\.name)
+        if !overridable.isEmpty { context["overrideChecks"] = overridable.joined(separator: ",") }
+        if let held = detail.heldBecause {
+            context["held"] = "Held: \(held). Applies at " + (detail.appliesAt.map { Self.time($0) } ?? "no opening within a year")
+                + (detail.approvalsExpireAt.map { "; the approvals hold until \(Self.time($0))" } ?? "") + "."
+        }
         if let digest = detail.digest { context["digest"] = digest.rawValue }
         if let tagger = detail.tagger { context["tagger"] = tagger }
         if let signer = detail.signer { context["signer"] = signer.description }
@@ -370,7 +385,21 @@ struct ReviewUI: Sendable {
             return Self.message(status: .badRequest, heading: "Not approved", text: "The form named no run or no plan digest.",
                                 back: "/ui/board", session: session)
         }
-        return try await decided(id, try await backend.approve(id, identity: session.identity, digest: digest, terms: .none), "approved", session)
+        // A run whose failed checks may be overridden is approved only by naming them and saying
+        // why: the form carries the names it showed, and the gate refuses any other set.
+        let names = (fields["override_checks"] ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
+        var terms = ApprovalTerms.none
+        if !names.isEmpty {
+            let reason = (fields["reason"] ?? "").trimmingCharacters(in: .whitespaces)
+            guard !reason.isEmpty, reason.utf8.count <= 1_000,
+                  !reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                return Self.message(status: .badRequest, heading: "Not approved",
+                                    text: "Overriding a failed check needs a reason: one line of at most 1000 bytes.",
+                                    back: "/ui/runs/\(id.rawValue)", session: session)
+            }
+            terms = ApprovalTerms(overrideChecks: names, reason: reason)
+        }
+        return try await decided(id, try await backend.approve(id, identity: session.identity, digest: digest, terms: terms), "approved", session)
     }
 
     func reject(_ raw: String, _ fields: [String: String], _ session: UISessions.Session) async throws -> Response {

@@ -69,11 +69,12 @@ enum UITemplates {
     {{#commitMessage}}<details class="commit-message" open><summary>Commit message (the merged pull request)</summary><pre>{{commitMessage}}</pre></details>{{/commitMessage}}
     {{#summary}}<h2>Plan</h2><p class="counts"><span class="create">+{{create}} create</span> <span class="update">~{{update}} update</span> <span class="replace">±{{replace}} replace</span> <span class="delete">-{{delete}} destroy</span></p>
     {{#hasDestroyed}}<div class="destroy"><h3>Destroyed (or destroyed and created again)</h3><ul>{{#destroyed}}<li><code>{{.}}</code></li>{{/destroyed}}</ul></div>{{/hasDestroyed}}{{/summary}}
-    {{#hasChecks}}<h2>Checks</h2><ul class="checks">{{#checks}}<li class="{{result}}">{{name}}: {{result}}{{#detail}} — {{detail}}{{/detail}}</li>{{/checks}}</ul>{{/hasChecks}}
+    {{#hasChecks}}<h2>Checks</h2><ul class="checks">{{#checks}}<li class="{{result}}">{{name}}: {{result}}{{#detail}} — {{detail}}{{/detail}}{{#overridable}} <small>(may be overridden by every approver, with a reason)</small>{{/overridable}}{{#output}}<details><summary>Output</summary><pre>{{output}}</pre></details>{{/output}}</li>{{/checks}}</ul>{{/hasChecks}}
+    {{#held}}<p class="warn">{{held}}</p>{{/held}}
     <h2>Approvals: {{approvalCount}} of {{required}}</h2>
-    <ul class="approvals">{{#approvals}}<li>{{identity}} at {{time}}, quoting <code>{{digest}}</code></li>{{/approvals}}</ul>
+    <ul class="approvals">{{#approvals}}<li>{{identity}} at {{time}}, quoting <code>{{digest}}</code>{{#breakGlass}} <b class="warn">BREAK-GLASS</b>{{/breakGlass}}{{#overrides}}, overriding {{overrides}}{{/overrides}}{{#reason}}: {{reason}}{{/reason}}</li>{{/approvals}}</ul>
     {{#mayApprove}}<p>May still approve: {{mayApprove}}</p>{{/mayApprove}}
-    {{#canApprove}}<form method="post" action="/ui/runs/{{id}}/approve" class="approve"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="digest" value="{{digest}}"><button name="approve">Approve this plan</button> <small>digest <code>{{digest}}</code></small></form>{{/canApprove}}
+    {{#canApprove}}<form method="post" action="/ui/runs/{{id}}/approve" class="approve"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="digest" value="{{digest}}">{{#overrideChecks}}<input type="hidden" name="override_checks" value="{{overrideChecks}}"><label>Reason for overriding {{overrideChecks}} <input name="reason" required maxlength="1000"></label> {{/overrideChecks}}<button name="approve">Approve this plan</button> <small>digest <code>{{digest}}</code></small></form>{{/canApprove}}
     {{#canReject}}<form method="post" action="/ui/runs/{{id}}/reject" class="reject"><input type="hidden" name="csrf" value="{{csrf}}"><label>Reason <input name="reason" required maxlength="1000"></label> <button name="reject">Reject</button></form>{{/canReject}}
     {{#hasBlocks}}<h2>Plan text{{#truncated}} (the start only; the summary and checks cover the whole plan){{/truncated}}</h2>
     {{#blocks}}<details open><summary><code>{{title}}</code></summary><pre>{{text}}</pre></details>{{/blocks}}{{/hasBlocks}}
