@@ -83,10 +83,13 @@ extension Gate {
             let layout = try await layout(of: run, tree: tree)
             let credentials = try credentials(policy.planCredentialsFile, what: "plan")
             let grants = grants(for: run.target.environment)
-            let invocation = TerraformRunner.Invocation(directory: layout.projectDirectory,
+            var invocation = TerraformRunner.Invocation(directory: layout.projectDirectory,
                                                         writable: [tree, planFolder] + grants.writable,
                                                         hidden: grants.hidden, pluginCache: grants.pluginCache,
                                                         credentials: credentials, timeout: agent.terraform.planTimeout)
+            // Read-only: the plan is never applied and stores no state, so it takes no lock a
+            // release's plan or apply would then have to wait for.
+            invocation.stateLock = false
             let initialised: CommandResult
             do {
                 initialised = try await runner.initialize(invocation, backendConfigFiles: layout.backendConfigFiles)

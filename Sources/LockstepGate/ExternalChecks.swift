@@ -24,9 +24,17 @@ extension Gate {
         if !blocking.isEmpty {
             return (.checksFailed(reasons: blocking.map { "check \($0.name) \($0.outcome)" }), update)
         }
-        let overridable = results.overridableFailures
-        if !overridable.isEmpty { return (.checksFailedOverridable(names: overridable.sorted()), update) }
-        return (.checksPassed, update)
+        let overridable = results.overridableFailures.sorted()
+        guard !overridable.isEmpty else { return (.checksPassed, update) }
+        // Overriding needs one approval more than the run needs otherwise: where the environment
+        // lists too few approvers for that, no one could ever approve it, so the run fails now.
+        let required = policy.approvals + (checks(of: run, policy).needsExtraApproval ? 1 : 0) + 1
+        if policy.approvers.count < required {
+            return (.checksFailed(reasons: overridable.map {
+                "check \($0) failed; overriding it needs \(required) approvals, but only \(policy.approvers.count) approvers are configured"
+            }), update)
+        }
+        return (.checksFailedOverridable(names: overridable), update)
     }
 
     /// Runs every external check of the environment on the run's plan, one after another.

@@ -99,7 +99,8 @@ extension TerraformRunner {
         try? FileManager.default.removeItem(at: planFile)
         guard FileManager.default.createFile(atPath: planFile.path, contents: nil, attributes: [.posixPermissions: 0o600])
         else { throw TerraformRunnerError(.fileSystem, "cannot create the plan file") }
-        var arguments = ["plan", "-input=false", "-no-color", "-detailed-exitcode", "-lock-timeout=\(seconds(configuration.lockTimeout))s"]
+        var arguments = ["plan", "-input=false", "-no-color", "-detailed-exitcode"]
+        arguments.append(invocation.stateLock ? "-lock-timeout=\(seconds(configuration.lockTimeout))s" : "-lock=false")
         arguments += varFiles.map { "-var-file=\($0.path)" }
         if destroy { arguments.append("-destroy") }
         arguments.append("-out=\(planFile.path)")

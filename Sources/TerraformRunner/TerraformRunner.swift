@@ -134,6 +134,10 @@ public struct TerraformRunner: Sendable {
         /// environment, so one environment's init never fills a cache another's plan runs
         /// from). Created 0700 when missing. Ignored without ``Configuration/usesPluginCache``.
         public var pluginCache: URL?
+        /// Whether `plan` takes the state lock (default). A drift check's plan, which is never
+        /// applied and writes no state, runs without it so it never makes a release's plan or
+        /// apply wait or fail on the lock.
+        public var stateLock: Bool = true
 
         public init(
             directory: URL,

@@ -190,6 +190,18 @@ struct ExternalCheckUnitTests {
         #expect(await world.runner.applies.isEmpty)
     }
 
+    @Test("an overridable failure where the environment has too few approvers for one approval more fails the run, saying so")
+    func tooFewApproversToOverride() async throws {
+        let yaml = Self.yaml(mayOverride: true).replacingOccurrences(of: "approvers: [alice, bob]", with: "approvers: [alice]")
+        let world = try UnitWorld(environmentsYAML: yaml)
+        defer { world.cleanup() }
+        await world.runner.script { $0.programOutcomes = [.failed(exitCode: 1)] }
+        let run = try await world.plannedRun()
+        #expect(run.state == .failed)
+        let detail = try #require(try await world.lastReason(run.id))
+        #expect(detail.contains("check scan failed; overriding it needs 2 approvals, but only 1 approvers are configured"), "\(detail)")
+    }
+
     @Test("an overridable failure: every approval must override it by name with a reason, and one more approval is needed")
     func overridden() async throws {
         let world = try UnitWorld(environmentsYAML: Self.yaml(mayOverride: true))
