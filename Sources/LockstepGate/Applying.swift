@@ -91,13 +91,10 @@ extension Gate {
     func signatureProblem(_ run: StoredRun, _ policy: EnvironmentPolicy) async throws -> String? {
         guard policy.requireSignedTags else { return nil }
         let trust: SignerTrust
-        var others: [SignerTrust] = []
+        let others: [SignerTrust]
         do throws(GateError) {
-            guard let loaded = try SignerTrust.load(policy) else { return nil }
-            trust = loaded
-            for other in agent.environments.values where other.name != policy.name {
-                if let loaded = try? SignerTrust.load(other) { others.append(loaded) }
-            }
+            guard let loaded = try signerTrust(policy) else { return nil }
+            (trust, others) = loaded
         } catch {
             throw FactsUnavailable(reason: "the signer files could not be read: \(error.description)")
         }
@@ -116,6 +113,40 @@ extension Gate {
             throw FactsUnavailable(reason: rejection.description)
         case .rejected(let rejection):
             return rejection.description
+        }
+    }
+
+    /// The environment's signer files as they are now, with every other environment's (to name
+    /// a key that belongs to another environment); nil where the environment has none.
+    func signerTrust(_ policy: EnvironmentPolicy) throws(GateError) -> (SignerTrust, [SignerTrust])? {
+        guard let trust = try SignerTrust.load(policy) else { return nil }
+        let others = agent.environments.values.filter { $0.name != policy.name }.compactMap { try? SignerTrust.load($0) }
+        return (trust, others)
+    }
+
+    /// The verified signer of a release tag (read by object id) for a run created outside a
+    /// pass (a rollback): nil where the environment does not require signed tags; a tag whose
+    /// signature does not verify now is refused, as a pass would reject it.
+    func verifiedSigner(of info: TagInfo, _ policy: EnvironmentPolicy) async throws -> TagSigner? {
+        guard policy.requireSignedTags else { return nil }
+        let trust: SignerTrust
+        let others: [SignerTrust]
+        do throws(GateError) {
+            guard let loaded = try signerTrust(policy) else { return nil }
+            (trust, others) = loaded
+        } catch {
+            throw GateError(.versionNotAccepted, "the signer files could not be read: \(error.description)")
+        }
+        let raw: RawTagObject
+        do {
+            raw = try await source.rawTag(id: info.target, name: info.name)
+        } catch {
+            throw GateError(.versionNotAccepted, "the tag object could not be read to verify its signature: \(error.description)")
+        }
+        switch await signatureVerifier.verify(raw, trust: trust, others: others) {
+        case .verified(let signer): return signer
+        case .rejected(let rejection):
+            throw GateError(.versionNotAccepted, "the tag's signature does not verify now: \(rejection.description)")
         }
     }
 

@@ -156,8 +156,9 @@ extension Gate {
         if let open = try await store.runSummaries(target: target.target, states: Self.openStates).first, !open.state.isBeforeApply {
             throw GateError(.targetBusy, "run \(open.id) on \(target.target) is \(open.state); roll back once it has finished")
         }
+        // Signed like any run of the environment: apply checks the signer again against this one.
         let candidate = Candidate(info: info, version: decision.version ?? version, object: info.target, commit: info.commit,
-                                  tree: info.tree)
+                                  tree: info.tree, signer: try await verifiedSigner(of: info, policy))
         guard let run = try await ensureRun(for: candidate, served: target, rollbackPin: pin, actor: identity.rawValue,
                                             report: &report) else {
             throw GateError(.targetBusy, "another run was created on \(target.target) first")

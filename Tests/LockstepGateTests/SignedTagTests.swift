@@ -232,6 +232,47 @@ struct SignedTagGateTests {
         #expect(!revokedNow.accepted && revokedNow.rejections.map(\.code) == [.signerKeyRevoked], "\(revokedNow.rejections)")
     }
 
+    @Test("a rollback in an environment that requires signed tags carries the verified signer and applies; a tag no longer trusted cannot be rolled back to")
+    func signedRollback() async throws {
+        let keys = try SSHKeys()
+        defer { keys.cleanup() }
+        _ = try keys.make("release")
+        let signers = try keys.write("dev_signers", "dave@example.com \(try keys.publicKey("release"))\n")
+        let world = try World(environmentsYAML: """
+              dev:
+                serves: true
+                approvers: [alice]
+                require_signed_tags: true
+                allowed_signers_file: \(signers)
+            """, environments: ["dev"])
+        defer { world.cleanup() }
+        let signing = ["GIT_CONFIG_PARAMETERS": "'gpg.format'='ssh' 'user.signingkey'='\(keys.folder.appendingPathComponent("release").path)'"]
+        for version in ["1.0.0", "1.1.0"] {
+            let commit = try world.mergeRelease(version)
+            try world.git(["tag", "-s", "-m", "Release \(version)", "dev/v\(version)", commit], committerEmail: "dave@example.com",
+                          extraEnvironment: signing)
+            try world.publish()
+            #expect(try await world.deploy("dev", version) == .applied(.verified))
+        }
+        let first = try await world.run("dev", "1.0.0")
+        let rollback = try await world.gate.rollback(environment: envName("dev"), to: semver("1.0.0"), identity: identity("alice"))
+        #expect(rollback.run.signer == first.run.signer && rollback.run.signer != nil)
+        _ = try await world.gate.reconcile()
+        let planned = try #require(try await world.store.run(rollback.id))
+        try await world.approve(planned, by: ["alice"])
+        #expect(try await world.gate.apply(run: rollback.id) == .applied(.verified))
+        #expect(try world.applied("dev")?["release"] == "1.0.0")
+
+        // The key is removed from the agent's file: 1.1.0 can no longer be rolled back to.
+        try Data("# no keys\n".utf8).write(to: URL(fileURLWithPath: signers))
+        do {
+            _ = try await world.gate.rollback(environment: envName("dev"), to: semver("1.1.0"), identity: identity("alice"))
+            Issue.record("a rollback to a tag whose signer is no longer trusted was created")
+        } catch let error as GateError {
+            #expect(error.description.contains("signature does not verify now"), "\(error)")
+        }
+    }
+
     @Test("OpenPGP: a good signature is accepted; tampered, unknown, revoked, expired, wrong user id and SSH-signed tags are rejected with their own reason")
     func openPGPSignatures() async throws {
         let gpg = try GPGKeys()
