@@ -82,4 +82,28 @@ struct DriftTests {
         let events = try await world.store.outboxEvents(after: 0, limit: 100).filter { $0.kind == .drift }
         #expect(events.map(\.facts.reason) == ["failed"])
     }
+
+    @Test("a drift check's plan takes no state lock, so it never makes a release's plan or apply wait or fail on it; a release's plan does take it")
+    func driftPlanTakesNoLock() async throws {
+        // A wrapper that notes each command's arguments, then runs the pinned terraform.
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("lockstep-args-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let log = folder.appendingPathComponent("args.log")
+        let wrapper = folder.appendingPathComponent("terraform")
+        try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '\(log.path)'\nexec '\(try World.terraformBinary().path)' \"$@\"\n"
+            .write(to: wrapper, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper.path)
+        let world = try World(environmentsYAML: Self.devWithDrift, environments: ["dev"], terraformBinary: wrapper)
+        defer { world.cleanup() }
+        try world.release("1.0.0", to: ["dev"])
+        #expect(try await world.deploy("dev", "1.0.0") == .applied(.verified))
+        let before = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("plan ") }
+        #expect(before.count == 1 && before[0].contains("-lock-timeout=") && !before[0].contains("-lock=false"), "\(before)")
+
+        #expect(try await world.gate.driftPass().map(\.outcome) == [.noDrift])
+        let plans = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("plan ") }
+        #expect(plans.count == 2)
+        #expect(plans.last?.contains("-lock=false") == true && plans.last?.contains("-lock-timeout") == false, "\(plans)")
+    }
 }
