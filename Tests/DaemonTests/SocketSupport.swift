@@ -131,13 +131,14 @@ extension DaemonWorld {
     }
 
     /// The pipeline's environments, each granted its state folder and its control folder.
-    static func grantingFolders(_ pipeline: Pipeline, state: URL, control: URL) -> String {
+    static func grantingFolders(_ pipeline: Pipeline, state: URL, control: URL, extra: String = "") -> String {
         var text = pipeline.agentConfig
         for environment in pipeline.environments {
             let folders = [state.appendingPathComponent(environment), controlFolder(environment, control: control)]
             text = text.replacingOccurrences(
                 of: "  \(environment):\n",
-                with: "  \(environment):\n    writable_paths: [\(folders.map(\.path).joined(separator: ", "))]\n")
+                with: "  \(environment):\n    writable_paths: [\(folders.map(\.path).joined(separator: ", "))]\n"
+                    + (extra.isEmpty ? "" : "    \(extra)\n"))
         }
         return text
     }

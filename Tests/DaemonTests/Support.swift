@@ -185,8 +185,10 @@ final class DaemonWorld: @unchecked Sendable {
         }
     }
 
-    /// - Parameter agentExtraYAML: top-level keys added to the agent config.
-    init(pipeline: Pipeline = .devOnly, agentExtraYAML: String = "") throws {
+    /// - Parameters:
+    ///   - agentExtraYAML: top-level keys added to the agent config.
+    ///   - environmentExtraYAML: one line of keys added to every environment's policy.
+    init(pipeline: Pipeline = .devOnly, agentExtraYAML: String = "", environmentExtraYAML: String = "") throws {
         scratch = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("lockstep-daemon-\(UUID().uuidString.prefix(12))", isDirectory: true)
         work = scratch.appendingPathComponent("work")
@@ -259,7 +261,7 @@ final class DaemonWorld: @unchecked Sendable {
           sqlite: var/lockstep.sqlite
         listen: 127.0.0.1:\(port)
         environments:
-        \(Self.grantingFolders(pipeline, state: stateDirectory, control: control))
+        \(Self.grantingFolders(pipeline, state: stateDirectory, control: control, extra: environmentExtraYAML))
         \(identities)
         """.write(toFile: configPath, atomically: true, encoding: .utf8)
 
