@@ -89,65 +89,60 @@ extension Gate {
     /// Files that cannot be read, or a program that cannot run, decide nothing: the run stays
     /// approved and is tried again.
     func signatureProblem(_ run: StoredRun, _ policy: EnvironmentPolicy) async throws -> String? {
-        guard policy.requireSignedTags else { return nil }
-        let trust: SignerTrust
-        let others: [SignerTrust]
-        do throws(GateError) {
-            guard let loaded = try signerTrust(policy) else { return nil }
-            (trust, others) = loaded
+        let verdict: SignatureVerdict?
+        do {
+            verdict = try await currentVerdict(tag: run.run.tagObject, name: run.run.tagName, policy)
+        } catch where error.code == .repository {
+            return error.description
         } catch {
             throw FactsUnavailable(reason: "the signer files could not be read: \(error.description)")
         }
-        let raw: RawTagObject
-        do {
-            raw = try await source.rawTag(id: run.run.tagObject, name: run.run.tagName)
-        } catch {
-            return "the tag object \(run.run.tagObject.short) cannot be read: \(error.description)"
-        }
-        switch await signatureVerifier.verify(raw, trust: trust, others: others) {
-        case .verified(let signer) where signer == run.run.signer:
+        switch verdict {
+        case nil:
             return nil
-        case .verified(let signer):
+        case .verified(let signer)? where signer == run.run.signer:
+            return nil
+        case .verified(let signer)?:
             return "it now verifies as \(signer), not as \(run.run.signer?.description ?? "no recorded signer")"
-        case .rejected(let rejection) where rejection.code == .signatureUncheckable:
+        case .rejected(let rejection)? where rejection.code == .signatureUncheckable:
             throw FactsUnavailable(reason: rejection.description)
-        case .rejected(let rejection):
+        case .rejected(let rejection)?:
             return rejection.description
         }
-    }
-
-    /// The environment's signer files as they are now, with every other environment's (to name
-    /// a key that belongs to another environment); nil where the environment has none.
-    func signerTrust(_ policy: EnvironmentPolicy) throws(GateError) -> (SignerTrust, [SignerTrust])? {
-        guard let trust = try SignerTrust.load(policy) else { return nil }
-        let others = agent.environments.values.filter { $0.name != policy.name }.compactMap { try? SignerTrust.load($0) }
-        return (trust, others)
     }
 
     /// The verified signer of a release tag (read by object id) for a run created outside a
     /// pass (a rollback): nil where the environment does not require signed tags; a tag whose
     /// signature does not verify now is refused, as a pass would reject it.
     func verifiedSigner(of info: TagInfo, _ policy: EnvironmentPolicy) async throws -> TagSigner? {
-        guard policy.requireSignedTags else { return nil }
-        let trust: SignerTrust
-        let others: [SignerTrust]
-        do throws(GateError) {
-            guard let loaded = try signerTrust(policy) else { return nil }
-            (trust, others) = loaded
-        } catch {
-            throw GateError(.versionNotAccepted, "the signer files could not be read: \(error.description)")
-        }
-        let raw: RawTagObject
+        let verdict: SignatureVerdict?
         do {
-            raw = try await source.rawTag(id: info.target, name: info.name)
+            verdict = try await currentVerdict(tag: info.target, name: info.name, policy)
         } catch {
-            throw GateError(.versionNotAccepted, "the tag object could not be read to verify its signature: \(error.description)")
+            throw GateError(.versionNotAccepted, error.description)
         }
-        switch await signatureVerifier.verify(raw, trust: trust, others: others) {
-        case .verified(let signer): return signer
-        case .rejected(let rejection):
+        switch verdict {
+        case nil: return nil
+        case .verified(let signer)?: return signer
+        case .rejected(let rejection)?:
             throw GateError(.versionNotAccepted, "the tag's signature does not verify now: \(rejection.description)")
         }
+    }
+
+    /// The verdict on a tag object's signature (read by id) with the environment's signer files
+    /// as they are now, and every other environment's (to name a key that belongs to another
+    /// one); nil where the environment requires no signed tags. A signer file that cannot be
+    /// read throws `configuration`, a tag object that cannot be read `repository`.
+    func currentVerdict(tag object: GitObjectID, name: String, _ policy: EnvironmentPolicy) async throws(GateError) -> SignatureVerdict? {
+        guard policy.requireSignedTags, let trust = try SignerTrust.load(policy) else { return nil }
+        let others = agent.environments.values.filter { $0.name != policy.name }.compactMap { try? SignerTrust.load($0) }
+        let raw: RawTagObject
+        do {
+            raw = try await source.rawTag(id: object, name: name)
+        } catch {
+            throw GateError(.repository, "the tag object \(object.short) cannot be read: \(error.description)")
+        }
+        return await signatureVerifier.verify(raw, trust: trust, others: others)
     }
 
     /// Applies exactly the saved plan with `digest`, once. Runs only after the
